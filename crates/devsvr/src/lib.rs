@@ -1,0 +1,1 @@
+//! Development identity server and echo API.

@@ -1,0 +1,101 @@
+//! Error bodies (Curity-compatible) and `WWW-Authenticate` values (RFC 6750).
+
+pub const UNAUTHORIZED_BODY: &str = r#"{"code":"unauthorized_request","message":"Access denied due to missing, invalid or expired credentials"}"#;
+pub const SERVER_ERROR_BODY: &str =
+    r#"{"code":"server_error","message":"Problem encountered processing the request"}"#;
+pub const FORBIDDEN_BODY: &str =
+    r#"{"code":"forbidden","message":"Access denied due to insufficient scope"}"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    InvalidRequest,
+    InvalidToken,
+    InsufficientScope,
+}
+
+impl BearerError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BearerError::InvalidRequest => "invalid_request",
+            BearerError::InvalidToken => "invalid_token",
+            BearerError::InsufficientScope => "insufficient_scope",
+        }
+    }
+}
+
+/// `Bearer realm="..", scope="..", error=".."` (for `insufficient_scope`: realm, error, scope).
+/// Empty realm or scope are left out; values are quoted-string escaped.
+pub fn www_authenticate(realm: &str, scope: &str, error: Option<BearerError>) -> String {
+    let mut params: Vec<(&str, &str)> = Vec::new();
+    if !realm.is_empty() {
+        params.push(("realm", realm));
+    }
+    let scope_param = (!scope.is_empty()).then_some(("scope", scope));
+    let error_param = error.map(|e| ("error", e.as_str()));
+    if error == Some(BearerError::InsufficientScope) {
+        params.extend(error_param.into_iter().chain(scope_param));
+    } else {
+        params.extend(scope_param.into_iter().chain(error_param));
+    }
+    let list: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", quote(v)))
+        .collect();
+    if list.is_empty() {
+        "Bearer".to_string()
+    } else {
+        format!("Bearer {}", list.join(", "))
+    }
+}
+
+fn quote(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_like_curity_without_its_trailing_comma() {
+        assert_eq!(www_authenticate("api", "", None), r#"Bearer realm="api""#);
+        assert_eq!(
+            www_authenticate("api", "a b c", None),
+            r#"Bearer realm="api", scope="a b c""#
+        );
+        assert_eq!(
+            www_authenticate("api", "a", Some(BearerError::InvalidToken)),
+            r#"Bearer realm="api", scope="a", error="invalid_token""#
+        );
+        assert_eq!(
+            www_authenticate("api", "read write", Some(BearerError::InsufficientScope)),
+            r#"Bearer realm="api", error="insufficient_scope", scope="read write""#
+        );
+        assert_eq!(www_authenticate("", "", None), "Bearer");
+        assert_eq!(www_authenticate("", "s", None), r#"Bearer scope="s""#);
+    }
+
+    #[test]
+    fn escapes_and_drops_controls() {
+        assert_eq!(
+            www_authenticate("a\"b\\c\r\nd", "", None),
+            r#"Bearer realm="a\"b\\cd""#
+        );
+    }
+
+    #[test]
+    fn bodies_are_json() {
+        for b in [UNAUTHORIZED_BODY, SERVER_ERROR_BODY, FORBIDDEN_BODY] {
+            assert!(serde_json::from_str::<serde_json::Value>(b)
+                .unwrap()
+                .is_object());
+        }
+    }
+}

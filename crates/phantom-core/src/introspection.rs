@@ -1,0 +1,218 @@
+//! Interpreting the identity server's 200 response in the configured format.
+
+use serde_json::{Map, Value};
+
+use crate::jwt::{is_compact, payload, token_info, TokenInfo};
+
+/// How the identity server answers (`phantom_token_response_format`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// Curity: `Accept: application/jwt`, the body is the JWT, 204 when inactive.
+    Jwt,
+    /// RFC 7662 JSON with the JWT in the named member (Keycloak: `jwt`).
+    JsonField(String),
+    /// RFC 9701 `application/token-introspection+jwt`.
+    Rfc9701,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The token is active; `jwt` goes upstream.
+    Active {
+        jwt: Vec<u8>,
+        info: TokenInfo,
+    },
+    Inactive,
+    /// The response is unusable; the reason is for the error log (never token bytes).
+    Invalid(String),
+}
+
+/// Interprets a 200 response body. `_now` is reserved for freshness checks of RFC 9701
+/// responses; expiry of the token itself is decided by the caller from `info.exp`.
+pub fn interpret(format: &Format, body: &[u8], _now: i64) -> Verdict {
+    let body = body.trim_ascii();
+    if body.is_empty() {
+        return Verdict::Invalid("empty introspection response".into());
+    }
+    match format {
+        Format::Jwt => active_jwt(body),
+        Format::JsonField(name) => json_field(body, name),
+        Format::Rfc9701 => rfc9701(body),
+    }
+}
+
+fn active_jwt(jwt: &[u8]) -> Verdict {
+    if !is_compact(jwt) {
+        return Verdict::Invalid("response is not a compact JWT".into());
+    }
+    match payload(jwt).and_then(|c| token_info(&c)) {
+        Ok(info) => Verdict::Active {
+            jwt: jwt.to_vec(),
+            info,
+        },
+        Err(e) => Verdict::Invalid(e.to_string()),
+    }
+}
+
+fn active_flag(obj: &Map<String, Value>) -> Result<bool, Verdict> {
+    match obj.get("active") {
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(Verdict::Invalid("\"active\" is not a boolean".into())),
+        None => Err(Verdict::Invalid("\"active\" is missing".into())),
+    }
+}
+
+fn json_field(body: &[u8], name: &str) -> Verdict {
+    let obj = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(o)) => o,
+        _ => return Verdict::Invalid("response is not a JSON object".into()),
+    };
+    match active_flag(&obj) {
+        Err(v) => v,
+        Ok(false) => Verdict::Inactive,
+        Ok(true) => match obj.get(name) {
+            Some(Value::String(jwt)) => active_jwt(jwt.as_bytes()),
+            _ => Verdict::Invalid(format!("member \"{name}\" with the JWT is missing")),
+        },
+    }
+}
+
+/// RFC 9701: signature verification is left to the API, which receives the whole response.
+fn rfc9701(body: &[u8]) -> Verdict {
+    if !is_compact(body) {
+        return Verdict::Invalid("response is not a compact JWT".into());
+    }
+    let claims = match payload(body) {
+        Ok(c) => c,
+        Err(e) => return Verdict::Invalid(e.to_string()),
+    };
+    let Some(Value::Object(ti)) = claims.get("token_introspection") else {
+        return Verdict::Invalid("\"token_introspection\" claim is missing".into());
+    };
+    match active_flag(ti) {
+        Err(v) => v,
+        Ok(false) => Verdict::Inactive,
+        Ok(true) => match token_info(ti) {
+            Ok(info) => Verdict::Active {
+                jwt: body.to_vec(),
+                info,
+            },
+            Err(e) => Verdict::Invalid(e.to_string()),
+        },
+    }
+}
+
+/// Parses the directive arguments: `jwt`, `rfc9701` or `json_field <member>`.
+pub fn parse_format(args: &[&str]) -> Result<Format, String> {
+    match args {
+        ["jwt"] => Ok(Format::Jwt),
+        ["rfc9701"] => Ok(Format::Rfc9701),
+        ["json_field", name] if !name.is_empty() => Ok(Format::JsonField((*name).to_string())),
+        ["json_field"] => Err("json_field needs the name of the member holding the JWT".into()),
+        _ => Err(format!(
+            "unknown format \"{}\" (expected jwt, json_field <member> or rfc9701)",
+            args.join(" ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    fn jwt(payload: &str) -> String {
+        format!(
+            "eyJhbGciOiJIUzI1NiJ9.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(payload)
+        )
+    }
+
+    #[test]
+    fn curity_jwt_body() {
+        let j = jwt(r#"{"exp":200,"scope":"read"}"#);
+        let v = interpret(&Format::Jwt, format!("{j}\n").as_bytes(), 100);
+        assert_eq!(
+            v,
+            Verdict::Active {
+                jwt: j.into_bytes(),
+                info: TokenInfo {
+                    exp: 200,
+                    scope: "read".into()
+                }
+            }
+        );
+        assert_eq!(
+            interpret(&Format::Jwt, b"", 0),
+            Verdict::Invalid("empty introspection response".into())
+        );
+        assert!(matches!(
+            interpret(&Format::Jwt, b"<html>", 0),
+            Verdict::Invalid(_)
+        ));
+        assert!(matches!(
+            interpret(&Format::Jwt, jwt("[]").as_bytes(), 0),
+            Verdict::Invalid(_)
+        ));
+        assert!(matches!(
+            interpret(&Format::Jwt, jwt("{}").as_bytes(), 0),
+            Verdict::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn json_field_body() {
+        let f = Format::JsonField("jwt".into());
+        let j = jwt(r#"{"exp":200}"#);
+        let body = format!(r#"{{"active":true,"jwt":"{j}"}}"#);
+        assert!(matches!(
+            interpret(&f, body.as_bytes(), 0),
+            Verdict::Active { .. }
+        ));
+        assert_eq!(interpret(&f, br#"{"active":false}"#, 0), Verdict::Inactive);
+        assert!(matches!(
+            interpret(&f, br#"{"active":"true"}"#, 0),
+            Verdict::Invalid(_)
+        ));
+        assert!(matches!(
+            interpret(&f, br#"{"active":true}"#, 0),
+            Verdict::Invalid(_)
+        ));
+        assert!(matches!(interpret(&f, br#"[1]"#, 0), Verdict::Invalid(_)));
+    }
+
+    #[test]
+    fn rfc9701_body() {
+        let active =
+            jwt(r#"{"iss":"x","token_introspection":{"active":true,"exp":300,"scope":"a b"}}"#);
+        match interpret(&Format::Rfc9701, active.as_bytes(), 0) {
+            Verdict::Active { jwt: j, info } => {
+                assert_eq!(j, active.as_bytes());
+                assert_eq!(info.scope, "a b");
+            }
+            v => panic!("{v:?}"),
+        }
+        let inactive = jwt(r#"{"token_introspection":{"active":false}}"#);
+        assert_eq!(
+            interpret(&Format::Rfc9701, inactive.as_bytes(), 0),
+            Verdict::Inactive
+        );
+        assert!(matches!(
+            interpret(&Format::Rfc9701, jwt(r#"{"a":1}"#).as_bytes(), 0),
+            Verdict::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!(parse_format(&["jwt"]), Ok(Format::Jwt));
+        assert_eq!(parse_format(&["rfc9701"]), Ok(Format::Rfc9701));
+        assert_eq!(
+            parse_format(&["json_field", "jwt"]),
+            Ok(Format::JsonField("jwt".into()))
+        );
+        assert!(parse_format(&["json_field"]).is_err());
+        assert!(parse_format(&["xml"]).is_err());
+    }
+}

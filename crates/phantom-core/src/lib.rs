@@ -1,0 +1,15 @@
+//! Pure parsing and policy for ngx-phantom-token: no nginx FFI, unit-tested and fuzzable.
+//!
+//! The module's FFI glue calls these functions with bytes taken from requests and from the
+//! identity server's responses; every function here is total over untrusted input.
+#![forbid(unsafe_code)]
+
+pub mod cache_control;
+pub mod challenge;
+pub mod digest;
+pub mod form;
+pub mod introspection;
+pub mod jwt;
+pub mod scope;
+pub mod token;
+pub mod ttl;

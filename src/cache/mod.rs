@@ -1,0 +1,184 @@
+//! The JWT cache: a per-worker L1 (`lru`) in front of a shared-memory zone (L2).
+//!
+//! Keys are SHA-256 digests of the opaque token; raw tokens are never stored.
+
+mod l1;
+mod zone;
+
+use core::ffi::{c_char, c_void};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use nginx_sys::{ngx_command_t, ngx_conf_t, NGX_LOG_EMERG};
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ngx_conf_log_error;
+
+use crate::config::{args, parse_seconds, parse_size, MainConf};
+
+pub use zone::Zone;
+
+/// `$phantom_token_cache_status`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CacheStatus {
+    Bypass,
+    Miss,
+    Hit,
+    Expired,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Bypass => "BYPASS",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Expired => "EXPIRED",
+        }
+    }
+}
+
+/// A cached introspection result.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    Active { jwt: Rc<[u8]>, scope: Rc<str> },
+    Inactive,
+}
+
+/// One `phantom_token_cache_zone`: its parameters, its shared zone and this worker's L1.
+pub struct ZoneConf {
+    pub name: String,
+    pub max_ttl: Option<u64>,
+    pub negative_ttl: u64,
+    pub leeway: u64,
+    pub zone: Zone,
+    l1: RefCell<l1::L1>,
+}
+
+impl ZoneConf {
+    /// Finds a fresh entry: L1 first, then the shared zone (refilling L1).
+    pub fn lookup(&self, digest: &[u8; 32], now_ms: i64) -> (CacheStatus, Option<Entry>) {
+        if let Ok(mut l1) = self.l1.try_borrow_mut() {
+            if let Some(e) = l1.get(digest, now_ms) {
+                return (CacheStatus::Hit, Some(e));
+            }
+        }
+        match self.zone.lookup(digest, now_ms) {
+            zone::Found::Fresh(entry, expires) => {
+                if let Ok(mut l1) = self.l1.try_borrow_mut() {
+                    l1.put(*digest, entry.clone(), expires);
+                }
+                (CacheStatus::Hit, Some(entry))
+            }
+            zone::Found::Expired => (CacheStatus::Expired, None),
+            zone::Found::Missing => (CacheStatus::Miss, None),
+        }
+    }
+
+    /// Stores `entry` for `ttl` seconds in both levels; `ttl == 0` stores nothing.
+    pub fn store(&self, digest: &[u8; 32], entry: &Entry, ttl: u64, now_ms: i64) {
+        if ttl == 0 {
+            return;
+        }
+        let expires = now_ms.saturating_add((ttl.min(i64::MAX as u64 / 2000) * 1000) as i64);
+        self.zone.store(digest, entry, expires, now_ms);
+        if let Ok(mut l1) = self.l1.try_borrow_mut() {
+            l1.put(*digest, entry.clone(), expires);
+        }
+    }
+}
+
+/// `phantom_token_cache_zone name:size [max_ttl=time] [negative_ttl=time] [leeway=time] [l1=N];`
+pub extern "C" fn set_cache_zone(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract; conf is this module's main configuration.
+    let (mcf, args) = unsafe { (&mut *(conf as *mut MainConf), args(cf)) };
+    let spec = match parse_zone_args(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"phantom_token_cache_zone\": {e}");
+            return NGX_CONF_ERROR;
+        }
+    };
+    if mcf.zones.iter().any(|z| z.name == spec.name) {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "\"phantom_token_cache_zone\": duplicate zone \"{}\"",
+            spec.name
+        );
+        return NGX_CONF_ERROR;
+    }
+    let mut zc = Box::new(ZoneConf {
+        name: spec.name,
+        max_ttl: spec.max_ttl,
+        negative_ttl: spec.negative_ttl,
+        leeway: spec.leeway,
+        zone: Zone::default(),
+        l1: RefCell::new(l1::L1::new(spec.l1)),
+    });
+    // SAFETY: cf is valid; the boxed ZoneConf has a stable address for the cycle.
+    if unsafe { zone::declare(cf, &mut zc.zone, &zc.name, spec.size) }.is_err() {
+        return NGX_CONF_ERROR;
+    }
+    mcf.zones.push(zc);
+    NGX_CONF_OK
+}
+
+struct ZoneSpec {
+    name: String,
+    size: usize,
+    max_ttl: Option<u64>,
+    negative_ttl: u64,
+    leeway: u64,
+    l1: usize,
+}
+
+/// Smallest zone nginx's slab allocator accepts (8 pages).
+const MIN_ZONE: usize = 32 * 1024;
+
+fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
+    let first = args.first().copied().unwrap_or("");
+    let (name, size) = first
+        .split_once(':')
+        .filter(|(n, s)| !n.is_empty() && !s.is_empty())
+        .ok_or_else(|| format!("expected name:size, e.g. phantom_tokens:10m, got \"{first}\""))?;
+    let size = parse_size(size).ok_or_else(|| format!("invalid zone size \"{size}\""))?;
+    if size < MIN_ZONE {
+        return Err(format!(
+            "zone \"{name}\" is too small ({size} bytes), use at least 32k"
+        ));
+    }
+    let mut spec = ZoneSpec {
+        name: name.into(),
+        size,
+        max_ttl: None,
+        negative_ttl: 0,
+        leeway: 5,
+        l1: 512,
+    };
+    for a in &args[1..] {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| format!("invalid parameter \"{a}\""))?;
+        let secs = || parse_seconds(v).ok_or_else(|| format!("invalid time in \"{a}\""));
+        match k {
+            "max_ttl" => spec.max_ttl = Some(secs()?),
+            "negative_ttl" => spec.negative_ttl = secs()?,
+            "leeway" => spec.leeway = secs()?,
+            "l1" => {
+                spec.l1 = v
+                    .parse()
+                    .map_err(|_| format!("invalid number in \"{a}\""))?
+            }
+            _ => {
+                return Err(format!(
+                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway= or l1=)"
+                ))
+            }
+        }
+    }
+    Ok(spec)
+}

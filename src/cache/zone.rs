@@ -1,0 +1,328 @@
+//! The shared-memory level: an rbtree index and an LRU list in an nginx slab zone.
+//!
+//! Every operation holds the slab pool's own mutex, which the master process releases if a
+//! worker dies holding it, and only for index work and copies, never across I/O. Each entry
+//! is one slab allocation: a [`Node`] header followed by the JWT and scope bytes.
+
+use core::ffi::c_void;
+use core::mem::size_of;
+use core::ptr;
+use std::rc::Rc;
+
+use nginx_sys::{
+    ngx_conf_t, ngx_int_t, ngx_queue_insert_after, ngx_queue_remove, ngx_queue_t,
+    ngx_rbtree_delete, ngx_rbtree_init, ngx_rbtree_insert, ngx_rbtree_insert_value,
+    ngx_rbtree_node_t, ngx_rbtree_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock,
+    ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t,
+    NGX_ERROR, NGX_OK,
+};
+
+use super::Entry;
+use crate::Module;
+use ngx::http::HttpModule;
+
+/// Marks a zone laid out by this version of the module (checked when a reload reuses it).
+const MAGIC: u64 = 0x5054_4b43_4143_4831; // "PTKCACH1"
+
+/// Entries bigger than this share of the zone are not cached at all.
+const MAX_SHARE: usize = 4;
+
+#[repr(C)]
+struct Shared {
+    magic: u64,
+    tree: ngx_rbtree_t,
+    sentinel: ngx_rbtree_node_t,
+    /// Most recently used at the head, eviction candidates at the tail.
+    lru: ngx_queue_t,
+}
+
+#[repr(C)]
+struct Node {
+    /// First, so a tree node pointer is a Node pointer. `key` = first 8 digest bytes.
+    rb: ngx_rbtree_node_t,
+    lru: ngx_queue_t,
+    digest: [u8; 32],
+    expires_ms: i64,
+    active: u8,
+    jwt_len: u32,
+    scope_len: u32,
+}
+
+/// The shared zone of one `phantom_token_cache_zone`.
+pub struct Zone {
+    shm: *mut ngx_shm_zone_t,
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone {
+            shm: ptr::null_mut(),
+        }
+    }
+}
+
+/// Result of a shared-zone lookup.
+pub enum Found {
+    Fresh(Entry, i64),
+    Expired,
+    Missing,
+}
+
+/// Declares the shared memory zone; nginx maps it before the workers start.
+///
+/// # Safety
+/// `cf` must be valid; `zone` must stay at its address for the whole cycle.
+pub unsafe fn declare(
+    cf: *mut ngx_conf_t,
+    zone: &mut Zone,
+    name: &str,
+    size: usize,
+) -> Result<(), ()> {
+    // SAFETY: cf is valid; the name is copied by nginx into the zone list.
+    let name = unsafe { ngx_str_t::from_bytes((*cf).pool, name.as_bytes()) }.ok_or(())?;
+    let mut name = name;
+    let tag = Module::module() as *const _ as *mut c_void;
+    // SAFETY: all pointers valid; nginx reports conflicts itself.
+    let shm = unsafe { ngx_shared_memory_add(cf, &mut name, size, tag) };
+    if shm.is_null() {
+        return Err(());
+    }
+    // SAFETY: shm is the zone just added (or the existing one with the same name and tag).
+    unsafe {
+        if !(*shm).data.is_null() {
+            return Err(());
+        }
+        (*shm).init = Some(init_zone);
+        (*shm).data = zone as *mut Zone as *mut c_void;
+    }
+    zone.shm = shm;
+    Ok(())
+}
+
+/// Zone init: reuse a zone kept across reload, or lay out a fresh one.
+unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_int_t {
+    // SAFETY: nginx calls init with the mapped zone; its start is the slab pool.
+    let pool = unsafe { (*shm).shm.addr } as *mut ngx_slab_pool_t;
+    // SAFETY: pool is the zone's initialised slab pool.
+    unsafe {
+        let existing = (*pool).data as *mut Shared;
+        if !existing.is_null() && (*existing).magic == MAGIC {
+            // Reused on reload: the tree's insert callback points into this module's code.
+            (*existing).tree.insert = Some(ngx_rbtree_insert_value);
+            return NGX_OK as ngx_int_t;
+        }
+        ngx_shmtx_lock(&mut (*pool).mutex);
+        let sh = ngx_slab_alloc_locked(pool, size_of::<Shared>()) as *mut Shared;
+        if sh.is_null() {
+            ngx_shmtx_unlock(&mut (*pool).mutex);
+            return NGX_ERROR as ngx_int_t;
+        }
+        (*sh).magic = MAGIC;
+        ngx_rbtree_init(
+            &mut (*sh).tree,
+            &mut (*sh).sentinel,
+            Some(ngx_rbtree_insert_value),
+        );
+        nginx_sys::ngx_queue_init(&mut (*sh).lru);
+        (*pool).data = sh as *mut c_void;
+        // Allocation failures are handled by eviction, so don't log them as critical.
+        (*pool).set_log_nomem(0);
+        ngx_shmtx_unlock(&mut (*pool).mutex);
+    }
+    NGX_OK as ngx_int_t
+}
+
+/// Holds the slab pool mutex; unlocks on drop.
+struct Locked {
+    pool: *mut ngx_slab_pool_t,
+    sh: *mut Shared,
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: we hold the lock taken in `Zone::lock`.
+        unsafe { ngx_shmtx_unlock(&mut (*self.pool).mutex) };
+    }
+}
+
+fn tree_key(digest: &[u8; 32]) -> usize {
+    let mut k = [0u8; 8];
+    k.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(k) as usize
+}
+
+impl Zone {
+    fn lock(&self) -> Option<Locked> {
+        // SAFETY: shm was set at configuration; addr is mapped in every worker.
+        let pool = unsafe { self.shm.as_ref()?.shm.addr } as *mut ngx_slab_pool_t;
+        // SAFETY: pool is the zone's slab pool; data is our Shared once init ran.
+        unsafe {
+            let sh = (*pool).data as *mut Shared;
+            if sh.is_null() {
+                return None;
+            }
+            ngx_shmtx_lock(&mut (*pool).mutex);
+            Some(Locked { pool, sh })
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        // SAFETY: shm was set at configuration.
+        unsafe { self.shm.as_ref() }.map_or(0, |z| z.shm.size)
+    }
+
+    pub fn lookup(&self, digest: &[u8; 32], now_ms: i64) -> Found {
+        let Some(l) = self.lock() else {
+            return Found::Missing;
+        };
+        let Some(node) = l.find(digest) else {
+            return Found::Missing;
+        };
+        // SAFETY: node is a live entry of the locked tree.
+        unsafe {
+            if (*node).expires_ms <= now_ms {
+                l.remove(node);
+                return Found::Expired;
+            }
+            ngx_queue_remove(&mut (*node).lru);
+            ngx_queue_insert_after(&mut (*l.sh).lru, &mut (*node).lru);
+            Found::Fresh(read_entry(node), (*node).expires_ms)
+        }
+    }
+
+    pub fn store(&self, digest: &[u8; 32], entry: &Entry, expires_ms: i64, now_ms: i64) {
+        let (jwt, scope): (&[u8], &[u8]) = match entry {
+            Entry::Active { jwt, scope } => (jwt, scope.as_bytes()),
+            Entry::Inactive => (&[], &[]),
+        };
+        let need = size_of::<Node>() + jwt.len() + scope.len();
+        if need > self.size() / MAX_SHARE || jwt.len() > u32::MAX as usize {
+            return;
+        }
+        let Some(l) = self.lock() else { return };
+        if let Some(old) = l.find(digest) {
+            // SAFETY: old is a live entry of the locked tree.
+            unsafe { l.remove(old) };
+        }
+        l.expire(now_ms, 2);
+        let Some(node) = l.alloc(need) else { return };
+        // SAFETY: node points at `need` fresh bytes, enough for the header and data.
+        unsafe {
+            ptr::write(
+                node,
+                Node {
+                    rb: core::mem::zeroed(),
+                    lru: core::mem::zeroed(),
+                    digest: *digest,
+                    expires_ms,
+                    active: matches!(entry, Entry::Active { .. }) as u8,
+                    jwt_len: jwt.len() as u32,
+                    scope_len: scope.len() as u32,
+                },
+            );
+            let data = (node as *mut u8).add(size_of::<Node>());
+            ptr::copy_nonoverlapping(jwt.as_ptr(), data, jwt.len());
+            ptr::copy_nonoverlapping(scope.as_ptr(), data.add(jwt.len()), scope.len());
+            (*node).rb.key = tree_key(digest);
+            ngx_rbtree_insert(&mut (*l.sh).tree, &mut (*node).rb);
+            ngx_queue_insert_after(&mut (*l.sh).lru, &mut (*node).lru);
+        }
+    }
+}
+
+impl Locked {
+    /// Finds the entry whose full digest matches (keys may collide, digests may not).
+    fn find(&self, digest: &[u8; 32]) -> Option<*mut Node> {
+        let key = tree_key(digest);
+        // SAFETY: the tree is consistent while the lock is held.
+        unsafe {
+            let sentinel = (*self.sh).tree.sentinel;
+            let mut n = (*self.sh).tree.root;
+            while n != sentinel {
+                if key < (*n).key {
+                    n = (*n).left;
+                } else if key > (*n).key {
+                    n = (*n).right;
+                } else {
+                    let node = n as *mut Node;
+                    if (*node).digest == *digest {
+                        return Some(node);
+                    }
+                    n = (*n).right;
+                }
+            }
+        }
+        None
+    }
+
+    /// Unlinks and frees an entry.
+    ///
+    /// # Safety
+    /// `node` must be a live entry of this locked zone.
+    unsafe fn remove(&self, node: *mut Node) {
+        // SAFETY: per contract.
+        unsafe {
+            ngx_queue_remove(&mut (*node).lru);
+            ngx_rbtree_delete(&mut (*self.sh).tree, &mut (*node).rb);
+            ngx_slab_free_locked(self.pool, node as *mut c_void);
+        }
+    }
+
+    /// The least recently used entry, if any.
+    fn tail(&self) -> Option<*mut Node> {
+        // SAFETY: the list is consistent while the lock is held.
+        unsafe {
+            let head = &mut (*self.sh).lru as *mut ngx_queue_t;
+            let last = (*head).prev;
+            if last == head {
+                return None;
+            }
+            Some((last as *mut u8).sub(core::mem::offset_of!(Node, lru)) as *mut Node)
+        }
+    }
+
+    /// Reclaims up to `n` expired entries from the LRU tail.
+    fn expire(&self, now_ms: i64, n: usize) {
+        for _ in 0..n {
+            match self.tail() {
+                // SAFETY: t is a live entry.
+                Some(t) if unsafe { (*t).expires_ms } <= now_ms => unsafe { self.remove(t) },
+                _ => return,
+            }
+        }
+    }
+
+    /// Allocates, evicting least recently used entries until it fits.
+    fn alloc(&self, size: usize) -> Option<*mut Node> {
+        loop {
+            // SAFETY: the pool is locked.
+            let p = unsafe { ngx_slab_alloc_locked(self.pool, size) } as *mut Node;
+            if !p.is_null() {
+                return Some(p);
+            }
+            let victim = self.tail()?;
+            // SAFETY: victim is a live entry.
+            unsafe { self.remove(victim) };
+        }
+    }
+}
+
+/// Copies an entry out of shared memory (the lock is held by the caller).
+///
+/// # Safety
+/// `node` must be a live entry of a locked zone.
+unsafe fn read_entry(node: *const Node) -> Entry {
+    // SAFETY: per contract; the data follows the header.
+    unsafe {
+        if (*node).active == 0 {
+            return Entry::Inactive;
+        }
+        let data = (node as *const u8).add(size_of::<Node>());
+        let jwt = core::slice::from_raw_parts(data, (*node).jwt_len as usize);
+        let scope = core::slice::from_raw_parts(data.add(jwt.len()), (*node).scope_len as usize);
+        Entry::Active {
+            jwt: Rc::from(jwt),
+            scope: Rc::from(String::from_utf8_lossy(scope).as_ref()),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Coalescing: concurrent first requests for one token in a worker share one introspection.
+//!
+//! The first request (the leader) introspects; later ones with the same token digest wait
+//! here. When the leader decides, each waiter gets the outcome in its context and its write
+//! event is posted, which re-runs its phases. Pool cleanups keep the list free of requests
+//! that ended while waiting, and wake the waiters with [`Outcome::Retry`] if the leader ends
+//! without deciding (client gone).
+
+use core::ffi::c_void;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use nginx_sys::{ngx_http_request_t, ngx_pool_cleanup_add, ngx_post_event, ngx_posted_events};
+
+use crate::ctx;
+use crate::handler::Outcome;
+
+type Waiters = Vec<*mut ngx_http_request_t>;
+
+thread_local! {
+    /// Digest of an in-flight token -> requests waiting for its result.
+    static FLIGHTS: RefCell<HashMap<[u8; 32], Waiters>> = RefCell::new(HashMap::new());
+}
+
+/// Starts a flight for `digest`; `false` if one is already in the air.
+pub fn lead(digest: &[u8; 32]) -> bool {
+    FLIGHTS.with_borrow_mut(|f| {
+        if f.contains_key(digest) {
+            return false;
+        }
+        f.insert(*digest, Vec::new());
+        true
+    })
+}
+
+struct WaiterMark {
+    digest: [u8; 32],
+    r: *mut ngx_http_request_t,
+}
+
+unsafe extern "C" fn waiter_gone(data: *mut c_void) {
+    // SAFETY: data is the WaiterMark written by `join`.
+    let mark = unsafe { &*(data as *const WaiterMark) };
+    FLIGHTS.with_borrow_mut(|f| {
+        if let Some(w) = f.get_mut(&mark.digest) {
+            w.retain(|r| *r != mark.r);
+        }
+    });
+}
+
+/// Adds `r` as a waiter of the flight for `digest`.
+///
+/// # Safety
+/// `r` must be a valid main request that returns `NGX_AGAIN` from the access phase.
+pub unsafe fn join(digest: &[u8; 32], r: *mut ngx_http_request_t) -> bool {
+    // SAFETY: r->pool is valid; the mark lives in the cleanup's own allocation.
+    let cln = unsafe { ngx_pool_cleanup_add((*r).pool, core::mem::size_of::<WaiterMark>()) };
+    if cln.is_null() {
+        return false;
+    }
+    // SAFETY: the cleanup allocated room for a WaiterMark.
+    unsafe {
+        core::ptr::write(
+            (*cln).data as *mut WaiterMark,
+            WaiterMark { digest: *digest, r },
+        );
+        (*cln).handler = Some(waiter_gone);
+    }
+    FLIGHTS.with_borrow_mut(|f| match f.get_mut(digest) {
+        Some(w) => {
+            w.push(r);
+            true
+        }
+        None => false,
+    })
+}
+
+/// Ends the flight for `digest`: hands `outcome` to every waiter and wakes it.
+pub fn land(digest: &[u8; 32], outcome: &Outcome) {
+    let waiters = FLIGHTS
+        .with_borrow_mut(|f| f.remove(digest))
+        .unwrap_or_default();
+    for r in waiters {
+        // SAFETY: waiters are removed by their pool cleanup, so `r` is still alive.
+        unsafe { wake(r, outcome.clone()) };
+    }
+}
+
+unsafe fn wake(r: *mut ngx_http_request_t, outcome: Outcome) {
+    // SAFETY: r is a live main request with our context.
+    if let Some(c) = unsafe { ctx::get(r) } {
+        c.shared = Some(outcome);
+    }
+    // SAFETY: the write event of a live request's connection; posting re-runs its phases.
+    unsafe { ngx_post_event((*(*r).connection).write, &raw mut ngx_posted_events) };
+}

@@ -1,0 +1,522 @@
+//! Directives, their parsing and merge rules; every error names the directive to fix.
+
+use core::ffi::{c_char, c_void};
+use core::ptr;
+
+use nginx_sys::{
+    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_t, ngx_flag_t, ngx_http_compile_complex_value,
+    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_parse_size, ngx_parse_time,
+    ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
+    NGX_CONF_UNSET, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+};
+use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::http::HttpModuleMainConf;
+use ngx::{ngx_conf_log_error, ngx_string};
+use phantom_core::challenge::{www_authenticate, BearerError};
+use phantom_core::introspection::{parse_format, Format};
+
+use crate::cache;
+use crate::Module;
+
+/// Per-location settings, merged down from `http` and `server`.
+pub struct LocConf {
+    pub enable: ngx_flag_t,
+    pub allow_preflight: ngx_flag_t,
+    pub endpoint: Option<ngx_str_t>,
+    pub realm: Option<String>,
+    pub scopes: Option<String>,
+    pub scope_list: Vec<String>,
+    pub required_scopes: Option<Vec<String>>,
+    pub cache_name: Option<String>,
+    pub header: Option<String>,
+    pub source: Option<*mut ngx_http_complex_value_t>,
+    pub format: Option<Format>,
+    /// Derived at merge: the selected zone (index into `MainConf::zones`).
+    pub cache: Option<usize>,
+    /// Derived at merge: `WWW-Authenticate` values, built once.
+    pub challenges: Challenges,
+}
+
+/// Precomputed `WWW-Authenticate` values for each error kind.
+#[derive(Default, Clone)]
+pub struct Challenges {
+    pub missing: String,
+    pub invalid_request: String,
+    pub invalid_token: String,
+    pub insufficient_scope: String,
+}
+
+impl Default for LocConf {
+    fn default() -> Self {
+        Self {
+            enable: NGX_CONF_UNSET as ngx_flag_t,
+            allow_preflight: NGX_CONF_UNSET as ngx_flag_t,
+            endpoint: None,
+            realm: None,
+            scopes: None,
+            scope_list: Vec::new(),
+            required_scopes: None,
+            cache_name: None,
+            header: None,
+            source: None,
+            format: None,
+            cache: None,
+            challenges: Challenges::default(),
+        }
+    }
+}
+
+impl LocConf {
+    pub fn enabled(&self) -> bool {
+        self.enable == 1
+    }
+
+    pub fn format(&self) -> &Format {
+        self.format.as_ref().unwrap_or(&Format::Jwt)
+    }
+
+    /// The scopes advertised in `WWW-Authenticate` (`phantom_token_scopes` wins).
+    fn advertised_scopes(&self) -> String {
+        match &self.scopes {
+            Some(s) => s.clone(),
+            None => self.scope_list.join(" "),
+        }
+    }
+
+    fn build_challenges(&mut self) {
+        let realm = self.realm.clone().unwrap_or_else(|| "api".into());
+        let scope = self.advertised_scopes();
+        let required = self.required_scopes.clone().unwrap_or_default().join(" ");
+        self.challenges = Challenges {
+            missing: www_authenticate(&realm, &scope, None),
+            invalid_request: www_authenticate(&realm, &scope, Some(BearerError::InvalidRequest)),
+            invalid_token: www_authenticate(&realm, &scope, Some(BearerError::InvalidToken)),
+            insufficient_scope: www_authenticate(
+                &realm,
+                &required,
+                Some(BearerError::InsufficientScope),
+            ),
+        };
+    }
+
+    fn merge_from(&mut self, prev: &LocConf) {
+        if self.enable == NGX_CONF_UNSET as ngx_flag_t {
+            self.enable = if prev.enable == NGX_CONF_UNSET as ngx_flag_t {
+                0
+            } else {
+                prev.enable
+            };
+        }
+        if self.allow_preflight == NGX_CONF_UNSET as ngx_flag_t {
+            self.allow_preflight = if prev.allow_preflight == NGX_CONF_UNSET as ngx_flag_t {
+                0
+            } else {
+                prev.allow_preflight
+            };
+        }
+        merge_opt(&mut self.endpoint, &prev.endpoint);
+        merge_opt(&mut self.realm, &prev.realm);
+        merge_opt(&mut self.scopes, &prev.scopes);
+        if self.scope_list.is_empty() {
+            self.scope_list = prev.scope_list.clone();
+        }
+        merge_opt(&mut self.required_scopes, &prev.required_scopes);
+        merge_opt(&mut self.cache_name, &prev.cache_name);
+        merge_opt(&mut self.header, &prev.header);
+        merge_opt(&mut self.source, &prev.source);
+        merge_opt(&mut self.format, &prev.format);
+    }
+}
+
+/// Required by ngx's trait bounds; the real merge is [`merge_loc_conf`], which can log.
+impl ngx::http::Merge for LocConf {
+    fn merge(&mut self, prev: &Self) -> Result<(), ngx::http::MergeConfigError> {
+        self.merge_from(prev);
+        Ok(())
+    }
+}
+
+fn merge_opt<T: Clone>(this: &mut Option<T>, prev: &Option<T>) {
+    if this.is_none() {
+        this.clone_from(prev);
+    }
+}
+
+/// `http`-level settings: the declared cache zones.
+#[derive(Default)]
+pub struct MainConf {
+    pub zones: Vec<Box<cache::ZoneConf>>,
+}
+
+/// Merge hook: inherit, resolve the cache zone by name and build the challenges.
+///
+/// # Safety
+/// Called by nginx with valid configuration pointers of this module's types.
+pub unsafe fn merge_loc_conf(
+    cf: *mut ngx_conf_t,
+    prev: *mut c_void,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes this module's location configurations, created by create_loc_conf.
+    let (prev, conf) = unsafe { (&*(prev as *const LocConf), &mut *(conf as *mut LocConf)) };
+    conf.merge_from(prev);
+    conf.cache = None;
+    if let Some(name) = conf.cache_name.as_deref().filter(|n| *n != "off") {
+        // SAFETY: cf is valid during merge.
+        let Some(mcf) = Module::main_conf(unsafe { &*cf }) else {
+            return NGX_CONF_ERROR;
+        };
+        match mcf.zones.iter().position(|z| z.name == name) {
+            Some(i) => conf.cache = Some(i),
+            None => {
+                ngx_conf_log_error!(
+                    NGX_LOG_EMERG,
+                    cf,
+                    "\"phantom_token_cache\": unknown zone \"{name}\"; declare it with phantom_token_cache_zone {name}:<size>"
+                );
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+    conf.build_challenges();
+    NGX_CONF_OK
+}
+
+const ANY: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
+
+const fn cmd(
+    name: ngx_str_t,
+    flags: u32,
+    conf: usize,
+    set: unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char,
+    offset: usize,
+) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: flags as ngx_uint_t,
+        set: Some(set),
+        conf,
+        offset,
+        post: ptr::null_mut(),
+    }
+}
+
+pub static mut COMMANDS: [ngx_command_t; 14] = [
+    cmd(
+        ngx_string!("phantom_token"),
+        ANY | NGX_CONF_FLAG,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        ngx_conf_set_flag_slot,
+        core::mem::offset_of!(LocConf, enable),
+    ),
+    cmd(
+        ngx_string!("phantom_token_introspection_endpoint"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_endpoint,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_realm"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_realm,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_scopes"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_scopes,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_scope"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_scope,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_required_scope"),
+        ANY | NGX_CONF_1MORE,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_required_scope,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_cache_zone"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        cache::set_cache_zone,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_cache"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_cache,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_header"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_header,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_source"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_source,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_response_format"),
+        ANY | NGX_CONF_TAKE12,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_format,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_allow_preflight"),
+        ANY | NGX_CONF_FLAG,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        ngx_conf_set_flag_slot,
+        core::mem::offset_of!(LocConf, allow_preflight),
+    ),
+    // Accepted for configurations written for Curity's module 1.x, where it was removed in 2.0.
+    cmd(
+        ngx_string!("phantom_token_client_credential"),
+        ANY | NGX_CONF_TAKE12,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        reject_client_credential,
+        0,
+    ),
+    ngx_command_t::empty(),
+];
+
+/// The directive's arguments after its name, as UTF-8 (nginx config files are bytes).
+///
+/// # Safety
+/// `cf` must be the configuration context passed to a directive handler.
+pub unsafe fn args<'a>(cf: *mut ngx_conf_t) -> Vec<&'a str> {
+    // SAFETY: cf->args is an array of ngx_str_t for the directive being parsed.
+    let all = unsafe { (*(*cf).args).as_slice::<ngx_str_t>() };
+    all.iter()
+        .skip(1)
+        .map(|s| core::str::from_utf8(s.as_bytes()).unwrap_or("\u{fffd}"))
+        .collect()
+}
+
+/// # Safety
+/// `conf` must be this module's location configuration.
+unsafe fn loc<'a>(conf: *mut c_void) -> &'a mut LocConf {
+    // SAFETY: nginx passes the configuration selected by NGX_HTTP_LOC_CONF_OFFSET.
+    unsafe { &mut *(conf as *mut LocConf) }
+}
+
+const DUPLICATE: *mut c_char = c"is duplicate".as_ptr() as *mut c_char;
+
+extern "C" fn set_endpoint(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract.
+    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
+    if lcf.endpoint.is_some() {
+        return DUPLICATE;
+    }
+    if args[0].is_empty() {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "\"phantom_token_introspection_endpoint\" needs a location, e.g. /_introspect"
+        );
+        return NGX_CONF_ERROR;
+    }
+    // SAFETY: cf->args elements live in the configuration pool for the whole cycle.
+    let value = unsafe { (*(*cf).args).as_slice::<ngx_str_t>()[1] };
+    lcf.endpoint = Some(value);
+    NGX_CONF_OK
+}
+
+extern "C" fn set_realm(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract.
+    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
+    if lcf.realm.is_some() {
+        return DUPLICATE;
+    }
+    lcf.realm = Some(args[0].to_string());
+    NGX_CONF_OK
+}
+
+extern "C" fn set_scopes(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract.
+    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
+    if lcf.scopes.is_some() {
+        return DUPLICATE;
+    }
+    lcf.scopes = Some(args[0].split_whitespace().collect::<Vec<_>>().join(" "));
+    NGX_CONF_OK
+}
+
+extern "C" fn set_scope(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract.
+    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
+    lcf.scope_list
+        .extend(args[0].split_whitespace().map(str::to_string));
+    NGX_CONF_OK
+}
+
+extern "C" fn set_required_scope(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract.
+    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
+    let list = lcf.required_scopes.get_or_insert_with(Vec::new);
+    for a in args {
+        list.extend(a.split_whitespace().map(str::to_string));
+    }
+    NGX_CONF_OK
+}
+
+extern "C" fn set_cache(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract.
+    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
+    if lcf.cache_name.is_some() {
+        return DUPLICATE;
+    }
+    lcf.cache_name = Some(args[0].to_string());
+    NGX_CONF_OK
+}
+
+extern "C" fn set_header(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract.
+    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
+    if lcf.header.is_some() {
+        return DUPLICATE;
+    }
+    let name = args[0];
+    let token_char = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    if name.is_empty() || !name.bytes().all(token_char) {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "\"phantom_token_header\": invalid header name \"{name}\""
+        );
+        return NGX_CONF_ERROR;
+    }
+    lcf.header = Some(name.to_string());
+    NGX_CONF_OK
+}
+
+extern "C" fn set_source(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract.
+    let lcf = unsafe { loc(conf) };
+    if lcf.source.is_some() {
+        return DUPLICATE;
+    }
+    // SAFETY: cf is valid; the complex value is allocated from the configuration pool.
+    let cv = unsafe { Pool::from_ngx_pool((*cf).pool) }.calloc_type::<ngx_http_complex_value_t>();
+    if cv.is_null() {
+        return NGX_CONF_ERROR;
+    }
+    // SAFETY: a zeroed compile structure is the documented starting state.
+    let mut ccv: ngx_http_compile_complex_value_t = unsafe { core::mem::zeroed() };
+    ccv.cf = cf;
+    // SAFETY: args[1] exists for a TAKE1 directive and lives for the cycle.
+    ccv.value = unsafe { &mut (*(*cf).args).as_slice_mut::<ngx_str_t>()[1] };
+    ccv.complex_value = cv;
+    // SAFETY: ccv is fully initialised as nginx expects.
+    if unsafe { ngx_http_compile_complex_value(&mut ccv) } != 0 {
+        return NGX_CONF_ERROR;
+    }
+    lcf.source = Some(cv);
+    NGX_CONF_OK
+}
+
+extern "C" fn set_format(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract.
+    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
+    if lcf.format.is_some() {
+        return DUPLICATE;
+    }
+    match parse_format(&args) {
+        Ok(f) => lcf.format = Some(f),
+        Err(e) => {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"phantom_token_response_format\": {e}");
+            return NGX_CONF_ERROR;
+        }
+    }
+    NGX_CONF_OK
+}
+
+extern "C" fn reject_client_credential(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    _: *mut c_void,
+) -> *mut c_char {
+    ngx_conf_log_error!(
+        NGX_LOG_EMERG,
+        cf,
+        "\"phantom_token_client_credential\" was removed (as in Curity's module 2.0): set \
+         proxy_set_header Authorization \"Basic ...\" in the introspection location instead"
+    );
+    NGX_CONF_ERROR
+}
+
+/// Parses an nginx size ("10m") for a directive; `None` when invalid.
+pub fn parse_size(value: &str) -> Option<usize> {
+    let mut s = ngx_str_t {
+        len: value.len(),
+        data: value.as_ptr() as *mut u8,
+    };
+    // SAFETY: ngx_parse_size only reads `len` bytes of `data`.
+    let n = unsafe { ngx_parse_size(&mut s) };
+    usize::try_from(n).ok()
+}
+
+/// Parses an nginx time ("30s", "5m") in seconds; `None` when invalid.
+pub fn parse_seconds(value: &str) -> Option<u64> {
+    let mut s = ngx_str_t {
+        len: value.len(),
+        data: value.as_ptr() as *mut u8,
+    };
+    // SAFETY: ngx_parse_time only reads `len` bytes of `data`.
+    let n = unsafe { ngx_parse_time(&mut s, 1) };
+    u64::try_from(n).ok()
+}

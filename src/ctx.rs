@@ -1,0 +1,154 @@
+//! Per-request state, kept in `r->pool` and found again after internal redirects.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use nginx_sys::{ngx_http_request_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t, ngx_str_t};
+
+use crate::cache::CacheStatus;
+use crate::handler::Outcome;
+use crate::introspect::Reply;
+use crate::Module;
+use ngx::http::HttpModule;
+
+/// Where the request is in its token exchange.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Phase {
+    /// Waiting for our introspection subrequest.
+    Introspecting,
+    /// Waiting for another request of this worker that introspects the same token.
+    Coalesced,
+    /// The exchange ended; `granted` tells whether the upstream gets a JWT.
+    Done,
+}
+
+/// What the request learnt about its token.
+pub struct Ctx {
+    pub phase: Phase,
+    pub digest: [u8; 32],
+    pub reply: Reply,
+    /// Set by the leader of a coalesced introspection for its followers.
+    pub shared: Option<Outcome>,
+    pub cache_status: CacheStatus,
+    /// `Bearer <JWT>` in `r->pool` once granted (the JWT is `bearer[7..]`).
+    pub bearer: ngx_str_t,
+    /// Decoded claims for `$phantom_token_claim_*`, decoded at most once per request.
+    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+    pub granted: bool,
+    /// This request leads the worker's introspection of its token (see `coalesce`).
+    pub leading: bool,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        // A leader that ends before deciding releases its waiters to introspect themselves.
+        self.finish_flight(&Outcome::Retry);
+    }
+}
+
+impl Ctx {
+    fn new() -> Self {
+        Ctx {
+            phase: Phase::Introspecting,
+            digest: [0; 32],
+            reply: Reply::default(),
+            shared: None,
+            cache_status: CacheStatus::Bypass,
+            bearer: ngx_str_t::default(),
+            claims: None,
+            granted: false,
+            leading: false,
+        }
+    }
+
+    /// Hands the outcome to the requests waiting on this leader, once.
+    pub fn finish_flight(&mut self, outcome: &Outcome) {
+        if core::mem::take(&mut self.leading) {
+            crate::coalesce::land(&self.digest, outcome);
+        }
+    }
+
+    /// The JWT forwarded upstream, if the request was granted.
+    pub fn jwt(&self) -> &[u8] {
+        if !self.granted {
+            return &[];
+        }
+        self.bearer.as_bytes().get(7..).unwrap_or(&[])
+    }
+}
+
+/// Drops the Rust parts of the context when the request pool is destroyed.
+unsafe extern "C" fn cleanup(data: *mut c_void) {
+    // SAFETY: `data` is the context written by `create`, dropped exactly once here.
+    unsafe { ptr::drop_in_place(data as *mut Ctx) };
+}
+
+/// Returns the request's context, also after an internal redirect reset `r->ctx`.
+///
+/// # Safety
+/// `r` must be a valid main request.
+pub unsafe fn get(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
+    let idx = Module::module().ctx_index;
+    // SAFETY: r->ctx has one slot per HTTP module.
+    let p = unsafe { *(*r).ctx.add(idx) } as *mut Ctx;
+    if !p.is_null() {
+        // SAFETY: the slot only ever holds a Ctx written by `create`.
+        return Some(unsafe { &mut *p });
+    }
+    // SAFETY: r is valid; the cleanup list is a NULL terminated chain in the pool.
+    if unsafe { (*r).internal() } == 0 {
+        return None;
+    }
+    let found = unsafe { find_in_cleanups(r) }?;
+    // SAFETY: restore the slot so later lookups are direct.
+    unsafe { *(*r).ctx.add(idx) = found as *mut c_void };
+    // SAFETY: found was written by `create` and lives as long as the pool.
+    Some(unsafe { &mut *found })
+}
+
+/// The realip-module trick: our cleanup handler marks our context in the pool.
+unsafe fn find_in_cleanups(r: *mut ngx_http_request_t) -> Option<*mut Ctx> {
+    // SAFETY: the pool and its cleanup chain are valid for the request's life.
+    let mut c: *mut ngx_pool_cleanup_t = unsafe { (*(*r).pool).cleanup };
+    while !c.is_null() {
+        // SAFETY: c is a live element of the chain.
+        let el = unsafe { &*c };
+        let ours: unsafe extern "C" fn(*mut c_void) = cleanup;
+        if el.handler.is_some_and(|h| core::ptr::fn_addr_eq(h, ours)) {
+            return Some(el.data as *mut Ctx);
+        }
+        c = el.next;
+    }
+    None
+}
+
+/// Creates the context in `r->pool` and stores it in the request.
+///
+/// # Safety
+/// `r` must be a valid main request.
+pub unsafe fn create(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
+    // SAFETY: r->pool is the request pool; the cleanup owns the allocation.
+    let cln = unsafe { ngx_pool_cleanup_add((*r).pool, core::mem::size_of::<Ctx>()) };
+    if cln.is_null() {
+        return None;
+    }
+    // SAFETY: ngx_pool_cleanup_add allocated `size_of::<Ctx>()` bytes, suitably aligned
+    // (pool allocations are aligned to NGX_ALIGNMENT, pointer size).
+    let p = unsafe { (*cln).data } as *mut Ctx;
+    unsafe {
+        ptr::write(p, Ctx::new());
+        (*cln).handler = Some(cleanup);
+        *(*r).ctx.add(Module::module().ctx_index) = p as *mut c_void;
+    }
+    // SAFETY: just initialised.
+    Some(unsafe { &mut *p })
+}
+
+/// The context of `r`'s main request, for variables evaluated in any request.
+///
+/// # Safety
+/// `r` must be a valid request.
+pub unsafe fn of_main(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
+    // SAFETY: every request has a valid main pointer.
+    unsafe { get((*r).main) }
+}
