@@ -83,11 +83,12 @@ fn active_token_reaches_upstream_as_jwt() {
     for (_, v) in &up.headers {
         assert!(!v.contains(&token), "opaque token leaked upstream");
     }
-    assert!(
-        !r.text().contains(jwt) || r.text().contains("authorization"),
-        "JWT only in echoed request"
-    );
-    assert!(r.header("authorization").is_none());
+    for (_, v) in &r.headers {
+        assert!(
+            !v.contains(jwt),
+            "JWT leaked to the client in a response header"
+        );
+    }
     assert_eq!(s.ids.introspections(), 1);
     s.nginx.assert_clean_log();
 }

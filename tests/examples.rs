@@ -31,6 +31,9 @@ fn substitute(text: &str, dir: &std::path::Path) -> String {
          uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;",
         d = dir.display()
     );
+    if text.contains("client_body_temp_path") {
+        return text;
+    }
     text.replacen("http {", &temps, 1)
 }
 

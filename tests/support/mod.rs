@@ -63,11 +63,21 @@ pub const CLIENT_BASIC: &str = "Basic Z2F0ZXdheTpzZWNyZXQ="; // gateway:secret
 
 /// A standard introspection location for the identity server on `ids_port`.
 pub fn introspection_location(ids_port: u16, extra: &str) -> String {
+    let pass = if extra.contains("proxy_pass_request_headers") {
+        ""
+    } else {
+        "proxy_pass_request_headers off;"
+    };
+    let accept = if extra.contains("Accept") {
+        ""
+    } else {
+        "proxy_set_header Accept \"application/jwt\";"
+    };
     format!(
         "location = /_introspect {{
             internal;
-            proxy_pass_request_headers off;
-            proxy_set_header Accept \"application/jwt\";
+            {pass}
+            {accept}
             proxy_set_header Content-Type \"application/x-www-form-urlencoded\";
             proxy_set_header Authorization \"{CLIENT_BASIC}\";
             proxy_connect_timeout 2s;

@@ -1,1 +1,20 @@
-//! Development identity server and echo API.
+//! Development identity server and echo API for ngx-phantom-token's demo and tests.
+//!
+//! Both serve real HTTP/1.1 on 127.0.0.1 with one thread per connection; the identity
+//! server can be told to fail in the ways a gateway must survive.
+
+mod echo;
+mod http;
+mod idsvr;
+mod jwt;
+mod serve;
+
+pub use echo::EchoServer;
+pub use http::Recorded;
+pub use idsvr::{Fault, IdConfig, IdServer};
+pub use jwt::DEV_KEY;
+
+/// Decodes a JWT payload without verifying it (a test helper).
+pub fn jwt_claims(jwt: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    jwt::claims(jwt)
+}

@@ -1,0 +1,438 @@
+//! The development identity server: issues opaque tokens and introspects them into JWTs.
+//!
+//! `POST /oauth/token` (client_credentials), `POST /oauth/introspect` (Basic client auth;
+//! `Accept: application/jwt` -> JWT or 204, `application/token-introspection+jwt` -> RFC 9701,
+//! otherwise RFC 7662 JSON with a `jwt` member), `GET /health`, and `/admin/fault`,
+//! `/admin/stats` to script failures.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::http::{Recorded, Reply};
+use crate::jwt;
+use crate::serve::{Action, Server};
+
+#[derive(Clone, Debug)]
+pub struct IdConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Lifetime in seconds of tokens issued by the token endpoint.
+    pub token_lifetime: u64,
+    /// Pad JWTs to at least this many bytes (0: natural size).
+    pub jwt_size: usize,
+    /// `None`: `max-age=<remaining lifetime>`; `Some("")`: no header; `Some(v)`: `v`.
+    pub cache_control: Option<String>,
+}
+
+impl Default for IdConfig {
+    fn default() -> Self {
+        IdConfig {
+            client_id: "gateway".into(),
+            client_secret: "secret".into(),
+            token_lifetime: 300,
+            jwt_size: 0,
+            cache_control: None,
+        }
+    }
+}
+
+/// Ways to make the introspection endpoint misbehave.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    None,
+    Status(u16),
+    Unavailable { retry_after: Option<u64> },
+    Delay(Duration),
+    Raw(Vec<u8>),
+}
+
+struct Token {
+    scope: String,
+    exp: i64,
+    iat: i64,
+    sub: String,
+    claims: Map<String, Value>,
+    revoked: bool,
+}
+
+struct State {
+    config: IdConfig,
+    fault: Fault,
+    tokens: HashMap<String, Token>,
+    introspections: usize,
+    last: Option<Recorded>,
+}
+
+pub struct IdServer {
+    server: Server,
+    state: Arc<Mutex<State>>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn new_token() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    let digest = Sha256::digest(format!("{nanos}-{n}-{}", std::process::id()));
+    URL_SAFE_NO_PAD.encode(&digest[..30])
+}
+
+impl IdServer {
+    pub fn start(config: IdConfig) -> std::io::Result<IdServer> {
+        IdServer::start_on("127.0.0.1:0", config)
+    }
+
+    pub fn start_on(addr: &str, config: IdConfig) -> std::io::Result<IdServer> {
+        let state = Arc::new(Mutex::new(State {
+            config,
+            fault: Fault::None,
+            tokens: HashMap::new(),
+            introspections: 0,
+            last: None,
+        }));
+        let port = Arc::new(AtomicU64::new(0));
+        let (st, p) = (state.clone(), port.clone());
+        let server = Server::start(
+            addr,
+            Arc::new(move |req: &Recorded| route(&st, p.load(Ordering::SeqCst), req)),
+        )?;
+        port.store(u64::from(server.port()), Ordering::SeqCst);
+        Ok(IdServer { server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.addr()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s)
+    }
+
+    /// Issues an opaque token as the token endpoint would.
+    pub fn issue(&self, scope: &str, lifetime: u64) -> String {
+        let token = new_token();
+        self.issue_named(&token, scope, lifetime);
+        token
+    }
+
+    /// Registers a caller-chosen opaque token.
+    pub fn issue_named(&self, token: &str, scope: &str, lifetime: u64) {
+        self.with(|s| insert(s, token, scope, lifetime));
+    }
+
+    pub fn set_claims(&self, token: &str, claims: Map<String, Value>) {
+        self.with(|s| {
+            if let Some(t) = s.tokens.get_mut(token) {
+                t.claims = claims;
+            }
+        });
+    }
+
+    pub fn revoke(&self, token: &str) {
+        self.with(|s| {
+            if let Some(t) = s.tokens.get_mut(token) {
+                t.revoked = true;
+            }
+        });
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        self.with(|s| s.fault = fault);
+    }
+
+    pub fn set_config(&self, config: IdConfig) {
+        self.with(|s| s.config = config);
+    }
+
+    pub fn introspections(&self) -> usize {
+        self.with(|s| s.introspections)
+    }
+
+    pub fn last_introspection(&self) -> Option<Recorded> {
+        self.with(|s| s.last.clone())
+    }
+
+    /// Stops accepting: connections to the port are refused afterwards.
+    pub fn stop(&self) {
+        self.server.stop();
+    }
+}
+
+fn insert(s: &mut State, token: &str, scope: &str, lifetime: u64) {
+    let iat = now();
+    let sub = format!(
+        "user-{}",
+        &URL_SAFE_NO_PAD.encode(Sha256::digest(token))[..8]
+    );
+    let t = Token {
+        scope: scope.into(),
+        exp: iat + lifetime as i64,
+        iat,
+        sub,
+        claims: Map::new(),
+        revoked: false,
+    };
+    s.tokens.insert(token.to_string(), t);
+}
+
+fn route(state: &Mutex<State>, port: u64, req: &Recorded) -> Action {
+    let path = req.target.split('?').next().unwrap_or("");
+    match (req.method.as_str(), path) {
+        ("POST", "/oauth/introspect") => introspect(state, port, req),
+        ("POST", "/oauth/token") => Action::Reply(token_endpoint(state, req)),
+        ("POST", "/admin/fault") => Action::Reply(set_fault(state, req)),
+        ("GET", "/admin/stats") => {
+            let n = state.lock().map(|s| s.introspections).unwrap_or(0);
+            Action::Reply(Reply::json(200, &json!({ "introspections": n })))
+        }
+        ("GET", "/health") => Action::Reply(Reply::new(200, "text/plain", "ok")),
+        _ => Action::Reply(Reply::json(404, &json!({ "error": "not_found" }))),
+    }
+}
+
+/// `application/x-www-form-urlencoded` fields.
+fn form(body: &[u8]) -> HashMap<String, String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'+', _, _) => out.push(b' '),
+            (b'%', Some(h), Some(l)) => {
+                out.push(h * 16 + l);
+                i += 2;
+            }
+            (c, _, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Client credentials from HTTP Basic, else from the form.
+fn client_ok(cfg: &IdConfig, req: &Recorded, fields: &HashMap<String, String>) -> bool {
+    let basic = req
+        .header("authorization")
+        .and_then(|a| {
+            a.strip_prefix("Basic ")
+                .or_else(|| a.strip_prefix("basic "))
+        })
+        .and_then(|b| STANDARD.decode(b.trim()).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    let (id, secret) = match &basic {
+        Some(pair) => match pair.split_once(':') {
+            Some((i, s)) => (i.to_string(), s.to_string()),
+            None => return false,
+        },
+        None => (
+            fields.get("client_id").cloned().unwrap_or_default(),
+            fields.get("client_secret").cloned().unwrap_or_default(),
+        ),
+    };
+    id == cfg.client_id && secret == cfg.client_secret
+}
+
+fn token_endpoint(state: &Mutex<State>, req: &Recorded) -> Reply {
+    let fields = form(&req.body);
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    if !client_ok(&s.config, req, &fields) {
+        return Reply::json(401, &json!({ "error": "invalid_client" }));
+    }
+    if fields.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return Reply::json(400, &json!({ "error": "unsupported_grant_type" }));
+    }
+    let scope = fields
+        .get("scope")
+        .cloned()
+        .unwrap_or_else(|| "read".into());
+    let lifetime = s.config.token_lifetime;
+    let token = new_token();
+    insert(&mut s, &token, &scope, lifetime);
+    Reply::json(200, &json!({ "access_token": token, "token_type": "bearer", "expires_in": lifetime, "scope": scope }))
+        .with("Cache-Control", "no-store")
+}
+
+fn set_fault(state: &Mutex<State>, req: &Recorded) -> Reply {
+    let text = String::from_utf8_lossy(&req.body).trim().to_string();
+    let fault = match text.as_str() {
+        "none" => Fault::None,
+        "unavailable" => Fault::Unavailable { retry_after: None },
+        t => {
+            let num = |p: &str| {
+                t.rsplit_once('=')
+                    .filter(|(k, _)| k.ends_with(p))
+                    .and_then(|(_, v)| v.parse::<u64>().ok())
+            };
+            if t.starts_with("status=") {
+                match num("status") {
+                    Some(c) => Fault::Status(c as u16),
+                    None => return Reply::json(400, &json!({ "error": "bad fault" })),
+                }
+            } else if t.starts_with("unavailable retry_after=") {
+                Fault::Unavailable {
+                    retry_after: num("retry_after"),
+                }
+            } else if t.starts_with("delay_ms=") {
+                Fault::Delay(Duration::from_millis(num("delay_ms").unwrap_or(0)))
+            } else {
+                return Reply::json(400, &json!({ "error": "unknown fault" }));
+            }
+        }
+    };
+    if let Ok(mut s) = state.lock() {
+        s.fault = fault;
+    }
+    Reply::json(200, &json!({ "fault": text }))
+}
+
+fn introspect(state: &Mutex<State>, port: u64, req: &Recorded) -> Action {
+    let fault = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.introspections += 1;
+        s.last = Some(req.clone());
+        s.fault.clone()
+    };
+    match fault {
+        Fault::None => {}
+        Fault::Status(code) => return Action::Reply(Reply::empty(code)),
+        Fault::Unavailable { retry_after } => {
+            let r = Reply::json(503, &json!({ "error": "temporarily_unavailable" }));
+            return Action::Reply(match retry_after {
+                Some(s) => r.with("Retry-After", &s.to_string()),
+                None => r,
+            });
+        }
+        Fault::Delay(d) => std::thread::sleep(d),
+        Fault::Raw(bytes) => return Action::Raw(bytes),
+    }
+    let fields = form(&req.body);
+    let s = state.lock().unwrap_or_else(|e| e.into_inner());
+    if !client_ok(&s.config, req, &HashMap::new()) {
+        return Action::Reply(
+            Reply::json(401, &json!({ "error": "invalid_client" }))
+                .with("WWW-Authenticate", "Basic realm=\"idsvr\""),
+        );
+    }
+    let Some(token) = fields.get("token") else {
+        return Action::Reply(Reply::json(400, &json!({ "error": "invalid_request" })));
+    };
+    let now = now();
+    let active = s
+        .tokens
+        .get(token.as_str())
+        .filter(|t| !t.revoked && t.exp > now);
+    let accept = req.header("accept").unwrap_or("").to_ascii_lowercase();
+    Action::Reply(answer(&s.config, port, active, &accept, now))
+}
+
+/// The access token's claims (what the API receives as a JWT).
+fn access_claims(cfg: &IdConfig, port: u64, t: &Token) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("iss".into(), format!("http://127.0.0.1:{port}").into());
+    c.insert("sub".into(), t.sub.clone().into());
+    c.insert("client_id".into(), cfg.client_id.clone().into());
+    c.insert("scope".into(), t.scope.clone().into());
+    c.insert("aud".into(), "api".into());
+    c.insert("iat".into(), t.iat.into());
+    c.insert("exp".into(), t.exp.into());
+    c.insert("jti".into(), new_token().into());
+    c.extend(t.claims.clone());
+    c
+}
+
+fn answer(cfg: &IdConfig, port: u64, active: Option<&Token>, accept: &str, now: i64) -> Reply {
+    let cache = |r: Reply, t: &Token| match &cfg.cache_control {
+        None => r.with("Cache-Control", &format!("max-age={}", t.exp - now)),
+        Some(v) if v.is_empty() => r,
+        Some(v) => r.with("Cache-Control", v),
+    };
+    let inactive_json =
+        || Reply::json(200, &json!({ "active": false })).with("Cache-Control", "no-store");
+    if accept.contains("application/token-introspection+jwt") {
+        let ti = match active {
+            Some(t) => {
+                let mut o = access_claims(cfg, port, t);
+                o.insert("active".into(), true.into());
+                o.insert("token_type".into(), "bearer".into());
+                Value::Object(o)
+            }
+            None => json!({ "active": false }),
+        };
+        let mut c = Map::new();
+        c.insert("iss".into(), format!("http://127.0.0.1:{port}").into());
+        c.insert("aud".into(), cfg.client_id.clone().into());
+        c.insert("iat".into(), now.into());
+        c.insert("token_introspection".into(), ti);
+        let body = jwt::sign_padded(&c, "token-introspection+jwt", cfg.jwt_size);
+        let r = Reply::new(200, "application/token-introspection+jwt", body);
+        return match active {
+            Some(t) => cache(r, t),
+            None => r.with("Cache-Control", "no-store"),
+        };
+    }
+    let Some(t) = active else {
+        return if accept.contains("application/jwt") {
+            Reply::empty(204)
+        } else {
+            inactive_json()
+        };
+    };
+    let access = jwt::sign_padded(&access_claims(cfg, port, t), "at+jwt", cfg.jwt_size);
+    if accept.contains("application/jwt") {
+        return cache(Reply::new(200, "application/jwt", access), t);
+    }
+    let mut o = access_claims(cfg, port, t);
+    o.insert("active".into(), true.into());
+    o.insert("token_type".into(), "bearer".into());
+    o.insert("jwt".into(), access.into());
+    cache(Reply::json(200, &Value::Object(o)), t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding() {
+        let f = form(b"token=a%2Bb%2Fc%3D%3D&x=1+2&bad=%zz&end=%4");
+        assert_eq!(f["token"], "a+b/c==");
+        assert_eq!(f["x"], "1 2");
+        assert_eq!(f["bad"], "%zz");
+        assert_eq!(f["end"], "%4");
+    }
+}
