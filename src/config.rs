@@ -146,7 +146,7 @@ fn merge_opt<T: Clone>(this: &mut Option<T>, prev: &Option<T>) {
 /// `http`-level settings: the declared cache zones.
 #[derive(Default)]
 pub struct MainConf {
-    pub zones: Vec<Box<cache::ZoneConf>>,
+    pub zones: Vec<cache::ZoneConf>,
 }
 
 /// Merge hook: inherit, resolve the cache zone by name and build the challenges.

@@ -161,7 +161,7 @@ fn retry(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str
 
 fn zone<'a>(request: &Request, conf: &LocConf) -> Option<&'a ZoneConf> {
     let i = conf.cache?;
-    Module::main_conf(request)?.zones.get(i).map(|b| &**b)
+    Module::main_conf(request)?.zones.get(i)
 }
 
 pub fn now_ms() -> i64 {

@@ -53,10 +53,7 @@ pub unsafe fn iter<'a>(list: *const ngx_list_t) -> impl Iterator<Item = &'a mut 
 ///
 /// # Safety
 /// As for [`iter`].
-pub unsafe fn values<'a>(
-    list: *const ngx_list_t,
-    name: &'a [u8],
-) -> impl Iterator<Item = &'a [u8]> {
+pub unsafe fn values(list: *const ngx_list_t, name: &[u8]) -> impl Iterator<Item = &[u8]> {
     // SAFETY: forwarded contract.
     unsafe { iter(list) }
         .filter(move |h| h.hash != 0 && h.key.as_bytes().eq_ignore_ascii_case(name))

@@ -172,8 +172,7 @@ unsafe extern "C" fn subrequest_done(
     // SAFETY: sr.upstream is NULL or the proxy's upstream state.
     reply.from_upstream = unsafe { sr.upstream.as_ref() }
         .is_some_and(|u| u.headers_in.status_n != 0)
-        && rc >= 0
-        && rc < 100;
+        && (0..100).contains(&rc);
     // SAFETY: headers_out.headers is the subrequest's initialised output list.
     let list = &sr.headers_out.headers as *const _;
     for v in unsafe { headers::values(list, b"cache-control") } {

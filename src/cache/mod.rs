@@ -111,15 +111,15 @@ pub extern "C" fn set_cache_zone(
         );
         return NGX_CONF_ERROR;
     }
-    let mut zc = Box::new(ZoneConf {
+    let mut zc = ZoneConf {
         name: spec.name,
         max_ttl: spec.max_ttl,
         negative_ttl: spec.negative_ttl,
         leeway: spec.leeway,
         zone: Zone::default(),
         l1: RefCell::new(l1::L1::new(spec.l1)),
-    });
-    // SAFETY: cf is valid; the boxed ZoneConf has a stable address for the cycle.
+    };
+    // SAFETY: cf is valid during configuration parsing.
     if unsafe { zone::declare(cf, &mut zc.zone, &zc.name, spec.size) }.is_err() {
         return NGX_CONF_ERROR;
     }

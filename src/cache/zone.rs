@@ -71,7 +71,7 @@ pub enum Found {
 /// Declares the shared memory zone; nginx maps it before the workers start.
 ///
 /// # Safety
-/// `cf` must be valid; `zone` must stay at its address for the whole cycle.
+/// `cf` must be valid.
 pub unsafe fn declare(
     cf: *mut ngx_conf_t,
     zone: &mut Zone,
@@ -87,14 +87,8 @@ pub unsafe fn declare(
     if shm.is_null() {
         return Err(());
     }
-    // SAFETY: shm is the zone just added (or the existing one with the same name and tag).
-    unsafe {
-        if !(*shm).data.is_null() {
-            return Err(());
-        }
-        (*shm).init = Some(init_zone);
-        (*shm).data = zone as *mut Zone as *mut c_void;
-    }
+    // SAFETY: shm is the zone just added; names are unique (checked by the caller).
+    unsafe { (*shm).init = Some(init_zone) };
     zone.shm = shm;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Test harness: the real nginx with the real module, on free 127.0.0.1 ports.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod http;
 
@@ -18,8 +18,9 @@ pub fn nginx_binary() -> PathBuf {
     if let Ok(p) = std::env::var("TEST_NGINX_BINARY") {
         return p.into();
     }
-    let dir =
-        option_env!("DEP_NGINX_BUILD_DIR").expect("set TEST_NGINX_BINARY (no vendored nginx)");
+    let Some(dir) = option_env!("DEP_NGINX_BUILD_DIR") else {
+        panic!("set TEST_NGINX_BINARY: this build has no vendored nginx");
+    };
     Path::new(dir).join("nginx")
 }
 
