@@ -12,7 +12,7 @@ use nginx_sys::{
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
 use ngx::{ngx_log_debug_http, ngx_log_error};
-use phantom_core::introspection::{interpret, Verdict};
+use phantom_core::introspection::{content_type_ok, interpret, Verdict};
 use phantom_core::token::{bearer_token, source_token, TokenError};
 
 use crate::cache::{Entry, ZoneConf};
@@ -25,6 +25,8 @@ use crate::{coalesce, headers, LocConf, Module};
 #[derive(Clone)]
 pub enum Outcome {
     Decided(Entry),
+    /// The identity server returned a JWT whose `exp` has passed: 401, never cached.
+    Expired,
     Unavailable(Option<u64>),
     Failed,
     /// The leader ended without deciding; introspect again.
@@ -237,7 +239,15 @@ fn decide(request: &Request, conf: &LocConf, reply: &Reply) -> Outcome {
         return Outcome::Failed;
     }
     if !reply.from_upstream && status >= 500 {
-        ngx_log_error!(NGX_LOG_ERR, log, "Identity server unavailable: introspection subrequest failed with status {status} (connection refused, reset or timed out)");
+        if reply.received > 0 {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                log,
+                "Introspection response is not valid HTTP (status {status})"
+            );
+            return Outcome::Failed;
+        }
+        ngx_log_error!(NGX_LOG_ERR, log, "Identity server unavailable: introspection subrequest failed with status {status} (connection refused, closed or timed out)");
         return Outcome::Unavailable(None);
     }
     match status {
@@ -268,15 +278,21 @@ fn decide_body(request: &Request, conf: &LocConf, reply: &Reply) -> Outcome {
         ngx_log_error!(NGX_LOG_ERR, log, "Failed to obtain JWT access token from introspection response or cache: response larger than {MAX_RESPONSE} bytes");
         return Outcome::Failed;
     }
+    if !content_type_ok(conf.format(), &reply.content_type) {
+        let ct = String::from_utf8_lossy(&reply.content_type);
+        let want = conf.format().media_type();
+        ngx_log_error!(NGX_LOG_ERR, log, "Failed to obtain JWT access token from introspection response or cache: Content-Type \"{ct}\" instead of \"{want}\"");
+        return Outcome::Failed;
+    }
     let now = now_ms() / 1000;
     match interpret(conf.format(), &reply.body, now) {
         Verdict::Active { info, .. } if info.exp <= now => {
             ngx_log_error!(
-                NGX_LOG_INFO,
+                NGX_LOG_ERR,
                 log,
                 "Introspection returned an expired JWT; treating the token as inactive"
             );
-            Outcome::Decided(Entry::Inactive)
+            Outcome::Expired
         }
         Verdict::Active { jwt, info } => Outcome::Decided(Entry::Active {
             jwt: Rc::from(jwt.as_slice()),
@@ -345,6 +361,7 @@ fn apply(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, outcome: Outcome)
             );
             Reject::Unauthorized(&conf.challenges.invalid_token)
         }
+        Outcome::Expired => Reject::Unauthorized(&conf.challenges.invalid_token),
         Outcome::Unavailable(retry) => Reject::Unavailable(retry),
         Outcome::Failed | Outcome::Retry => Reject::BadGateway,
     };

@@ -37,19 +37,13 @@ pub struct Reply {
     pub from_upstream: bool,
     /// The subrequest failed after it started (connection closed mid-body, read error).
     pub broken: bool,
+    /// Bytes received from the identity server (0: refused, timed out or closed at once).
+    pub received: u64,
     pub body: Vec<u8>,
     pub too_large: bool,
     pub max_age: Option<u64>,
     pub retry_after: Option<u64>,
-}
-
-/// The `Accept` value matching the configured response format.
-fn accept_for(format: &Format) -> &'static [u8] {
-    match format {
-        Format::Jwt => b"application/jwt",
-        Format::JsonField(_) => b"application/json",
-        Format::Rfc9701 => b"application/token-introspection+jwt",
-    }
+    pub content_type: Vec<u8>,
 }
 
 /// Starts the introspection subrequest for `token`; the parent resumes when it is done.
@@ -85,7 +79,7 @@ pub unsafe fn start(
     // SAFETY: sr is the fresh subrequest; its ctx array is zeroed by nginx.
     unsafe {
         *(*sr).ctx.add(Module::module().ctx_index) = ctx as *mut c_void;
-        prepare(&mut *sr, &pool, accept_for(format), token)
+        prepare(&mut *sr, &pool, format.media_type().as_bytes(), token)
     }
 }
 
@@ -173,6 +167,10 @@ unsafe extern "C" fn subrequest_done(
     reply.from_upstream = unsafe { sr.upstream.as_ref() }
         .is_some_and(|u| u.headers_in.status_n != 0)
         && (0..100).contains(&rc);
+    // SAFETY: u->state is NULL or the upstream's state in the request pool.
+    reply.received = unsafe { sr.upstream.as_ref().and_then(|u| u.state.as_ref()) }
+        .map_or(0, |s| s.bytes_received as u64);
+    reply.content_type = sr.headers_out.content_type.as_bytes().to_vec();
     // SAFETY: headers_out.headers is the subrequest's initialised output list.
     let list = &sr.headers_out.headers as *const _;
     for v in unsafe { headers::values(list, b"cache-control") } {

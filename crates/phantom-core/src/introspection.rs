@@ -102,6 +102,28 @@ fn rfc9701(body: &[u8]) -> Verdict {
     }
 }
 
+impl Format {
+    /// The media type this format's responses carry (and the `Accept` to send).
+    pub fn media_type(&self) -> &'static str {
+        match self {
+            Format::Jwt => "application/jwt",
+            Format::JsonField(_) => "application/json",
+            Format::Rfc9701 => "application/token-introspection+jwt",
+        }
+    }
+}
+
+/// Whether a 200 response's `Content-Type` fits the format: the media type (parameters
+/// ignored) must match; a missing header is accepted, as Curity's module does.
+pub fn content_type_ok(format: &Format, content_type: &[u8]) -> bool {
+    let media = content_type
+        .split(|c| *c == b';')
+        .next()
+        .unwrap_or(&[])
+        .trim_ascii();
+    media.is_empty() || media.eq_ignore_ascii_case(format.media_type().as_bytes())
+}
+
 /// Parses the directive arguments: `jwt`, `rfc9701` or `json_field <member>`.
 pub fn parse_format(args: &[&str]) -> Result<Format, String> {
     match args {
@@ -201,6 +223,25 @@ mod tests {
         assert!(matches!(
             interpret(&Format::Rfc9701, jwt(r#"{"a":1}"#).as_bytes(), 0),
             Verdict::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(content_type_ok(&Format::Jwt, b"application/jwt"));
+        assert!(content_type_ok(
+            &Format::Jwt,
+            b"Application/JWT; charset=utf-8"
+        ));
+        assert!(content_type_ok(&Format::Jwt, b""));
+        assert!(!content_type_ok(&Format::Jwt, b"text/html"));
+        assert!(!content_type_ok(
+            &Format::JsonField("jwt".into()),
+            b"application/jwt"
+        ));
+        assert!(content_type_ok(
+            &Format::Rfc9701,
+            b"application/token-introspection+jwt"
         ));
     }
 
