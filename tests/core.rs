@@ -278,11 +278,11 @@ fn http2_requests_work() {
     let s = Stack::start("", "");
     let token = s.ids.issue("read", 300);
     let auth = format!("Bearer {token}");
-    let (status, _, _) = curl_h2(s.nginx.port, "/h2", &[("Authorization", &auth)], None);
+    let (status, _, _) = curl_h2(s.nginx.h2_port, "/h2", &[("Authorization", &auth)], None);
     assert_eq!(status, 200);
     assert!(upstream_auth(&s).starts_with("Bearer ey"));
     let (status, _, _) = curl_h2(
-        s.nginx.port,
+        s.nginx.h2_port,
         "/h2post",
         &[("Authorization", &auth)],
         Some("h2-body"),
@@ -291,7 +291,7 @@ fn http2_requests_work() {
     let up = s.echo.last().unwrap();
     assert_eq!(up.body, b"h2-body");
     assert_eq!(up.method, "POST");
-    let (status, head, body) = curl_h2(s.nginx.port, "/h2", &[], None);
+    let (status, head, body) = curl_h2(s.nginx.h2_port, "/h2", &[], None);
     assert_eq!(status, 401);
     assert!(head
         .to_ascii_lowercase()

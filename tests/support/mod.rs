@@ -150,6 +150,9 @@ impl Stack {
 pub struct Nginx {
     pub dir: PathBuf,
     pub port: u16,
+    /// Where HTTP/2 (prior knowledge) is served: `port` on nginx >= 1.25.1, a second
+    /// listener before (a plaintext `listen ... http2` port speaks only HTTP/2 there).
+    pub h2_port: u16,
     child: Option<Child>,
 }
 
@@ -168,13 +171,15 @@ impl Nginx {
     pub fn start_workers(workers: usize, http: &str, server: &str, main: &str) -> Nginx {
         for _ in 0..5 {
             let port = free_port();
+            let h2_port = if cfg!(nginx1_25_1) { port } else { free_port() };
             let dir = fresh_dir();
             let main = format!("worker_processes {workers};\n{main}");
-            let conf = render(&dir, port, &main, http, server);
+            let conf = render(&dir, port, h2_port, &main, http, server);
             fs::write(dir.join("nginx.conf"), conf).unwrap();
             let mut n = Nginx {
                 dir,
                 port,
+                h2_port,
                 child: None,
             };
             match n.spawn() {
@@ -257,7 +262,14 @@ impl Nginx {
 
     /// Rewrites the configuration and reloads.
     pub fn reconfigure(&self, http: &str, server: &str) {
-        let conf = render(&self.dir, self.port, "worker_processes 2;", http, server);
+        let conf = render(
+            &self.dir,
+            self.port,
+            self.h2_port,
+            "worker_processes 2;",
+            http,
+            server,
+        );
         fs::write(self.dir.join("nginx.conf"), conf).unwrap();
         self.reload();
     }
@@ -307,7 +319,9 @@ impl Drop for Nginx {
 /// Runs `nginx -t` on a configuration and returns (success, output).
 pub fn nginx_test_config(http: &str, server: &str) -> (bool, String) {
     let dir = fresh_dir();
-    let conf = render(&dir, free_port(), "worker_processes 1;", http, server);
+    let (port, h2_port) = (free_port(), free_port());
+    let h2_port = if cfg!(nginx1_25_1) { port } else { h2_port };
+    let conf = render(&dir, port, h2_port, "worker_processes 1;", http, server);
     fs::write(dir.join("nginx.conf"), &conf).unwrap();
     test_config_file(&dir, &dir.join("nginx.conf"))
 }
@@ -328,15 +342,18 @@ pub fn test_config_file(dir: &Path, conf: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn render(dir: &Path, port: u16, main: &str, http: &str, server: &str) -> String {
+fn render(dir: &Path, port: u16, h2_port: u16, main: &str, http: &str, server: &str) -> String {
     let d = dir.display();
     let user = if unsafe { libc::geteuid() } == 0 {
         "user root;"
     } else {
         ""
     };
-    let http2 = if cfg!(nginx1_25_1) { "http2 on;" } else { "" };
-    let listen_h2 = if cfg!(nginx1_25_1) { "" } else { " http2" };
+    let http2 = if cfg!(nginx1_25_1) {
+        "http2 on;".to_string()
+    } else {
+        format!("listen 127.0.0.1:{h2_port} http2;")
+    };
     format!(
         "load_module {module};
 {user}
@@ -355,7 +372,7 @@ http {{
     scgi_temp_path {d}/scgi;
     {http}
     server {{
-        listen 127.0.0.1:{port}{listen_h2};
+        listen 127.0.0.1:{port};
         {http2}
         {server}
     }}
