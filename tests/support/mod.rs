@@ -40,6 +40,28 @@ pub fn module_path() -> PathBuf {
     so
 }
 
+/// The nginx command, under `PHANTOM_TEST_WRAPPER` when set (e.g. a valgrind command line).
+fn nginx_command() -> Command {
+    match std::env::var("PHANTOM_TEST_WRAPPER") {
+        Ok(w) if !w.trim().is_empty() => {
+            let mut parts = w.split_whitespace();
+            let mut cmd = Command::new(parts.next().unwrap());
+            cmd.args(parts).arg(nginx_binary());
+            cmd
+        }
+        _ => Command::new(nginx_binary()),
+    }
+}
+
+/// How long nginx may take to listen (much longer under a wrapper such as valgrind).
+fn startup_time() -> Duration {
+    if std::env::var("PHANTOM_TEST_WRAPPER").is_ok_and(|w| !w.trim().is_empty()) {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(10)
+    }
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -192,7 +214,7 @@ impl Nginx {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let child = Command::new(nginx_binary())
+        let child = nginx_command()
             .arg("-p")
             .arg(&self.dir)
             .arg("-c")
@@ -204,7 +226,7 @@ impl Nginx {
             .spawn()
             .map_err(|e| e.to_string())?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + startup_time();
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 self.child = None;
