@@ -301,3 +301,25 @@ fn bad_cache_configuration_fails_nginx_t() {
     assert!(!ok);
     assert!(out.contains("expected name:size"), "{out}");
 }
+
+#[test]
+fn coalescing_works_over_http2() {
+    let s = Stack::with_workers(1, IdConfig::default(), ZONE, &cached(""), "");
+    let token = s.ids.issue("read", 300);
+    s.ids.set_fault(Fault::Delay(Duration::from_millis(700)));
+    let port = s.nginx.h2_port;
+    let auth = format!("Bearer {token}");
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let auth = auth.clone();
+            std::thread::spawn(move || {
+                support::http::curl_h2(port, "/h2", &[("Authorization", &auth)], None).0
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+    assert_eq!(s.ids.introspections(), 1);
+    s.nginx.assert_clean_log();
+}
