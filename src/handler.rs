@@ -134,7 +134,7 @@ fn resume(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_st
     match ctx.phase {
         Phase::Introspecting if !ctx.reply.done => NGX_AGAIN as ngx_int_t,
         Phase::Introspecting => {
-            let outcome = decide(request, conf, &ctx.reply);
+            let outcome = decide(request, conf, &mut ctx.reply);
             store(request, conf, ctx, &outcome);
             ctx.finish_flight(&outcome);
             ctx.phase = Phase::Done;
@@ -227,7 +227,7 @@ fn reject_token(request: &mut Request, conf: &LocConf, e: TokenError) -> ngx_int
 }
 
 /// Maps the introspection reply to an outcome, logging why when it is not a grant.
-fn decide(request: &Request, conf: &LocConf, reply: &Reply) -> Outcome {
+fn decide(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
     let log = request.log();
     let status = reply.status;
     if reply.broken {
@@ -272,7 +272,7 @@ fn decide(request: &Request, conf: &LocConf, reply: &Reply) -> Outcome {
     }
 }
 
-fn decide_body(request: &Request, conf: &LocConf, reply: &Reply) -> Outcome {
+fn decide_body(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
     let log = request.log();
     if reply.too_large {
         ngx_log_error!(NGX_LOG_ERR, log, "Failed to obtain JWT access token from introspection response or cache: response larger than {MAX_RESPONSE} bytes");
@@ -294,10 +294,13 @@ fn decide_body(request: &Request, conf: &LocConf, reply: &Reply) -> Outcome {
             );
             Outcome::Expired
         }
-        Verdict::Active { jwt, info } => Outcome::Decided(Entry::Active {
-            jwt: Rc::from(jwt.as_slice()),
-            scope: Rc::from(info.scope.as_str()),
-        }),
+        Verdict::Active { jwt, info } => {
+            reply.exp = info.exp;
+            Outcome::Decided(Entry::Active {
+                jwt: Rc::from(jwt.as_slice()),
+                scope: Rc::from(info.scope.as_str()),
+            })
+        }
         Verdict::Inactive => Outcome::Decided(Entry::Inactive),
         Verdict::Invalid(reason) => {
             ngx_log_error!(
@@ -319,10 +322,9 @@ fn store(request: &Request, conf: &LocConf, ctx: &Ctx, outcome: &Outcome) {
     let max_age = ctx.reply.max_age;
     let ttl = match outcome {
         Outcome::Decided(e @ Entry::Active { .. }) => {
-            let exp = phantom_exp(conf, &ctx.reply);
             let ttl = phantom_core::ttl::positive_ttl(
                 now_ms / 1000,
-                exp,
+                ctx.reply.exp,
                 zone.leeway as i64,
                 max_age,
                 zone.max_ttl,
@@ -336,14 +338,6 @@ fn store(request: &Request, conf: &LocConf, ctx: &Ctx, outcome: &Outcome) {
         _ => return,
     };
     zone.store(&ctx.digest, ttl.0, ttl.1, now_ms);
-}
-
-/// The `exp` of the decided JWT (parsed again: the reply is small and this is the miss path).
-fn phantom_exp(conf: &LocConf, reply: &Reply) -> i64 {
-    match interpret(conf.format(), &reply.body, now_ms() / 1000) {
-        Verdict::Active { info, .. } => info.exp,
-        _ => 0,
-    }
 }
 
 /// Turns an outcome into the request's result.
@@ -392,11 +386,13 @@ fn grant(
             };
         }
     }
-    let mut value = Vec::with_capacity(7 + jwt.len());
-    value.extend_from_slice(b"Bearer ");
-    value.extend_from_slice(jwt);
+    let fill = |buf: &mut [u8]| {
+        let (scheme, token) = buf.split_at_mut(7);
+        scheme.copy_from_slice(b"Bearer ");
+        token.copy_from_slice(jwt);
+    };
     // SAFETY: r->pool outlives the upstream request that reads the header.
-    let Some(bearer) = (unsafe { headers::pool_str((*r).pool, &value) }) else {
+    let Some(bearer) = (unsafe { headers::pool_build((*r).pool, 7 + jwt.len(), fill) }) else {
         return 500;
     };
     // SAFETY: r is valid; the header list belongs to it.

@@ -60,6 +60,27 @@ pub unsafe fn values(list: *const ngx_list_t, name: &[u8]) -> impl Iterator<Item
         .map(|h| h.value.as_bytes())
 }
 
+/// Allocates `len` bytes in `pool` and lets `fill` write them, returning the nginx string.
+///
+/// # Safety
+/// `pool` must be a valid pool.
+pub unsafe fn pool_build(
+    pool: *mut ngx_pool_t,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) -> Option<ngx_str_t> {
+    // SAFETY: the pool is valid; ngx_pnalloc returns NULL or `len` writable bytes.
+    let data = unsafe { nginx_sys::ngx_pnalloc(pool, len) } as *mut u8;
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: data points at `len` bytes owned by the pool, uninitialised until `fill` writes.
+    unsafe { data.write_bytes(0, len) };
+    // SAFETY: as above, now initialised.
+    fill(unsafe { core::slice::from_raw_parts_mut(data, len) });
+    Some(ngx_str_t { len, data })
+}
+
 /// Copies `bytes` into `pool` as an nginx string.
 ///
 /// # Safety

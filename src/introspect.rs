@@ -18,6 +18,7 @@ use nginx_sys::{
 use ngx::core::Pool;
 use ngx::http::HttpModule;
 use ngx::ngx_string;
+use phantom_core::form;
 use phantom_core::introspection::Format;
 
 use crate::ctx::Ctx;
@@ -44,6 +45,8 @@ pub struct Reply {
     pub max_age: Option<u64>,
     pub retry_after: Option<u64>,
     pub content_type: Vec<u8>,
+    /// `exp` of the granted JWT, recorded when the handler decides (for the cache lifetime).
+    pub exp: i64,
 }
 
 /// Starts the introspection subrequest for `token`; the parent resumes when it is done.
@@ -93,12 +96,17 @@ unsafe fn prepare(
     accept: &[u8],
     token: &[u8],
 ) -> Result<(), ()> {
-    let body = phantom_core::form::introspection_body(token);
+    let len = 6 + form::encoded_len(token);
+    let fill = |buf: &mut [u8]| {
+        let (name, value) = buf.split_at_mut(6);
+        name.copy_from_slice(b"token=");
+        form::encode_into(value, token);
+    };
     // SAFETY: nginx structures zeroed by calloc are their documented initial state.
     unsafe {
         let rb = pool.calloc_type::<ngx_http_request_body_t>();
         let b = pool.calloc_type::<ngx_buf_t>();
-        let data = headers::pool_str(pool.as_ptr(), &body).ok_or(())?;
+        let data = headers::pool_build(pool.as_ptr(), len, fill).ok_or(())?;
         let cl = ngx_alloc_chain_link(pool.as_ptr());
         if rb.is_null() || b.is_null() || cl.is_null() {
             return Err(());
