@@ -108,3 +108,93 @@ fn sustained_mixed_load_with_reloads() {
         s.ids.introspections()
     );
 }
+
+fn wrk_tokens(
+    port: u16,
+    dir: &std::path::Path,
+    name: &str,
+    tokens: &[String],
+    secs: u64,
+) -> std::thread::JoinHandle<String> {
+    let list: Vec<String> = tokens.iter().map(|t| format!("\"{t}\"")).collect();
+    let script = format!(
+        r#"local tokens = {{ {} }}
+request = function()
+  return wrk.format("GET", "/", {{ Authorization = "Bearer " .. tokens[math.random(#tokens)] }})
+end
+s200, s503, sother = 0, 0, 0
+response = function(status)
+  if status == 200 then s200 = s200 + 1 elseif status == 503 then s503 = s503 + 1 else sother = sother + 1 end
+end
+local threads = {{}}
+setup = function(t) table.insert(threads, t) end
+done = function(summary, latency)
+  local a, b, c = 0, 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("s200"); b = b + t:get("s503"); c = c + t:get("sother") end
+  io.write(string.format("STATUS 200=%d 503=%d other=%d maxms=%d\n", a, b, c, latency.max / 1000))
+end
+"#,
+        list.join(", ")
+    );
+    let path = dir.join(format!("{name}.lua"));
+    std::fs::write(&path, script).unwrap();
+    std::thread::spawn(move || {
+        let out = Command::new("wrk")
+            .args(["-t1", "-c8", &format!("-d{secs}s"), "-s"])
+            .arg(path)
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    })
+}
+
+#[test]
+fn identity_server_restart_under_load() {
+    let s = Stack::start("phantom_token_cache_zone c:4m;", "phantom_token_cache c;");
+    let warm: Vec<String> = (0..10).map(|_| s.ids.issue("read", 300)).collect();
+    let cold: Vec<String> = (0..2000).map(|_| s.ids.issue("read", 300)).collect();
+    for t in &warm {
+        assert_eq!(s.get_bearer("/", t).status, 200);
+    }
+    let warm_run = wrk_tokens(s.nginx.port, &s.nginx.dir, "warm", &warm, 9);
+    let cold_run = wrk_tokens(s.nginx.port, &s.nginx.dir, "cold", &cold, 9);
+    std::thread::sleep(Duration::from_secs(3));
+    let addr = format!("127.0.0.1:{}", s.ids.port());
+    s.ids.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    let restarted =
+        IdServer::start_on(&addr, IdConfig::default()).expect("restart on the same port");
+    for t in &cold {
+        restarted.issue_named(t, "read", 300);
+    }
+    let (warm_out, cold_out) = (warm_run.join().unwrap(), cold_run.join().unwrap());
+    eprintln!("warm: {warm_out}\ncold: {cold_out}");
+    assert_eq!(
+        count(&warm_out, "503="),
+        0,
+        "cached tokens must keep working: {warm_out}"
+    );
+    assert_eq!(count(&warm_out, "other="), 0, "{warm_out}");
+    assert!(count(&warm_out, "200=") > 1000, "{warm_out}");
+    assert_eq!(
+        count(&cold_out, "other="),
+        0,
+        "only 200 or 503 while restarting: {cold_out}"
+    );
+    assert!(
+        count(&cold_out, "503=") > 0,
+        "the outage was not seen: {cold_out}"
+    );
+    assert!(
+        restarted.introspections() > 0,
+        "requests resumed after the restart"
+    );
+    for out in [&warm_out, &cold_out] {
+        assert!(
+            count(out, "maxms=") < 4000,
+            "a request outlived the timeouts: {out}"
+        );
+    }
+    s.nginx.assert_clean_log();
+}
