@@ -50,6 +50,14 @@ fn handle(request: &mut Request) -> ngx_int_t {
         ngx_log_debug_http!(request, "Module disabled");
         return NGX_DECLINED as ngx_int_t;
     }
+    // Curity's order: OPTIONS is answered before the endpoint is checked.
+    if request.as_ref().method == NGX_HTTP_OPTIONS as usize {
+        if conf.allow_preflight == 1 {
+            return NGX_DECLINED as ngx_int_t;
+        }
+        ngx_log_debug_http!(request, "Not processing OPTIONS request");
+        return NGX_HTTP_NO_CONTENT as ngx_int_t;
+    }
     let Some(endpoint) = conf.endpoint else {
         ngx_log_error!(
             NGX_LOG_WARN,
@@ -62,13 +70,6 @@ fn handle(request: &mut Request) -> ngx_int_t {
     // SAFETY: r is the valid main request this handler was called for.
     if let Some(ctx) = unsafe { ctx::get(r) } {
         return resume(request, conf, ctx, endpoint);
-    }
-    if request.as_ref().method == NGX_HTTP_OPTIONS as usize {
-        if conf.allow_preflight == 1 {
-            return NGX_DECLINED as ngx_int_t;
-        }
-        ngx_log_debug_http!(request, "Not processing OPTIONS request");
-        return NGX_HTTP_NO_CONTENT as ngx_int_t;
     }
     ngx_log_debug_http!(request, "Handling request to convert token to JWT");
     begin(request, conf, endpoint)
