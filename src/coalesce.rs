@@ -5,12 +5,19 @@
 //! event is posted, which re-runs its phases. Pool cleanups keep the list free of requests
 //! that ended while waiting, and wake the waiters with [`Outcome::Retry`] if the leader ends
 //! without deciding (client gone).
+//!
+//! Across workers, the leader leaves a short-lived marker in the shared zone; requests of other
+//! workers that find it poll the zone ([`poll_later`]) until the result is cached, or the marker
+//! is gone (nothing cacheable) or expired, and then introspect themselves.
 
 use core::ffi::c_void;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use nginx_sys::{ngx_http_request_t, ngx_pool_cleanup_add, ngx_post_event, ngx_posted_events};
+use nginx_sys::{
+    ngx_add_timer, ngx_event_t, ngx_http_request_t, ngx_pool_cleanup_add, ngx_post_event,
+    ngx_posted_events,
+};
 
 use crate::ctx;
 use crate::handler::Outcome;
@@ -92,5 +99,28 @@ unsafe fn wake(r: *mut ngx_http_request_t, outcome: Outcome) {
         c.shared = Some(outcome);
     }
     // SAFETY: the write event of a live request's connection; posting re-runs its phases.
+    unsafe { ngx_post_event((*(*r).connection).write, &raw mut ngx_posted_events) };
+}
+
+/// How often a request waiting for another worker looks at the shared zone again.
+const POLL_MS: usize = 10;
+
+/// Re-runs `r` after [`POLL_MS`]: across workers there is no wake-up, so waiters poll.
+///
+/// # Safety
+/// `r` must be a valid main request; `timer` must live in its pool-allocated context.
+pub unsafe fn poll_later(r: *mut ngx_http_request_t, timer: &mut ngx_event_t) {
+    timer.handler = Some(poll_fired);
+    timer.data = r as *mut c_void;
+    // SAFETY: the request's connection and log are valid while the request lives.
+    timer.log = unsafe { (*(*r).connection).log };
+    // SAFETY: the timer is removed when the context is dropped with the request.
+    unsafe { ngx_add_timer(timer, POLL_MS) };
+}
+
+unsafe extern "C" fn poll_fired(ev: *mut ngx_event_t) {
+    // SAFETY: data is the request that armed the timer; it is still alive (see `poll_later`).
+    let r = unsafe { (*ev).data } as *mut ngx_http_request_t;
+    // SAFETY: posting the connection's write event re-runs the request's phases.
     unsafe { ngx_post_event((*(*r).connection).write, &raw mut ngx_posted_events) };
 }

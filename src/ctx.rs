@@ -3,7 +3,10 @@
 use core::ffi::c_void;
 use core::ptr;
 
-use nginx_sys::{ngx_http_request_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t, ngx_str_t};
+use nginx_sys::{
+    ngx_del_timer, ngx_event_t, ngx_http_request_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t,
+    ngx_str_t,
+};
 
 use crate::cache::CacheStatus;
 use crate::handler::Outcome;
@@ -18,6 +21,8 @@ pub enum Phase {
     Introspecting,
     /// Waiting for another request of this worker that introspects the same token.
     Coalesced,
+    /// Waiting for another worker's introspection of the same token (polling the zone).
+    Awaiting,
     /// The exchange ended; `granted` tells whether the upstream gets a JWT.
     Done,
 }
@@ -37,12 +42,18 @@ pub struct Ctx {
     pub granted: bool,
     /// This request leads the worker's introspection of its token (see `coalesce`).
     pub leading: bool,
+    /// Re-runs the request while it waits for another worker (see `coalesce::poll_later`).
+    pub timer: ngx_event_t,
 }
 
 impl Drop for Ctx {
     fn drop(&mut self) {
         // A leader that ends before deciding releases its waiters to introspect themselves.
         self.finish_flight(&Outcome::Retry);
+        if self.timer.timer_set() != 0 {
+            // SAFETY: the timer is in the event tree; it must not fire after the request ends.
+            unsafe { ngx_del_timer(&mut self.timer) };
+        }
     }
 }
 
@@ -58,6 +69,8 @@ impl Ctx {
             claims: None,
             granted: false,
             leading: false,
+            // SAFETY: a zeroed event is nginx's initial state for a timer-only event.
+            timer: unsafe { core::mem::zeroed() },
         }
     }
 

@@ -15,7 +15,7 @@ use ngx::{ngx_log_debug_http, ngx_log_error};
 use phantom_core::introspection::{content_type_ok, interpret, Verdict};
 use phantom_core::token::{bearer_token, source_token, TokenError};
 
-use crate::cache::{Entry, ZoneConf};
+use crate::cache::{CacheStatus, Entry, Lookup, ZoneConf};
 use crate::ctx::{self, Ctx, Phase};
 use crate::introspect::{self, Reply, MAX_RESPONSE};
 use crate::respond::{self, Reject};
@@ -98,12 +98,17 @@ fn lookup_or_introspect(
     token: &[u8],
 ) -> ngx_int_t {
     let r: *mut ngx_http_request_t = request.into();
-    if let Some(zone) = zone(request, conf) {
-        let (status, entry) = zone.lookup(&ctx.digest, now_ms());
-        ctx.cache_status = status;
-        if let Some(entry) = entry {
-            ctx.phase = Phase::Done;
-            return apply(request, conf, ctx, Outcome::Decided(entry));
+    let zone = zone(request, conf);
+    let mut elsewhere = false;
+    if let Some(zone) = zone {
+        match zone.lookup(&ctx.digest, now_ms()) {
+            Lookup::Hit(entry) => {
+                ctx.cache_status = CacheStatus::Hit;
+                ctx.phase = Phase::Done;
+                return apply(request, conf, ctx, Outcome::Decided(entry));
+            }
+            Lookup::Pending => elsewhere = true,
+            Lookup::Miss(status) => ctx.cache_status = status,
         }
     }
     if !coalesce::lead(&ctx.digest) {
@@ -115,6 +120,30 @@ fn lookup_or_introspect(
     } else {
         ctx.leading = true;
     }
+    if let Some(zone) = zone {
+        if elsewhere || !zone.claim(&ctx.digest, now_ms()) {
+            return await_other_worker(r, ctx);
+        }
+    }
+    introspect(request, conf, ctx, endpoint, token)
+}
+
+/// Waits (polling the zone) for another worker's introspection of the same token.
+fn await_other_worker(r: *mut ngx_http_request_t, ctx: &mut Ctx) -> ngx_int_t {
+    ctx.phase = Phase::Awaiting;
+    // SAFETY: r is a valid main request; the timer lives in its context.
+    unsafe { coalesce::poll_later(r, &mut ctx.timer) };
+    NGX_AGAIN as ngx_int_t
+}
+
+fn introspect(
+    request: &mut Request,
+    conf: &LocConf,
+    ctx: &mut Ctx,
+    endpoint: ngx_str_t,
+    token: &[u8],
+) -> ngx_int_t {
+    let r: *mut ngx_http_request_t = request.into();
     ctx.phase = Phase::Introspecting;
     ctx.reply = Reply::default();
     // SAFETY: r and ctx are valid for the request's life.
@@ -124,10 +153,35 @@ fn lookup_or_introspect(
             request.log(),
             "Failed to start the introspection subrequest"
         );
+        if let Some(zone) = zone(request, conf) {
+            zone.release(&ctx.digest);
+        }
         ctx.finish_flight(&Outcome::Failed);
         return 500;
     }
     NGX_AGAIN as ngx_int_t
+}
+
+/// An awaiting request looks again: the other worker's result, still pending, or gone.
+fn recheck(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> ngx_int_t {
+    let r: *mut ngx_http_request_t = request.into();
+    let Some(zone) = zone(request, conf) else {
+        return retry(request, conf, ctx, endpoint);
+    };
+    let now = now_ms();
+    match zone.lookup(&ctx.digest, now) {
+        Lookup::Hit(entry) => {
+            let outcome = Outcome::Decided(entry);
+            ctx.finish_flight(&outcome);
+            ctx.phase = Phase::Done;
+            apply(request, conf, ctx, outcome)
+        }
+        Lookup::Miss(_) if zone.claim(&ctx.digest, now) => match extract(request, conf) {
+            Ok(token) => introspect(request, conf, ctx, endpoint, token),
+            Err(e) => reject_token(request, conf, e),
+        },
+        _ => await_other_worker(r, ctx),
+    }
 }
 
 /// Later passes: wait, decide, or (after an internal redirect) pass on.
@@ -141,6 +195,7 @@ fn resume(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_st
             ctx.phase = Phase::Done;
             apply(request, conf, ctx, outcome)
         }
+        Phase::Awaiting => recheck(request, conf, ctx, endpoint),
         Phase::Coalesced => match ctx.shared.take() {
             None => NGX_AGAIN as ngx_int_t,
             Some(Outcome::Retry) => retry(request, conf, ctx, endpoint),
@@ -319,6 +374,8 @@ fn store(request: &Request, conf: &LocConf, ctx: &Ctx, outcome: &Outcome) {
     let Some(zone) = zone(request, conf) else {
         return;
     };
+    // Other workers wait while the marker is there: withdraw it, then store what is cacheable.
+    zone.release(&ctx.digest);
     let now_ms = now_ms();
     let max_age = ctx.reply.max_age;
     let ttl = match outcome {

@@ -323,3 +323,36 @@ fn coalescing_works_over_http2() {
     assert_eq!(s.ids.introspections(), 1);
     s.nginx.assert_clean_log();
 }
+
+#[test]
+fn concurrent_first_requests_are_coalesced_across_workers() {
+    let s = Stack::start(ZONE, &cached(""));
+    let token = s.ids.issue("read", 300);
+    s.ids.set_fault(Fault::Delay(Duration::from_millis(700)));
+    let port = s.nginx.port;
+    let auth = format!("Bearer {token}");
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let auth = auth.clone();
+            std::thread::spawn(move || {
+                request(port, "GET", "/", &[("Authorization", &auth)], None).status
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+    assert_eq!(s.ids.introspections(), 1, "2 workers, one introspection");
+    // Not cacheable (inactive, no negative_ttl): waiters of the other worker introspect themselves.
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                request(port, "GET", "/", &[("Authorization", "Bearer nope")], None).status
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 401);
+    }
+    s.nginx.assert_clean_log();
+}

@@ -37,6 +37,18 @@ impl CacheStatus {
     }
 }
 
+/// What a cache lookup found.
+pub enum Lookup {
+    Hit(Entry),
+    /// Another worker is introspecting this token right now.
+    Pending,
+    /// `Miss` or `Expired`.
+    Miss(CacheStatus),
+}
+
+/// How long a worker's "introspecting" marker holds other workers back.
+const PENDING_MS: i64 = 5000;
+
 /// A cached introspection result.
 #[derive(Clone, Debug)]
 pub enum Entry {
@@ -56,10 +68,10 @@ pub struct ZoneConf {
 
 impl ZoneConf {
     /// Finds a fresh entry: L1 first, then the shared zone (refilling L1).
-    pub fn lookup(&self, digest: &[u8; 32], now_ms: i64) -> (CacheStatus, Option<Entry>) {
+    pub fn lookup(&self, digest: &[u8; 32], now_ms: i64) -> Lookup {
         if let Ok(mut l1) = self.l1.try_borrow_mut() {
             if let Some(e) = l1.get(digest, now_ms) {
-                return (CacheStatus::Hit, Some(e));
+                return Lookup::Hit(e);
             }
         }
         match self.zone.lookup(digest, now_ms) {
@@ -67,11 +79,22 @@ impl ZoneConf {
                 if let Ok(mut l1) = self.l1.try_borrow_mut() {
                     l1.put(*digest, entry.clone(), expires);
                 }
-                (CacheStatus::Hit, Some(entry))
+                Lookup::Hit(entry)
             }
-            zone::Found::Expired => (CacheStatus::Expired, None),
-            zone::Found::Missing => (CacheStatus::Miss, None),
+            zone::Found::Pending => Lookup::Pending,
+            zone::Found::Expired => Lookup::Miss(CacheStatus::Expired),
+            zone::Found::Missing => Lookup::Miss(CacheStatus::Miss),
         }
+    }
+
+    /// Tells other workers this one introspects `digest`; `false` if one already does.
+    pub fn claim(&self, digest: &[u8; 32], now_ms: i64) -> bool {
+        self.zone.claim(digest, now_ms + PENDING_MS, now_ms)
+    }
+
+    /// Withdraws this worker's marker (before storing, or when nothing is stored).
+    pub fn release(&self, digest: &[u8; 32]) {
+        self.zone.release(digest);
     }
 
     /// Stores `entry` for `ttl` seconds in both levels; `ttl == 0` stores nothing.

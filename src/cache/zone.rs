@@ -43,7 +43,7 @@ struct Node {
     lru: ngx_queue_t,
     digest: [u8; 32],
     expires_ms: i64,
-    active: u8,
+    kind: u8,
     jwt_len: u32,
     scope_len: u32,
 }
@@ -61,9 +61,16 @@ impl Default for Zone {
     }
 }
 
+/// `Node::kind`: what an entry holds.
+const INACTIVE: u8 = 0;
+const ACTIVE: u8 = 1;
+/// A worker is introspecting this token; others wait for its result (no data follows).
+const PENDING: u8 = 2;
+
 /// Result of a shared-zone lookup.
 pub enum Found {
     Fresh(Entry, i64),
+    Pending,
     Expired,
     Missing,
 }
@@ -174,9 +181,17 @@ impl Zone {
         };
         // SAFETY: node is a live entry of the locked tree.
         unsafe {
+            let pending = (*node).kind == PENDING;
             if (*node).expires_ms <= now_ms {
                 l.remove(node);
-                return Found::Expired;
+                return if pending {
+                    Found::Missing
+                } else {
+                    Found::Expired
+                };
+            }
+            if pending {
+                return Found::Pending;
             }
             ngx_queue_remove(&mut (*node).lru);
             ngx_queue_insert_after(&mut (*l.sh).lru, &mut (*node).lru);
@@ -209,7 +224,11 @@ impl Zone {
                     lru: core::mem::zeroed(),
                     digest: *digest,
                     expires_ms,
-                    active: matches!(entry, Entry::Active { .. }) as u8,
+                    kind: if matches!(entry, Entry::Active { .. }) {
+                        ACTIVE
+                    } else {
+                        INACTIVE
+                    },
                     jwt_len: jwt.len() as u32,
                     scope_len: scope.len() as u32,
                 },
@@ -220,6 +239,55 @@ impl Zone {
             (*node).rb.key = tree_key(digest);
             ngx_rbtree_insert(&mut (*l.sh).tree, &mut (*node).rb);
             ngx_queue_insert_after(&mut (*l.sh).lru, &mut (*node).lru);
+        }
+    }
+}
+
+impl Zone {
+    /// Marks `digest` as being introspected until `until_ms`; `false` if the zone already
+    /// holds an entry or a marker for it (another worker got there first).
+    pub fn claim(&self, digest: &[u8; 32], until_ms: i64, now_ms: i64) -> bool {
+        let Some(l) = self.lock() else { return true };
+        if let Some(node) = l.find(digest) {
+            // SAFETY: node is a live entry of the locked tree.
+            if unsafe { (*node).expires_ms } > now_ms {
+                return false;
+            }
+            // SAFETY: as above; an expired entry or marker is replaced.
+            unsafe { l.remove(node) };
+        }
+        let Some(node) = l.alloc(size_of::<Node>()) else {
+            return true;
+        };
+        // SAFETY: node points at a fresh allocation of one Node.
+        unsafe {
+            ptr::write(
+                node,
+                Node {
+                    rb: core::mem::zeroed(),
+                    lru: core::mem::zeroed(),
+                    digest: *digest,
+                    expires_ms: until_ms,
+                    kind: PENDING,
+                    jwt_len: 0,
+                    scope_len: 0,
+                },
+            );
+            (*node).rb.key = tree_key(digest);
+            ngx_rbtree_insert(&mut (*l.sh).tree, &mut (*node).rb);
+            ngx_queue_insert_after(&mut (*l.sh).lru, &mut (*node).lru);
+        }
+        true
+    }
+
+    /// Removes this worker's marker for `digest` (its result was not cached).
+    pub fn release(&self, digest: &[u8; 32]) {
+        let Some(l) = self.lock() else { return };
+        if let Some(node) = l.find(digest) {
+            // SAFETY: node is a live entry of the locked tree.
+            if unsafe { (*node).kind } == PENDING {
+                unsafe { l.remove(node) };
+            }
         }
     }
 }
@@ -308,7 +376,7 @@ impl Locked {
 unsafe fn read_entry(node: *const Node) -> Entry {
     // SAFETY: per contract; the data follows the header.
     unsafe {
-        if (*node).active == 0 {
+        if (*node).kind != ACTIVE {
             return Entry::Inactive;
         }
         let data = (node as *const u8).add(size_of::<Node>());

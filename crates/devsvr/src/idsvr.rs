@@ -71,7 +71,8 @@ struct State {
 }
 
 pub struct IdServer {
-    server: Server,
+    server: Mutex<Server>,
+    addr: std::net::SocketAddr,
     state: Arc<Mutex<State>>,
 }
 
@@ -107,22 +108,28 @@ impl IdServer {
             introspections: 0,
             last: None,
         }));
-        let port = Arc::new(AtomicU64::new(0));
-        let (st, p) = (state.clone(), port.clone());
-        let server = Server::start(
+        let server = listen(addr, &state)?;
+        let addr = server.addr();
+        Ok(IdServer {
+            server: Mutex::new(server),
             addr,
-            Arc::new(move |req: &Recorded| route(&st, p.load(Ordering::SeqCst), req)),
-        )?;
-        port.store(u64::from(server.port()), Ordering::SeqCst);
-        Ok(IdServer { server, state })
+            state,
+        })
+    }
+
+    /// Listens again on the same address with the same tokens, after [`IdServer::stop`].
+    pub fn restart(&self) -> std::io::Result<()> {
+        let server = listen(&self.addr.to_string(), &self.state)?;
+        *self.server.lock().unwrap_or_else(|e| e.into_inner()) = server;
+        Ok(())
     }
 
     pub fn port(&self) -> u16 {
-        self.server.port()
+        self.addr.port()
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
-        self.server.addr()
+        self.addr
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -176,8 +183,17 @@ impl IdServer {
 
     /// Stops accepting: connections to the port are refused afterwards.
     pub fn stop(&self) {
-        self.server.stop();
+        self.server.lock().unwrap_or_else(|e| e.into_inner()).stop();
     }
+}
+
+fn listen(addr: &str, state: &Arc<Mutex<State>>) -> std::io::Result<Server> {
+    let port = Arc::new(AtomicU64::new(0));
+    let (st, p) = (state.clone(), port.clone());
+    let handler = move |req: &Recorded| route(&st, p.load(Ordering::SeqCst), req);
+    let server = Server::start(addr, Arc::new(handler))?;
+    port.store(u64::from(server.port()), Ordering::SeqCst);
+    Ok(server)
 }
 
 fn insert(s: &mut State, token: &str, scope: &str, lifetime: u64) {
