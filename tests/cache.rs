@@ -14,6 +14,19 @@ fn cached(api_extra: &str) -> String {
     format!("phantom_token_cache tokens; add_header X-Cache $phantom_token_cache_status always; {api_extra}")
 }
 
+/// `n` concurrent GET requests with this Authorization value; their statuses.
+fn concurrent(port: u16, n: usize, auth: &str) -> Vec<u16> {
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let auth = auth.to_string();
+            std::thread::spawn(move || {
+                request(port, "GET", "/", &[("Authorization", &auth)], None).status
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
 fn sub_upstream(s: &Stack) -> String {
     let auth = s
         .echo
@@ -216,16 +229,8 @@ fn concurrent_first_requests_are_coalesced() {
     s.ids.set_fault(Fault::Delay(Duration::from_millis(700)));
     let port = s.nginx.port;
     let auth = format!("Bearer {token}");
-    let handles: Vec<_> = (0..8)
-        .map(|_| {
-            let auth = auth.clone();
-            std::thread::spawn(move || {
-                request(port, "GET", "/", &[("Authorization", &auth)], None).status
-            })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.join().unwrap(), 200);
+    for status in concurrent(port, 8, auth.as_str()) {
+        assert_eq!(status, 200);
     }
     assert_eq!(s.ids.introspections(), 1);
     assert_eq!(s.echo.requests(), 8);
@@ -236,22 +241,8 @@ fn coalesced_waiters_share_failures_too() {
     let s = Stack::with_workers(1, IdConfig::default(), ZONE, &cached(""), "");
     s.ids.set_fault(Fault::Delay(Duration::from_millis(500)));
     let port = s.nginx.port;
-    let handles: Vec<_> = (0..5)
-        .map(|_| {
-            std::thread::spawn(move || {
-                request(
-                    port,
-                    "GET",
-                    "/",
-                    &[("Authorization", "Bearer unknown")],
-                    None,
-                )
-                .status
-            })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.join().unwrap(), 401);
+    for status in concurrent(port, 5, "Bearer unknown") {
+        assert_eq!(status, 401);
     }
     assert_eq!(s.ids.introspections(), 1);
 }
@@ -331,28 +322,13 @@ fn concurrent_first_requests_are_coalesced_across_workers() {
     s.ids.set_fault(Fault::Delay(Duration::from_millis(700)));
     let port = s.nginx.port;
     let auth = format!("Bearer {token}");
-    let handles: Vec<_> = (0..10)
-        .map(|_| {
-            let auth = auth.clone();
-            std::thread::spawn(move || {
-                request(port, "GET", "/", &[("Authorization", &auth)], None).status
-            })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.join().unwrap(), 200);
+    for status in concurrent(port, 10, auth.as_str()) {
+        assert_eq!(status, 200);
     }
     assert_eq!(s.ids.introspections(), 1, "2 workers, one introspection");
     // Not cacheable (inactive, no negative_ttl): waiters of the other worker introspect themselves.
-    let handles: Vec<_> = (0..6)
-        .map(|_| {
-            std::thread::spawn(move || {
-                request(port, "GET", "/", &[("Authorization", "Bearer nope")], None).status
-            })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.join().unwrap(), 401);
+    for status in concurrent(port, 6, "Bearer nope") {
+        assert_eq!(status, 401);
     }
     s.nginx.assert_clean_log();
 }

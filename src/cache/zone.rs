@@ -214,32 +214,12 @@ impl Zone {
             unsafe { l.remove(old) };
         }
         l.expire(now_ms, 2);
-        let Some(node) = l.alloc(need) else { return };
-        // SAFETY: node points at `need` fresh bytes, enough for the header and data.
-        unsafe {
-            ptr::write(
-                node,
-                Node {
-                    rb: core::mem::zeroed(),
-                    lru: core::mem::zeroed(),
-                    digest: *digest,
-                    expires_ms,
-                    kind: if matches!(entry, Entry::Active { .. }) {
-                        ACTIVE
-                    } else {
-                        INACTIVE
-                    },
-                    jwt_len: jwt.len() as u32,
-                    scope_len: scope.len() as u32,
-                },
-            );
-            let data = (node as *mut u8).add(size_of::<Node>());
-            ptr::copy_nonoverlapping(jwt.as_ptr(), data, jwt.len());
-            ptr::copy_nonoverlapping(scope.as_ptr(), data.add(jwt.len()), scope.len());
-            (*node).rb.key = tree_key(digest);
-            ngx_rbtree_insert(&mut (*l.sh).tree, &mut (*node).rb);
-            ngx_queue_insert_after(&mut (*l.sh).lru, &mut (*node).lru);
-        }
+        let kind = if matches!(entry, Entry::Active { .. }) {
+            ACTIVE
+        } else {
+            INACTIVE
+        };
+        l.insert(digest, expires_ms, kind, jwt, scope);
     }
 }
 
@@ -256,27 +236,7 @@ impl Zone {
             // SAFETY: as above; an expired entry or marker is replaced.
             unsafe { l.remove(node) };
         }
-        let Some(node) = l.alloc(size_of::<Node>()) else {
-            return true;
-        };
-        // SAFETY: node points at a fresh allocation of one Node.
-        unsafe {
-            ptr::write(
-                node,
-                Node {
-                    rb: core::mem::zeroed(),
-                    lru: core::mem::zeroed(),
-                    digest: *digest,
-                    expires_ms: until_ms,
-                    kind: PENDING,
-                    jwt_len: 0,
-                    scope_len: 0,
-                },
-            );
-            (*node).rb.key = tree_key(digest);
-            ngx_rbtree_insert(&mut (*l.sh).tree, &mut (*node).rb);
-            ngx_queue_insert_after(&mut (*l.sh).lru, &mut (*node).lru);
-        }
+        l.insert(digest, until_ms, PENDING, &[], &[]);
         true
     }
 
@@ -293,6 +253,35 @@ impl Zone {
 }
 
 impl Locked {
+    /// Allocates (evicting as needed) and links one entry: a [`Node`], then `jwt` and `scope`.
+    fn insert(&self, digest: &[u8; 32], expires_ms: i64, kind: u8, jwt: &[u8], scope: &[u8]) {
+        let Some(node) = self.alloc(size_of::<Node>() + jwt.len() + scope.len()) else {
+            return;
+        };
+        let header = Node {
+            // SAFETY: zeroed tree and queue links are set when the node is linked below.
+            rb: unsafe { core::mem::zeroed() },
+            // SAFETY: as above.
+            lru: unsafe { core::mem::zeroed() },
+            digest: *digest,
+            expires_ms,
+            kind,
+            jwt_len: jwt.len() as u32,
+            scope_len: scope.len() as u32,
+        };
+        // SAFETY: node points at fresh bytes enough for the header and the data; the zone is
+        // locked while the entry is linked into the tree and the LRU list.
+        unsafe {
+            ptr::write(node, header);
+            let data = (node as *mut u8).add(size_of::<Node>());
+            ptr::copy_nonoverlapping(jwt.as_ptr(), data, jwt.len());
+            ptr::copy_nonoverlapping(scope.as_ptr(), data.add(jwt.len()), scope.len());
+            (*node).rb.key = tree_key(digest);
+            ngx_rbtree_insert(&mut (*self.sh).tree, &mut (*node).rb);
+            ngx_queue_insert_after(&mut (*self.sh).lru, &mut (*node).lru);
+        }
+    }
+
     /// Finds the entry whose full digest matches (keys may collide, digests may not).
     fn find(&self, digest: &[u8; 32]) -> Option<*mut Node> {
         let key = tree_key(digest);
