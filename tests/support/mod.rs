@@ -232,12 +232,21 @@ impl Nginx {
                 self.child = None;
                 return Err(format!("exited with {status}\n{}", self.error_log()));
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
+            match probe(self.port, &self.marker()) {
+                Probe::Ours => return Ok(()),
+                Probe::Foreign => {
+                    return Err("Address already in use: another server answered".into())
+                }
+                Probe::NotYet => {}
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         Err(format!("not listening after 10s\n{}", self.error_log()))
+    }
+
+    /// What the probe server of this instance answers with (unique per test directory).
+    fn marker(&self) -> String {
+        probe_marker(&self.dir)
     }
 
     pub fn error_log(&self) -> String {
@@ -338,6 +347,42 @@ impl Drop for Nginx {
     }
 }
 
+/// What a readiness probe found on the port.
+enum Probe {
+    Ours,
+    Foreign,
+    NotYet,
+}
+
+fn probe_marker(dir: &Path) -> String {
+    dir.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Readiness is a full HTTP exchange with this instance's probe server, not a bare
+/// connect: a connect also succeeds against another test's server that briefly held
+/// the port, or before the workers accept.
+fn probe(port: u16, marker: &str) -> Probe {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return Probe::NotYet;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = "GET /ready HTTP/1.1\r\nHost: phantom.probe\r\nConnection: close\r\n\r\n";
+    if std::io::Write::write_all(&mut s, req.as_bytes()).is_err() {
+        return Probe::NotYet;
+    }
+    let mut buf = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    if text.contains(&format!("X-Phantom-Probe: {marker}")) {
+        Probe::Ours
+    } else if text.starts_with("HTTP/") {
+        Probe::Foreign
+    } else {
+        Probe::NotYet
+    }
+}
+
 /// Runs `nginx -t` on a configuration and returns (success, output).
 pub fn nginx_test_config(http: &str, server: &str) -> (bool, String) {
     let dir = fresh_dir();
@@ -398,8 +443,19 @@ http {{
         {http2}
         {server}
     }}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name phantom.probe;
+        access_log off;
+        location = /ready {{
+            phantom_token off;
+            add_header X-Phantom-Probe {marker};
+            return 204;
+        }}
+    }}
 }}
 ",
+        marker = probe_marker(dir),
         module = module_path().display(),
     )
 }
