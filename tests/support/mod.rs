@@ -62,13 +62,35 @@ fn startup_time() -> Duration {
     }
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, taken below the kernel's ephemeral range so that
+/// no other test's `bind(0)` listener or outgoing connection can grab it before nginx
+/// binds it (falls back to `bind(0)` when the range leaves no room).
 pub fn free_port() -> u16 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let low = ephemeral_low().min(32768);
+    if low > 12000 {
+        let span = low - 10000;
+        let base = (std::process::id() as usize * 7919) % span;
+        for _ in 0..200 {
+            let port = 10000 + (base + NEXT.fetch_add(1, Ordering::SeqCst)) % span;
+            if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return port as u16;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The first port of the kernel's ephemeral range (Linux default 32768).
+fn ephemeral_low() -> usize {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
 }
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
