@@ -239,7 +239,7 @@ fn concurrent_first_requests_are_coalesced() {
 #[test]
 fn coalesced_waiters_share_failures_too() {
     let s = Stack::with_workers(1, IdConfig::default(), ZONE, &cached(""), "");
-    s.ids.set_fault(Fault::Delay(Duration::from_millis(500)));
+    s.ids.set_fault(Fault::Delay(Duration::from_millis(1500)));
     let port = s.nginx.port;
     for status in concurrent(port, 5, "Bearer unknown") {
         assert_eq!(status, 401);

@@ -109,18 +109,33 @@ fn sustained_mixed_load_with_reloads() {
     );
 }
 
+/// How a wrk run picks its tokens.
+#[derive(Clone, Copy, PartialEq)]
+enum Pick {
+    /// At random from a small set: all cached after the first few requests.
+    Random,
+    /// Each in turn, so that (with enough tokens) every request brings an uncached one.
+    InTurn,
+}
+
 fn wrk_tokens(
     port: u16,
     dir: &std::path::Path,
     name: &str,
     tokens: &[String],
+    pick: Pick,
     secs: u64,
 ) -> std::thread::JoinHandle<String> {
-    let list: Vec<String> = tokens.iter().map(|t| format!("\"{t}\"")).collect();
+    let list = dir.join(format!("{name}.tokens"));
+    std::fs::write(&list, tokens.join("\n")).unwrap();
     let script = format!(
-        r#"local tokens = {{ {} }}
+        r#"local tokens = {{}}
+for line in io.lines("{}") do tokens[#tokens + 1] = line end
+local n, in_turn = 0, {}
 request = function()
-  return wrk.format("GET", "/", {{ Authorization = "Bearer " .. tokens[math.random(#tokens)] }})
+  n = n + 1
+  local t = in_turn and tokens[(n - 1) % #tokens + 1] or tokens[math.random(#tokens)]
+  return wrk.format("GET", "/", {{ Authorization = "Bearer " .. t }})
 end
 s200, s503, sother = 0, 0, 0
 response = function(status)
@@ -134,7 +149,8 @@ done = function(summary, latency)
   io.write(string.format("STATUS 200=%d 503=%d other=%d maxms=%d\n", a, b, c, latency.max / 1000))
 end
 "#,
-        list.join(", ")
+        list.display(),
+        pick == Pick::InTurn
     );
     let path = dir.join(format!("{name}.lua"));
     std::fs::write(&path, script).unwrap();
@@ -153,12 +169,13 @@ end
 fn identity_server_restart_under_load() {
     let s = Stack::start("phantom_token_cache_zone c:4m;", "phantom_token_cache c;");
     let warm: Vec<String> = (0..10).map(|_| s.ids.issue("read", 300)).collect();
-    let cold: Vec<String> = (0..2000).map(|_| s.ids.issue("read", 300)).collect();
+    // More cold tokens than requests: every cold request needs the identity server.
+    let cold: Vec<String> = (0..100_000).map(|_| s.ids.issue("read", 300)).collect();
     for t in &warm {
         assert_eq!(s.get_bearer("/", t).status, 200);
     }
-    let warm_run = wrk_tokens(s.nginx.port, &s.nginx.dir, "warm", &warm, 9);
-    let cold_run = wrk_tokens(s.nginx.port, &s.nginx.dir, "cold", &cold, 9);
+    let warm_run = wrk_tokens(s.nginx.port, &s.nginx.dir, "warm", &warm, Pick::Random, 9);
+    let cold_run = wrk_tokens(s.nginx.port, &s.nginx.dir, "cold", &cold, Pick::InTurn, 9);
     std::thread::sleep(Duration::from_secs(3));
     let before = s.ids.introspections();
     s.ids.stop();
