@@ -374,8 +374,6 @@ fn store(request: &Request, conf: &LocConf, ctx: &Ctx, outcome: &Outcome) {
     let Some(zone) = zone(request, conf) else {
         return;
     };
-    // Other workers wait while the marker is there: withdraw it, then store what is cacheable.
-    zone.release(&ctx.digest);
     let now_ms = now_ms();
     let max_age = ctx.reply.max_age;
     let ttl = match outcome {
@@ -393,8 +391,13 @@ fn store(request: &Request, conf: &LocConf, ctx: &Ctx, outcome: &Outcome) {
             e,
             phantom_core::ttl::negative_ttl(zone.negative_ttl, max_age),
         ),
-        _ => return,
+        _ => {
+            // Nothing to cache: withdraw the marker so that other workers stop waiting.
+            zone.release(&ctx.digest);
+            return;
+        }
     };
+    // Replaces the marker other workers wait on (or withdraws it when nothing is stored).
     zone.store(&ctx.digest, ttl.0, ttl.1, now_ms);
 }
 

@@ -97,9 +97,11 @@ impl ZoneConf {
         self.zone.release(digest);
     }
 
-    /// Stores `entry` for `ttl` seconds in both levels; `ttl == 0` stores nothing.
+    /// Stores `entry` for `ttl` seconds in both levels, in place of this worker's marker;
+    /// `ttl == 0` stores nothing and only withdraws the marker.
     pub fn store(&self, digest: &[u8; 32], entry: &Entry, ttl: u64, now_ms: i64) {
         if ttl == 0 {
+            self.release(digest);
             return;
         }
         let expires = now_ms.saturating_add((ttl.min(i64::MAX as u64 / 2000) * 1000) as i64);

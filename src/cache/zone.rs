@@ -199,6 +199,8 @@ impl Zone {
         }
     }
 
+    /// Stores `entry` in place of whatever the zone holds for `digest` (this worker's
+    /// marker, usually); an entry too large to cache only withdraws the marker.
     pub fn store(&self, digest: &[u8; 32], entry: &Entry, expires_ms: i64, now_ms: i64) {
         let (jwt, scope): (&[u8], &[u8]) = match entry {
             Entry::Active { jwt, scope } => (jwt, scope.as_bytes()),
@@ -206,6 +208,7 @@ impl Zone {
         };
         let need = size_of::<Node>() + jwt.len() + scope.len();
         if need > self.size() / MAX_SHARE || jwt.len() > u32::MAX as usize {
+            self.release(digest);
             return;
         }
         let Some(l) = self.lock() else { return };
