@@ -20,7 +20,7 @@ use nginx_sys::{
 };
 
 use crate::ctx;
-use crate::handler::Outcome;
+use crate::decide::Outcome;
 
 type Waiters = Vec<*mut ngx_http_request_t>;
 

@@ -8,13 +8,15 @@ use nginx_sys::{
     ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_parse_size, ngx_parse_time,
     ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
     NGX_CONF_UNSET, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_LOG_WARN,
 };
 use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::HttpModuleMainConf;
 use ngx::{ngx_conf_log_error, ngx_string};
 use phantom_core::challenge::{www_authenticate, BearerError};
+use phantom_core::digest;
 use phantom_core::introspection::{parse_format, Format};
+use phantom_core::source::{self, Source};
 
 use crate::cache;
 use crate::Module;
@@ -31,11 +33,25 @@ pub struct LocConf {
     pub cache_name: Option<String>,
     pub header: Option<String>,
     pub source: Option<*mut ngx_http_complex_value_t>,
+    /// What `source` reads, so that it can be removed from the proxied request.
+    pub source_kind: Option<Source>,
     pub format: Option<Format>,
+    pub compat: Option<Compat>,
+    /// Derived at merge: the introspection context (endpoint and format) of cache keys.
+    pub context: Vec<u8>,
     /// Derived at merge: the selected zone (index into `MainConf::zones`).
     pub cache: Option<usize>,
     /// Derived at merge: `WWW-Authenticate` values, built once.
     pub challenges: Challenges,
+}
+
+/// `phantom_token_compat`: whose exact responses the module gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compat {
+    /// RFC 6750 challenges with `error=`, 503 for an unreachable identity server.
+    Off,
+    /// Curity's module 2.0, byte for byte.
+    Curity,
 }
 
 /// Precomputed `WWW-Authenticate` values for each error kind.
@@ -60,7 +76,10 @@ impl Default for LocConf {
             cache_name: None,
             header: None,
             source: None,
+            source_kind: None,
             format: None,
+            compat: None,
+            context: Vec::new(),
             cache: None,
             challenges: Challenges::default(),
         }
@@ -70,6 +89,10 @@ impl Default for LocConf {
 impl LocConf {
     pub fn enabled(&self) -> bool {
         self.enable == 1
+    }
+
+    pub fn compat(&self) -> Compat {
+        self.compat.unwrap_or(Compat::Off)
     }
 
     pub fn format(&self) -> &Format {
@@ -88,14 +111,17 @@ impl LocConf {
         let realm = self.realm.clone().unwrap_or_else(|| "api".into());
         let scope = self.advertised_scopes();
         let required = self.required_scopes.clone().unwrap_or_default().join(" ");
+        // Curity's module never sends an `error` parameter.
+        let curity = self.compat() == Compat::Curity;
+        let error = |e| (!curity).then_some(e);
         self.challenges = Challenges {
             missing: www_authenticate(&realm, &scope, None),
-            invalid_request: www_authenticate(&realm, &scope, Some(BearerError::InvalidRequest)),
-            invalid_token: www_authenticate(&realm, &scope, Some(BearerError::InvalidToken)),
+            invalid_request: www_authenticate(&realm, &scope, error(BearerError::InvalidRequest)),
+            invalid_token: www_authenticate(&realm, &scope, error(BearerError::InvalidToken)),
             insufficient_scope: www_authenticate(
                 &realm,
                 &required,
-                Some(BearerError::InsufficientScope),
+                error(BearerError::InsufficientScope),
             ),
         };
     }
@@ -124,8 +150,12 @@ impl LocConf {
         merge_opt(&mut self.required_scopes, &prev.required_scopes);
         merge_opt(&mut self.cache_name, &prev.cache_name);
         merge_opt(&mut self.header, &prev.header);
-        merge_opt(&mut self.source, &prev.source);
+        if self.source.is_none() {
+            self.source = prev.source;
+            self.source_kind.clone_from(&prev.source_kind);
+        }
         merge_opt(&mut self.format, &prev.format);
+        merge_opt(&mut self.compat, &prev.compat);
     }
 }
 
@@ -180,6 +210,9 @@ pub unsafe fn merge_loc_conf(
         }
     }
     conf.build_challenges();
+    if let Some(endpoint) = conf.endpoint {
+        conf.context = digest::context(endpoint.as_bytes(), &conf.format().key());
+    }
     NGX_CONF_OK
 }
 
@@ -202,7 +235,7 @@ const fn cmd(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 14] = [
+pub static mut COMMANDS: [ngx_command_t; 15] = [
     cmd(
         ngx_string!("phantom_token"),
         ANY | NGX_CONF_FLAG,
@@ -286,6 +319,13 @@ pub static mut COMMANDS: [ngx_command_t; 14] = [
         NGX_HTTP_LOC_CONF_OFFSET,
         ngx_conf_set_flag_slot,
         core::mem::offset_of!(LocConf, allow_preflight),
+    ),
+    cmd(
+        ngx_string!("phantom_token_compat"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_compat,
+        0,
     ),
     // Accepted for configurations written for Curity's module 1.x, where it was removed in 2.0.
     cmd(
@@ -461,7 +501,45 @@ extern "C" fn set_source(
     if unsafe { ngx_http_compile_complex_value(&mut ccv) } != 0 {
         return NGX_CONF_ERROR;
     }
+    // SAFETY: directive handler contract.
+    let text = unsafe { args(cf) }[0];
+    let kind = source::classify(text);
+    if kind == Source::Other {
+        ngx_conf_log_error!(
+            NGX_LOG_WARN,
+            cf,
+            "\"phantom_token_source\": the module cannot remove \"{text}\" from the proxied \
+             request, so the opaque token may reach the upstream; use $http_<name>, \
+             $cookie_<name> or $arg_<name>, or remove it with proxy_set_header or rewrite"
+        );
+    }
     lcf.source = Some(cv);
+    lcf.source_kind = Some(kind);
+    NGX_CONF_OK
+}
+
+extern "C" fn set_compat(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract.
+    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
+    if lcf.compat.is_some() {
+        return DUPLICATE;
+    }
+    lcf.compat = match args[0] {
+        "off" => Some(Compat::Off),
+        "curity" => Some(Compat::Curity),
+        other => {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "\"phantom_token_compat\": unknown value \"{other}\" (expected curity or off)"
+            );
+            return NGX_CONF_ERROR;
+        }
+    };
     NGX_CONF_OK
 }
 

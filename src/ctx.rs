@@ -9,7 +9,8 @@ use nginx_sys::{
 };
 
 use crate::cache::CacheStatus;
-use crate::handler::Outcome;
+use crate::cache::{Entry, ZoneConf};
+use crate::decide::Outcome;
 use crate::introspect::Reply;
 use crate::Module;
 use ngx::http::HttpModule;
@@ -30,7 +31,14 @@ pub enum Phase {
 /// What the request learnt about its token.
 pub struct Ctx {
     pub phase: Phase,
+    /// The opaque token, in the request's header memory or pool (never overwritten).
+    pub token: ngx_str_t,
+    /// Key of the token in the introspection context of the location that asked.
     pub digest: [u8; 32],
+    /// The zone in which this request holds the "being introspected" marker.
+    pub claimed: Option<&'static ZoneConf>,
+    /// The granted entry, re-applied when an internal redirect changes the location.
+    pub decision: Option<Entry>,
     pub reply: Reply,
     /// Set by the leader of a coalesced introspection for its followers.
     pub shared: Option<Outcome>,
@@ -48,8 +56,10 @@ pub struct Ctx {
 
 impl Drop for Ctx {
     fn drop(&mut self) {
-        // A leader that ends before deciding releases its waiters to introspect themselves.
+        // A leader that ends before deciding (its client went away) releases its waiters,
+        // in this worker and in the others, to introspect themselves at once.
         self.finish_flight(&Outcome::Retry);
+        self.release_claim();
         if self.timer.timer_set() != 0 {
             // SAFETY: the timer is in the event tree; it must not fire after the request ends.
             unsafe { ngx_del_timer(&mut self.timer) };
@@ -61,7 +71,10 @@ impl Ctx {
     fn new() -> Self {
         Ctx {
             phase: Phase::Introspecting,
+            token: ngx_str_t::default(),
             digest: [0; 32],
+            claimed: None,
+            decision: None,
             reply: Reply::default(),
             shared: None,
             cache_status: CacheStatus::Bypass,
@@ -72,6 +85,38 @@ impl Ctx {
             // SAFETY: a zeroed event is nginx's initial state for a timer-only event.
             timer: unsafe { core::mem::zeroed() },
         }
+    }
+
+    /// The opaque token taken on the first pass.
+    pub fn token<'a>(&self) -> &'a [u8] {
+        if self.token.data.is_null() {
+            return &[];
+        }
+        // SAFETY: token points into header memory or r->pool, alive for the request.
+        unsafe { core::slice::from_raw_parts(self.token.data, self.token.len) }
+    }
+
+    /// Withdraws this request's "being introspected" marker, if it holds one.
+    pub fn release_claim(&mut self) {
+        if let Some(zone) = self.claimed.take() {
+            zone.release(&self.digest);
+        }
+    }
+
+    /// Starts over under another key (the request moved to a location with another
+    /// introspection context); the token stays.
+    pub fn restart(&mut self, digest: [u8; 32]) {
+        self.finish_flight(&Outcome::Retry);
+        self.release_claim();
+        self.phase = Phase::Introspecting;
+        self.digest = digest;
+        self.reply = Reply::default();
+        self.shared = None;
+        self.cache_status = CacheStatus::Bypass;
+        self.bearer = ngx_str_t::default();
+        self.claims = None;
+        self.granted = false;
+        self.decision = None;
     }
 
     /// Hands the outcome to the requests waiting on this leader, once.

@@ -2,61 +2,68 @@
 //!
 //! First pass: extract the token, look it up in the cache, else join or start an
 //! introspection and return `NGX_AGAIN`. Later passes: decide from the result, then
-//! forward `Bearer <JWT>` upstream or answer with the module's error response.
-
-use std::rc::Rc;
+//! forward `Bearer <JWT>` upstream or reject. After an internal redirect, the policy of the
+//! location that now serves the request is applied to the decision already made.
 
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, ngx_str_t, ngx_timeofday, NGX_AGAIN, NGX_DECLINED,
-    NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
+    NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN,
+    NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
 use ngx::{ngx_log_debug_http, ngx_log_error};
-use phantom_core::introspection::{content_type_ok, interpret, Verdict};
+use phantom_core::digest::keyed_digest;
 use phantom_core::token::{bearer_token, source_token, TokenError};
 
 use crate::cache::{CacheStatus, Entry, Lookup, ZoneConf};
 use crate::ctx::{self, Ctx, Phase};
-use crate::introspect::{self, Reply, MAX_RESPONSE};
-use crate::respond::{self, Reject};
-use crate::{coalesce, headers, LocConf, Module};
+use crate::decide::{decide, Outcome};
+use crate::introspect::{self, Reply};
+use crate::respond::{self, Challenge, Reject};
+use crate::{coalesce, forward, headers, LocConf, Module};
 
-/// What an introspection (or a coalesced one) decided.
-#[derive(Clone)]
-pub enum Outcome {
-    Decided(Entry),
-    /// The identity server returned a JWT whose `exp` has passed: 401, never cached.
-    Expired,
-    Unavailable(Option<u64>),
-    Failed,
-    /// The leader ended without deciding; introspect again.
-    Retry,
+/// What a pass of the handler ends with.
+enum Step {
+    /// A phase handler result for nginx.
+    Rc(ngx_int_t),
+    /// A rejection, sent once no reference into the request is alive.
+    Reject(Reject),
 }
+
+const AGAIN: Step = Step::Rc(NGX_AGAIN as ngx_int_t);
+const DECLINED: Step = Step::Rc(NGX_DECLINED as ngx_int_t);
 
 /// The access phase handler registered in postconfiguration.
 pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls phase handlers with a valid request.
-    handle(unsafe { Request::from_ngx_http_request(r) })
+    let step = handle(unsafe { Request::from_ngx_http_request(r) });
+    // Every borrow of the request and of its context has ended: a rejection may finalize
+    // the request, which can free the pool holding both.
+    match step {
+        Step::Rc(rc) => rc,
+        // SAFETY: r is valid and no response was sent yet.
+        Step::Reject(reject) => unsafe { respond::send(r, reject) },
+    }
 }
 
-fn handle(request: &mut Request) -> ngx_int_t {
+fn handle(request: &mut Request) -> Step {
     if !request.is_main() {
-        return NGX_DECLINED as ngx_int_t;
+        return DECLINED;
     }
     let Some(conf) = Module::location_conf(request) else {
-        return NGX_DECLINED as ngx_int_t;
+        return DECLINED;
     };
     if !conf.enabled() {
         ngx_log_debug_http!(request, "Module disabled");
-        return NGX_DECLINED as ngx_int_t;
+        return DECLINED;
     }
     // Curity's order: OPTIONS is answered before the endpoint is checked.
     if request.as_ref().method == NGX_HTTP_OPTIONS as usize {
         if conf.allow_preflight == 1 {
-            return NGX_DECLINED as ngx_int_t;
+            return DECLINED;
         }
         ngx_log_debug_http!(request, "Not processing OPTIONS request");
-        return NGX_HTTP_NO_CONTENT as ngx_int_t;
+        return Step::Rc(NGX_HTTP_NO_CONTENT as ngx_int_t);
     }
     let Some(endpoint) = conf.endpoint else {
         ngx_log_error!(
@@ -64,7 +71,7 @@ fn handle(request: &mut Request) -> ngx_int_t {
             request.log(),
             "Module not configured properly: missing introspection endpoint"
         );
-        return NGX_DECLINED as ngx_int_t;
+        return DECLINED;
     };
     let r: *mut ngx_http_request_t = request.into();
     // SAFETY: r is the valid main request this handler was called for.
@@ -76,18 +83,22 @@ fn handle(request: &mut Request) -> ngx_int_t {
 }
 
 /// First pass: token, cache, then coalesce or introspect.
-fn begin(request: &mut Request, conf: &LocConf, endpoint: ngx_str_t) -> ngx_int_t {
+fn begin(request: &mut Request, conf: &LocConf, endpoint: ngx_str_t) -> Step {
     let r: *mut ngx_http_request_t = request.into();
     let token = match extract(request, conf) {
         Ok(t) => t,
-        Err(e) => return reject_token(request, conf, e),
+        Err(e) => return reject_token(request, e),
     };
     // SAFETY: r is a valid main request.
     let Some(ctx) = (unsafe { ctx::create(r) }) else {
-        return 500;
+        return Step::Rc(500);
     };
-    ctx.digest = phantom_core::digest::token_digest(token);
-    lookup_or_introspect(request, conf, ctx, endpoint, token)
+    ctx.token = ngx_str_t {
+        len: token.len(),
+        data: token.as_ptr() as *mut u8,
+    };
+    ctx.digest = keyed_digest(&conf.context, token);
+    lookup_or_introspect(request, conf, ctx, endpoint)
 }
 
 fn lookup_or_introspect(
@@ -95,8 +106,7 @@ fn lookup_or_introspect(
     conf: &LocConf,
     ctx: &mut Ctx,
     endpoint: ngx_str_t,
-    token: &[u8],
-) -> ngx_int_t {
+) -> Step {
     let r: *mut ngx_http_request_t = request.into();
     let zone = zone(request, conf);
     let mut elsewhere = false;
@@ -115,7 +125,7 @@ fn lookup_or_introspect(
         // SAFETY: r is a valid main request that will wait with NGX_AGAIN.
         if unsafe { coalesce::join(&ctx.digest, r) } {
             ctx.phase = Phase::Coalesced;
-            return NGX_AGAIN as ngx_int_t;
+            return AGAIN;
         }
     } else {
         ctx.leading = true;
@@ -124,28 +134,24 @@ fn lookup_or_introspect(
         if elsewhere || !zone.claim(&ctx.digest, now_ms()) {
             return await_other_worker(r, ctx);
         }
+        ctx.claimed = Some(zone);
     }
-    introspect(request, conf, ctx, endpoint, token)
+    introspect(request, conf, ctx, endpoint)
 }
 
 /// Waits (polling the zone) for another worker's introspection of the same token.
-fn await_other_worker(r: *mut ngx_http_request_t, ctx: &mut Ctx) -> ngx_int_t {
+fn await_other_worker(r: *mut ngx_http_request_t, ctx: &mut Ctx) -> Step {
     ctx.phase = Phase::Awaiting;
     // SAFETY: r is a valid main request; the timer lives in its context.
     unsafe { coalesce::poll_later(r, &mut ctx.timer) };
-    NGX_AGAIN as ngx_int_t
+    AGAIN
 }
 
-fn introspect(
-    request: &mut Request,
-    conf: &LocConf,
-    ctx: &mut Ctx,
-    endpoint: ngx_str_t,
-    token: &[u8],
-) -> ngx_int_t {
+fn introspect(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> Step {
     let r: *mut ngx_http_request_t = request.into();
     ctx.phase = Phase::Introspecting;
     ctx.reply = Reply::default();
+    let token = ctx.token();
     // SAFETY: r and ctx are valid for the request's life.
     if unsafe { introspect::start(r, endpoint, conf.format(), token, ctx) }.is_err() {
         ngx_log_error!(
@@ -153,20 +159,18 @@ fn introspect(
             request.log(),
             "Failed to start the introspection subrequest"
         );
-        if let Some(zone) = zone(request, conf) {
-            zone.release(&ctx.digest);
-        }
+        ctx.release_claim();
         ctx.finish_flight(&Outcome::Failed);
-        return 500;
+        return Step::Rc(500);
     }
-    NGX_AGAIN as ngx_int_t
+    AGAIN
 }
 
 /// An awaiting request looks again: the other worker's result, still pending, or gone.
-fn recheck(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> ngx_int_t {
+fn recheck(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> Step {
     let r: *mut ngx_http_request_t = request.into();
     let Some(zone) = zone(request, conf) else {
-        return retry(request, conf, ctx, endpoint);
+        return lookup_or_introspect(request, conf, ctx, endpoint);
     };
     let now = now_ms();
     match zone.lookup(&ctx.digest, now) {
@@ -176,48 +180,56 @@ fn recheck(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_s
             ctx.phase = Phase::Done;
             apply(request, conf, ctx, outcome)
         }
-        Lookup::Miss(_) if zone.claim(&ctx.digest, now) => match extract(request, conf) {
-            Ok(token) => introspect(request, conf, ctx, endpoint, token),
-            Err(e) => reject_token(request, conf, e),
-        },
+        Lookup::Miss(_) if zone.claim(&ctx.digest, now) => {
+            ctx.claimed = Some(zone);
+            introspect(request, conf, ctx, endpoint)
+        }
         _ => await_other_worker(r, ctx),
     }
 }
 
-/// Later passes: wait, decide, or (after an internal redirect) pass on.
-fn resume(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> ngx_int_t {
+/// Later passes: wait, decide, or (after an internal redirect) apply the new location.
+fn resume(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> Step {
     match ctx.phase {
-        Phase::Introspecting if !ctx.reply.done => NGX_AGAIN as ngx_int_t,
+        Phase::Introspecting if !ctx.reply.done => AGAIN,
         Phase::Introspecting => {
             let outcome = decide(request, conf, &mut ctx.reply);
-            store(request, conf, ctx, &outcome);
+            store(request, ctx, &outcome);
             ctx.finish_flight(&outcome);
             ctx.phase = Phase::Done;
             apply(request, conf, ctx, outcome)
         }
         Phase::Awaiting => recheck(request, conf, ctx, endpoint),
         Phase::Coalesced => match ctx.shared.take() {
-            None => NGX_AGAIN as ngx_int_t,
-            Some(Outcome::Retry) => retry(request, conf, ctx, endpoint),
+            None => AGAIN,
+            // The leader went away: start over with the token already extracted.
+            Some(Outcome::Retry) => lookup_or_introspect(request, conf, ctx, endpoint),
             Some(outcome) => {
                 ctx.phase = Phase::Done;
                 apply(request, conf, ctx, outcome)
             }
         },
-        Phase::Done if ctx.granted => NGX_OK as ngx_int_t,
-        Phase::Done => NGX_DECLINED as ngx_int_t,
+        Phase::Done => revisit(request, conf, ctx, endpoint),
     }
 }
 
-/// A waiter whose leader vanished: extract the token again and start over.
-fn retry(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> ngx_int_t {
-    match extract(request, conf) {
-        Ok(token) => lookup_or_introspect(request, conf, ctx, endpoint, token),
-        Err(e) => reject_token(request, conf, e),
+/// The request moved (`try_files`, `error_page`, `X-Accel-Redirect`) to another location:
+/// a different endpoint or format means a new introspection; the same means its scopes
+/// and header are applied to the decision already made. A rejection stays final, so the
+/// error page it led to is served.
+fn revisit(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> Step {
+    let digest = keyed_digest(&conf.context, ctx.token());
+    if digest != ctx.digest {
+        ctx.restart(digest);
+        return lookup_or_introspect(request, conf, ctx, endpoint);
+    }
+    match ctx.decision.clone() {
+        Some(entry) if ctx.granted => apply(request, conf, ctx, Outcome::Decided(entry)),
+        _ => DECLINED,
     }
 }
 
-fn zone<'a>(request: &Request, conf: &LocConf) -> Option<&'a ZoneConf> {
+fn zone(request: &Request, conf: &LocConf) -> Option<&'static ZoneConf> {
     let i = conf.cache?;
     Module::main_conf(request)?.zones.get(i)
 }
@@ -229,8 +241,8 @@ pub fn now_ms() -> i64 {
 
 /// The token from `phantom_token_source` or the `Authorization: Bearer` header.
 ///
-/// The slice points into the request's header memory or pool, which outlive the handler,
-/// so it is detached from the borrow of `request`.
+/// The slice points into the request's header memory or pool, which outlive the handler
+/// (removing the source later copies, never overwrites), so it is detached from the borrow.
 fn extract<'a>(request: &Request, conf: &LocConf) -> Result<&'a [u8], TokenError> {
     let raw: &[u8] = match conf.source {
         Some(cv) => {
@@ -253,13 +265,12 @@ fn extract<'a>(request: &Request, conf: &LocConf) -> Result<&'a [u8], TokenError
     Ok(unsafe { core::slice::from_raw_parts(raw.as_ptr(), raw.len()) })
 }
 
-fn reject_token(request: &mut Request, conf: &LocConf, e: TokenError) -> ngx_int_t {
+fn reject_token(request: &Request, e: TokenError) -> Step {
     let log = request.log();
-    let ch = &conf.challenges;
     let challenge = match e {
         TokenError::Missing => {
             ngx_log_error!(NGX_LOG_INFO, log, "Authorization header not present");
-            &ch.missing
+            Challenge::Missing
         }
         TokenError::NotBearer => {
             ngx_log_error!(
@@ -267,7 +278,7 @@ fn reject_token(request: &mut Request, conf: &LocConf, e: TokenError) -> ngx_int
                 log,
                 "Authorization header does not contain a bearer token"
             );
-            &ch.missing
+            Challenge::Missing
         }
         TokenError::Malformed | TokenError::TooLong => {
             ngx_log_error!(
@@ -275,164 +286,85 @@ fn reject_token(request: &mut Request, conf: &LocConf, e: TokenError) -> ngx_int
                 log,
                 "Authorization header contains a malformed bearer token"
             );
-            &ch.invalid_request
+            Challenge::InvalidRequest
         }
     };
-    // SAFETY: the request is valid and no response was sent yet.
-    unsafe { respond::send(request.into(), Reject::Unauthorized(challenge)) }
+    Step::Reject(Reject::Unauthorized(challenge))
 }
 
-/// Maps the introspection reply to an outcome, logging why when it is not a grant.
-fn decide(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
-    let log = request.log();
-    let status = reply.status;
-    if reply.broken {
-        ngx_log_error!(
-            NGX_LOG_ERR,
-            log,
-            "Introspection response could not be read completely (status {status})"
-        );
-        return Outcome::Failed;
-    }
-    if !reply.from_upstream && status >= 500 {
-        if reply.received > 0 {
-            ngx_log_error!(
-                NGX_LOG_ERR,
-                log,
-                "Introspection response is not valid HTTP (status {status})"
-            );
-            return Outcome::Failed;
-        }
-        ngx_log_error!(NGX_LOG_ERR, log, "Identity server unavailable: introspection subrequest failed with status {status} (connection refused, closed or timed out)");
-        return Outcome::Unavailable(None);
-    }
-    match status {
-        200 => decide_body(request, conf, reply),
-        204 => Outcome::Decided(Entry::Inactive),
-        503 => {
-            ngx_log_error!(
-                NGX_LOG_ERR,
-                log,
-                "Introspection subrequest returned response code: 503"
-            );
-            Outcome::Unavailable(reply.retry_after)
-        }
-        _ => {
-            ngx_log_error!(
-                NGX_LOG_ERR,
-                log,
-                "Introspection subrequest returned response code: {status}"
-            );
-            Outcome::Failed
-        }
-    }
-}
-
-fn decide_body(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
-    let log = request.log();
-    if reply.too_large {
-        ngx_log_error!(NGX_LOG_ERR, log, "Failed to obtain JWT access token from introspection response or cache: response larger than {MAX_RESPONSE} bytes");
-        return Outcome::Failed;
-    }
-    if !content_type_ok(conf.format(), &reply.content_type) {
-        let ct = String::from_utf8_lossy(&reply.content_type);
-        let want = conf.format().media_type();
-        ngx_log_error!(NGX_LOG_ERR, log, "Failed to obtain JWT access token from introspection response or cache: Content-Type \"{ct}\" instead of \"{want}\"");
-        return Outcome::Failed;
-    }
-    let now = now_ms() / 1000;
-    match interpret(conf.format(), &reply.body, now) {
-        Verdict::Active { info, .. } if info.exp <= now => {
-            ngx_log_error!(
-                NGX_LOG_ERR,
-                log,
-                "Introspection returned an expired JWT; treating the token as inactive"
-            );
-            Outcome::Expired
-        }
-        Verdict::Active { jwt, info } => {
-            reply.exp = info.exp;
-            Outcome::Decided(Entry::Active {
-                jwt: Rc::from(jwt.as_slice()),
-                scope: Rc::from(info.scope.as_str()),
-            })
-        }
-        Verdict::Inactive => Outcome::Decided(Entry::Inactive),
-        Verdict::Invalid(reason) => {
-            ngx_log_error!(
-                NGX_LOG_ERR,
-                log,
-                "Failed to obtain JWT access token from introspection response or cache: {reason}"
-            );
-            Outcome::Failed
-        }
-    }
-}
-
-/// Caches a decided outcome with its lifetime (positive) or `negative_ttl` (inactive).
-fn store(request: &Request, conf: &LocConf, ctx: &Ctx, outcome: &Outcome) {
-    let Some(zone) = zone(request, conf) else {
+/// Caches a decided outcome until its expiry (positive) or for `negative_ttl` (inactive),
+/// in place of this worker's marker; withdraws the marker when nothing is stored.
+fn store(request: &Request, ctx: &mut Ctx, outcome: &Outcome) {
+    let Some(zone) = ctx.claimed.take() else {
         return;
     };
-    let now_ms = now_ms();
+    let now = now_ms();
     let max_age = ctx.reply.max_age;
-    let ttl = match outcome {
-        Outcome::Decided(e @ Entry::Active { .. }) => {
-            let ttl = phantom_core::ttl::positive_ttl(
-                now_ms / 1000,
-                ctx.reply.exp,
-                zone.leeway as i64,
-                max_age,
-                zone.max_ttl,
-            );
-            (e, ttl)
-        }
-        Outcome::Decided(e @ Entry::Inactive) if zone.negative_ttl > 0 => (
-            e,
-            phantom_core::ttl::negative_ttl(zone.negative_ttl, max_age),
+    let until = match outcome {
+        Outcome::Decided(Entry::Active { .. }) => phantom_core::ttl::positive_expiry_ms(
+            now,
+            ctx.reply.exp,
+            zone.leeway,
+            max_age,
+            zone.max_ttl,
         ),
-        _ => {
-            // Nothing to cache: withdraw the marker so that other workers stop waiting.
-            zone.release(&ctx.digest);
-            return;
+        Outcome::Decided(Entry::Inactive) => {
+            phantom_core::ttl::negative_expiry_ms(now, zone.negative_ttl, max_age)
         }
+        _ => None,
     };
-    // Replaces the marker other workers wait on (or withdraws it when nothing is stored).
-    zone.store(&ctx.digest, ttl.0, ttl.1, now_ms);
+    if let (Outcome::Decided(entry), Some(until)) = (outcome, until) {
+        zone.store(&ctx.digest, entry, until, now);
+        return;
+    }
+    zone.release(&ctx.digest);
+    let storable = match outcome {
+        Outcome::Decided(Entry::Active { .. }) => true,
+        Outcome::Decided(Entry::Inactive) => zone.negative_ttl > 0,
+        _ => false,
+    };
+    if storable && max_age == Some(0) {
+        ctx.cache_status = CacheStatus::NoStore;
+        if crate::cache::first_no_store() {
+            ngx_log_error!(NGX_LOG_NOTICE, request.log(), "Introspection responses forbid caching (Cache-Control: no-store, no-cache, private or max-age=0), so zone \"{}\" stores nothing; to cache anyway, add proxy_hide_header Cache-Control; to the introspection location (entries then live until the JWT's exp minus leeway, capped by max_ttl)", zone.name);
+        }
+    }
 }
 
 /// Turns an outcome into the request's result.
-fn apply(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, outcome: Outcome) -> ngx_int_t {
-    let r: *mut ngx_http_request_t = request.into();
+fn apply(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, outcome: Outcome) -> Step {
+    ctx.granted = false;
     let reject = match outcome {
-        Outcome::Decided(Entry::Active { jwt, scope }) => {
-            return grant(request, conf, ctx, &jwt, &scope)
-        }
+        Outcome::Decided(entry @ Entry::Active { .. }) => return grant(request, conf, ctx, entry),
         Outcome::Decided(Entry::Inactive) => {
             ngx_log_error!(
                 NGX_LOG_INFO,
                 request.log(),
                 "The access token is not active"
             );
-            Reject::Unauthorized(&conf.challenges.invalid_token)
+            Reject::Unauthorized(Challenge::InvalidToken)
         }
-        Outcome::Expired => Reject::Unauthorized(&conf.challenges.invalid_token),
-        Outcome::Unavailable(retry) => Reject::Unavailable(retry),
+        Outcome::Expired => Reject::Unauthorized(Challenge::InvalidToken),
+        Outcome::Unavailable(retry_after) => Reject::Unavailable {
+            retry_after,
+            unreachable: false,
+        },
+        Outcome::Unreachable => Reject::Unavailable {
+            retry_after: None,
+            unreachable: true,
+        },
+        Outcome::ServerError => Reject::ServerError,
         Outcome::Failed | Outcome::Retry => Reject::BadGateway,
     };
-    // SAFETY: r is valid and no response was sent yet.
-    unsafe { respond::send(r, reject) }
+    Step::Reject(reject)
 }
 
 /// Checks required scopes, then puts `Bearer <JWT>` into the upstream request.
-fn grant(
-    request: &mut Request,
-    conf: &LocConf,
-    ctx: &mut Ctx,
-    jwt: &[u8],
-    scope: &str,
-) -> ngx_int_t {
+fn grant(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, entry: Entry) -> Step {
     let r: *mut ngx_http_request_t = request.into();
+    let Entry::Active { jwt, scope } = &entry else {
+        return DECLINED;
+    };
     if let Some(required) = &conf.required_scopes {
         if !phantom_core::scope::has_all(scope, required) {
             ngx_log_error!(
@@ -441,10 +373,7 @@ fn grant(
                 "The access token lacks a required scope (requires \"{}\")",
                 required.join(" ")
             );
-            // SAFETY: r is valid and no response was sent yet.
-            return unsafe {
-                respond::send(r, Reject::Forbidden(&conf.challenges.insufficient_scope))
-            };
+            return Step::Reject(Reject::Forbidden);
         }
     }
     let fill = |buf: &mut [u8]| {
@@ -454,65 +383,14 @@ fn grant(
     };
     // SAFETY: r->pool outlives the upstream request that reads the header.
     let Some(bearer) = (unsafe { headers::pool_build((*r).pool, 7 + jwt.len(), fill) }) else {
-        return 500;
+        return Step::Rc(500);
     };
-    // SAFETY: r is valid; the header list belongs to it.
-    if unsafe { forward(r, conf, bearer) }.is_err() {
-        return 500;
+    // SAFETY: r is valid; the header list belongs to it; bearer lives in its pool.
+    if unsafe { forward::forward(r, conf, bearer) }.is_err() {
+        return Step::Rc(500);
     }
     ctx.bearer = bearer;
     ctx.granted = true;
-    NGX_OK as ngx_int_t
-}
-
-/// Replaces the client's `Authorization` (or sets `phantom_token_header`) with `bearer`.
-///
-/// # Safety
-/// `r` must be a valid main request; `bearer` must live in `r->pool`.
-unsafe fn forward(r: *mut ngx_http_request_t, conf: &LocConf, bearer: ngx_str_t) -> Result<(), ()> {
-    // SAFETY: per contract.
-    let req = unsafe { &mut *r };
-    let list = &mut req.headers_in.headers as *mut _;
-    let auth = req.headers_in.authorization;
-    let Some(name) = conf.header.as_deref() else {
-        // SAFETY: auth is NULL or an element of the request's header list.
-        if let Some(h) = unsafe { auth.as_mut() } {
-            h.value = bearer;
-            return Ok(());
-        }
-        // SAFETY: the list is the request's own header list, allocated from its pool.
-        let h = unsafe { headers::push(list, req.pool, b"Authorization", bearer.as_bytes()) }
-            .ok_or(())?;
-        req.headers_in.authorization = h;
-        return Ok(());
-    };
-    // Every client header with the target name gets our value, so none can be forged.
-    let mut found = false;
-    // SAFETY: iterating the request's own header list.
-    for h in unsafe { headers::iter(list) } {
-        if h.key.as_bytes().eq_ignore_ascii_case(name.as_bytes()) {
-            h.value = bearer;
-            found = true;
-        }
-    }
-    // The opaque token must not travel upstream in Authorization either.
-    // SAFETY: auth is NULL or an element of the list.
-    if let Some(h) = unsafe { auth.as_mut() } {
-        // SAFETY: key/lowcase copies are pool allocations for the request.
-        let renamed = unsafe { headers::pool_str(req.pool, name.as_bytes()) }.ok_or(())?;
-        let lower = unsafe { headers::pool_str(req.pool, name.to_ascii_lowercase().as_bytes()) }
-            .ok_or(())?;
-        h.key = renamed;
-        h.lowcase_key = lower.data;
-        // SAFETY: hashing the lowercase name, as nginx does for request headers.
-        h.hash = unsafe { nginx_sys::ngx_hash_key(lower.data, lower.len) };
-        h.value = bearer;
-        req.headers_in.authorization = core::ptr::null_mut();
-        found = true;
-    }
-    if !found {
-        // SAFETY: as above.
-        unsafe { headers::push(list, req.pool, name.as_bytes(), bearer.as_bytes()) }.ok_or(())?;
-    }
-    Ok(())
+    ctx.decision = Some(entry);
+    Step::Rc(NGX_OK as ngx_int_t)
 }

@@ -89,3 +89,119 @@ pub unsafe fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t>
     // SAFETY: forwarded contract.
     unsafe { ngx_str_t::from_bytes(pool, bytes) }
 }
+
+/// Removes every element for which `gone` is true; returns how many went.
+///
+/// nginx lists have no removal, and other code keeps pointers to elements (`headers_in`
+/// fields, `next` chains), so no element is moved: a part is shortened, advanced or split
+/// around the removed element, a part left empty is unlinked (nginx's iterations assume
+/// every part holds an element), and `nalloc` is lowered so that the next push starts a
+/// fresh part instead of writing into memory a shortened part no longer owns.
+///
+/// # Safety
+/// `list` must be an initialised list of `ngx_table_elt_t` allocated from `pool`.
+pub unsafe fn remove_where(
+    list: *mut ngx_list_t,
+    pool: *mut ngx_pool_t,
+    mut gone: impl FnMut(&ngx_table_elt_t) -> bool,
+) -> Result<usize, ()> {
+    let mut removed = 0;
+    // One removal per pass: the part layout changes under a removal.
+    loop {
+        // SAFETY: forwarded contract; the search only reads.
+        let Some((part, prev, i)) = (unsafe { find(list, &mut gone) }) else {
+            return Ok(removed);
+        };
+        // SAFETY: part/prev/i were just found in this list.
+        unsafe { unlink(list, pool, part, prev, i)? };
+        removed += 1;
+    }
+}
+
+/// The first element `gone` selects: its part, the part before it (NULL for the first
+/// part), and its index in the part.
+unsafe fn find(
+    list: *mut ngx_list_t,
+    gone: &mut impl FnMut(&ngx_table_elt_t) -> bool,
+) -> Option<(*mut ngx_list_part_t, *mut ngx_list_part_t, usize)> {
+    // SAFETY: the first part is embedded in the list; parts chain through `next`.
+    let mut part: *mut ngx_list_part_t = unsafe { &mut (*list).part };
+    let mut prev: *mut ngx_list_part_t = core::ptr::null_mut();
+    while !part.is_null() {
+        // SAFETY: part is a live part of the list with `nelts` elements.
+        let p = unsafe { &*part };
+        let elts = p.elts as *const ngx_table_elt_t;
+        for i in 0..p.nelts {
+            // SAFETY: i < nelts.
+            if gone(unsafe { &*elts.add(i) }) {
+                return Some((part, prev, i));
+            }
+        }
+        prev = part;
+        part = p.next;
+    }
+    None
+}
+
+unsafe fn unlink(
+    list: *mut ngx_list_t,
+    pool: *mut ngx_pool_t,
+    part: *mut ngx_list_part_t,
+    prev: *mut ngx_list_part_t,
+    i: usize,
+) -> Result<(), ()> {
+    // SAFETY: per the caller, part (and prev when not NULL) are live parts of the list.
+    let (l, p) = unsafe { (&mut *list, &mut *part) };
+    let size = l.size;
+    let n = p.nelts;
+    if n == 1 {
+        let next = p.next;
+        if prev.is_null() {
+            // The embedded first part: take over the next part, or stay as the empty list.
+            if next.is_null() {
+                p.nelts = 0;
+            } else {
+                // SAFETY: next is a live part; the list's first part becomes a copy of it.
+                unsafe { *p = *next };
+                if l.last == next {
+                    l.last = part;
+                }
+            }
+        } else {
+            // SAFETY: prev is the live part before this one.
+            unsafe { (*prev).next = next };
+            if l.last == part {
+                l.last = prev;
+            }
+        }
+    } else if i == 0 {
+        // SAFETY: the part keeps its remaining n - 1 elements, which follow element 0.
+        p.elts = unsafe { (p.elts as *mut u8).add(size) } as *mut _;
+        p.nelts -= 1;
+    } else if i == n - 1 {
+        p.nelts -= 1;
+    } else {
+        // SAFETY: pool is the list's pool; the new part describes elements i+1..n in place.
+        let tail = unsafe { nginx_sys::ngx_palloc(pool, core::mem::size_of::<ngx_list_part_t>()) }
+            as *mut ngx_list_part_t;
+        if tail.is_null() {
+            return Err(());
+        }
+        // SAFETY: tail is fresh memory for a part header.
+        unsafe {
+            tail.write(ngx_list_part_t {
+                elts: (p.elts as *mut u8).add((i + 1) * size) as *mut _,
+                nelts: n - i - 1,
+                next: p.next,
+            });
+        }
+        p.nelts = i;
+        p.next = tail;
+        if l.last == part {
+            l.last = tail;
+        }
+    }
+    // SAFETY: l.last is a live part.
+    l.nalloc = unsafe { (*l.last).nelts }.max(1);
+    Ok(())
+}

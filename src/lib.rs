@@ -20,6 +20,8 @@ mod cache;
 mod coalesce;
 mod config;
 mod ctx;
+mod decide;
+mod forward;
 mod handler;
 mod headers;
 mod introspect;

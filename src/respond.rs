@@ -1,93 +1,189 @@
-//! Sends the module's JSON error responses (Curity-compatible bodies, RFC 6750 headers).
+//! Rejections: through nginx when the location asks for it, else the module's JSON.
 //!
-//! Responses go through the normal header and body filters, so `add_header ... always`
-//! still applies to them.
+//! With an `error_page` for the status, or under `satisfy any` (where another access
+//! module may still grant), the handler sets `WWW-Authenticate`/`Retry-After` and returns
+//! the status, so nginx's own machinery (error pages, `auth_delay`, the other access
+//! checks) answers. Otherwise the module sends its JSON body (Curity's), through the
+//! normal filters so that `add_header ... always` applies.
 
 use nginx_sys::{
-    ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_finalize_request,
-    ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, NGX_DONE,
-    NGX_ERROR, NGX_OK,
+    ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_err_page_t,
+    ngx_http_finalize_request, ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header,
+    ngx_int_t, NGX_DONE, NGX_ERROR, NGX_HTTP_SATISFY_ANY, NGX_OK,
 };
 use ngx::core::Pool;
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 use phantom_core::challenge::{FORBIDDEN_BODY, SERVER_ERROR_BODY, UNAUTHORIZED_BODY};
 
-use crate::headers;
+use crate::config::Compat;
+use crate::{headers, LocConf, Module};
 
-/// A response the module sends instead of passing the request on.
-pub enum Reject<'a> {
-    /// 401 with the given `WWW-Authenticate` value.
-    Unauthorized(&'a str),
-    /// 403 `insufficient_scope` with the given `WWW-Authenticate` value.
-    Forbidden(&'a str),
-    /// 502: the identity server or its response is unusable.
-    BadGateway,
-    /// 503: the identity server is unavailable, optionally with `Retry-After`.
-    Unavailable(Option<u64>),
+/// Which `WWW-Authenticate` value a 401 carries.
+#[derive(Clone, Copy, Debug)]
+pub enum Challenge {
+    /// No credentials: no `error` parameter (RFC 6750 section 3.1).
+    Missing,
+    InvalidRequest,
+    InvalidToken,
 }
 
-impl Reject<'_> {
+/// A response the module gives instead of passing the request on.
+#[derive(Clone, Copy, Debug)]
+pub enum Reject {
+    Unauthorized(Challenge),
+    /// 403 `insufficient_scope`.
+    Forbidden,
+    /// 502: the identity server or its response is unusable.
+    BadGateway,
+    /// 500: only Curity's mapping of unexpected identity-server statuses gives it.
+    ServerError,
+    /// 503, or 502 under `phantom_token_compat curity` when the server was unreachable.
+    Unavailable {
+        retry_after: Option<u64>,
+        unreachable: bool,
+    },
+}
+
+impl Reject {
     fn status(&self) -> usize {
         match self {
             Reject::Unauthorized(_) => 401,
-            Reject::Forbidden(_) => 403,
+            Reject::Forbidden => 403,
             Reject::BadGateway => 502,
-            Reject::Unavailable(_) => 503,
+            Reject::ServerError => 500,
+            Reject::Unavailable { .. } => 503,
         }
     }
 
     fn body(&self) -> &'static str {
         match self {
             Reject::Unauthorized(_) => UNAUTHORIZED_BODY,
-            Reject::Forbidden(_) => FORBIDDEN_BODY,
+            Reject::Forbidden => FORBIDDEN_BODY,
             _ => SERVER_ERROR_BODY,
+        }
+    }
+
+    /// Curity's module 2.0: an unreachable server is a 502, a 503 carries no `Retry-After`.
+    fn as_curity(self) -> Reject {
+        match self {
+            Reject::Unavailable {
+                unreachable: true, ..
+            } => Reject::BadGateway,
+            Reject::Unavailable { .. } => Reject::Unavailable {
+                retry_after: None,
+                unreachable: false,
+            },
+            other => other,
+        }
+    }
+
+    fn challenge<'a>(&self, conf: &'a LocConf) -> Option<&'a str> {
+        let ch = &conf.challenges;
+        match self {
+            Reject::Unauthorized(Challenge::Missing) => Some(&ch.missing),
+            Reject::Unauthorized(Challenge::InvalidRequest) => Some(&ch.invalid_request),
+            Reject::Unauthorized(Challenge::InvalidToken) => Some(&ch.invalid_token),
+            Reject::Forbidden => Some(&ch.insufficient_scope),
+            _ => None,
         }
     }
 }
 
-/// Sends `reject` and finalizes the request; the access handler returns the result.
+/// Answers with `reject`; the access handler returns the result.
+///
+/// Called with no reference into the request or its context alive: the JSON path
+/// finalizes the request, which can free the pool holding both.
 ///
 /// # Safety
 /// `r` must be a valid main request whose response has not been sent.
 pub unsafe fn send(r: *mut ngx_http_request_t, reject: Reject) -> ngx_int_t {
+    // SAFETY: r is valid; configurations live as long as the cycle.
+    let Some(conf) = Module::location_conf(unsafe { &*r }) else {
+        return 500;
+    };
+    let reject = match conf.compat() {
+        Compat::Curity => reject.as_curity(),
+        Compat::Off => reject,
+    };
+    // SAFETY: r is valid and its response not sent.
+    if unsafe { set_headers(r, conf, &reject) }.is_err() {
+        return NGX_ERROR as ngx_int_t;
+    }
+    let status = reject.status();
+    // SAFETY: r is valid.
+    if unsafe { nginx_answers(r, status) } {
+        return status as ngx_int_t;
+    }
     // SAFETY: r is valid; discarding the body keeps the connection usable for keepalive.
     unsafe { ngx_http_discard_request_body(r) };
     // SAFETY: as above.
-    let rc = unsafe { send_inner(r, &reject) };
-    // SAFETY: finalizing with the output result ends the request as a content handler would.
+    let rc = unsafe { send_json(r, status, reject.body()) };
+    // SAFETY: finalizing with the output result ends the request as a content handler would;
+    // nothing of the request is touched after this.
     unsafe { ngx_http_finalize_request(r, rc) };
     NGX_DONE as ngx_int_t
 }
 
-unsafe fn send_inner(r: *mut ngx_http_request_t, reject: &Reject) -> ngx_int_t {
+/// Whether nginx should answer: an `error_page` for `status` applies here, or `satisfy any`
+/// leaves a 401/403 to the other access modules.
+unsafe fn nginx_answers(r: *mut ngx_http_request_t, status: usize) -> bool {
+    // SAFETY: r is valid.
+    let req = unsafe { &*r };
+    let Some(clcf) = NgxHttpCoreModule::location_conf(req) else {
+        return false;
+    };
+    if matches!(status, 401 | 403) && clcf.satisfy == NGX_HTTP_SATISFY_ANY as usize {
+        return true;
+    }
+    // nginx's own conditions for using error_page (ngx_http_special_response_handler).
+    if req.error_page() != 0 || req.uri_changes() == 0 {
+        return false;
+    }
+    // SAFETY: error_pages is NULL or an array of ngx_http_err_page_t.
+    let Some(pages) = (unsafe { clcf.error_pages.as_ref() }) else {
+        return false;
+    };
+    // SAFETY: as above.
+    let pages = unsafe { pages.as_slice::<ngx_http_err_page_t>() };
+    pages.iter().any(|p| p.status == status as isize)
+}
+
+unsafe fn set_headers(
+    r: *mut ngx_http_request_t,
+    conf: &LocConf,
+    reject: &Reject,
+) -> Result<(), ()> {
     // SAFETY: r is valid for the duration of the call.
     let req = unsafe { &mut *r };
-    let pool = req.pool;
-    let body = reject.body();
-    req.headers_out.status = reject.status();
+    let list = &mut req.headers_out.headers as *mut _;
+    if let Some(v) = reject.challenge(conf) {
+        // SAFETY: headers_out.headers is the request's initialised output list.
+        let h =
+            unsafe { headers::push(list, req.pool, b"WWW-Authenticate", v.as_bytes()) }.ok_or(())?;
+        req.headers_out.www_authenticate = h;
+    }
+    if let Reject::Unavailable {
+        retry_after: Some(secs),
+        ..
+    } = reject
+    {
+        let v = secs.to_string();
+        // SAFETY: as above.
+        unsafe { headers::push(list, req.pool, b"Retry-After", v.as_bytes()) }.ok_or(())?;
+    }
+    Ok(())
+}
+
+unsafe fn send_json(r: *mut ngx_http_request_t, status: usize, body: &'static str) -> ngx_int_t {
+    // SAFETY: r is valid for the duration of the call.
+    let req = unsafe { &mut *r };
+    req.headers_out.status = status;
     req.headers_out.content_type = ngx_string!("application/json");
     req.headers_out.content_type_len = req.headers_out.content_type.len;
     req.headers_out.content_type_lowcase = core::ptr::null_mut();
     req.headers_out.content_length_n = body.len() as _;
-    let list = &mut req.headers_out.headers as *mut _;
-    match reject {
-        Reject::Unauthorized(v) | Reject::Forbidden(v) => {
-            // SAFETY: headers_out.headers is the request's initialised output list.
-            let Some(h) = (unsafe { headers::push(list, pool, b"WWW-Authenticate", v.as_bytes()) })
-            else {
-                return NGX_ERROR as ngx_int_t;
-            };
-            req.headers_out.www_authenticate = h;
-        }
-        Reject::Unavailable(Some(secs)) => {
-            let v = secs.to_string();
-            // SAFETY: as above.
-            if unsafe { headers::push(list, pool, b"Retry-After", v.as_bytes()) }.is_none() {
-                return NGX_ERROR as ngx_int_t;
-            }
-        }
-        _ => {}
-    }
+    let pool = req.pool;
     // SAFETY: headers are complete.
     let rc = unsafe { ngx_http_send_header(r) };
     if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || req.header_only() != 0 {

@@ -24,6 +24,8 @@ pub enum CacheStatus {
     Miss,
     Hit,
     Expired,
+    /// Missed, and the identity server's `Cache-Control` forbade storing the answer.
+    NoStore,
 }
 
 impl CacheStatus {
@@ -33,6 +35,7 @@ impl CacheStatus {
             CacheStatus::Miss => "MISS",
             CacheStatus::Hit => "HIT",
             CacheStatus::Expired => "EXPIRED",
+            CacheStatus::NoStore => "NOSTORE",
         }
     }
 }
@@ -97,19 +100,22 @@ impl ZoneConf {
         self.zone.release(digest);
     }
 
-    /// Stores `entry` for `ttl` seconds in both levels, in place of this worker's marker;
-    /// `ttl == 0` stores nothing and only withdraws the marker.
-    pub fn store(&self, digest: &[u8; 32], entry: &Entry, ttl: u64, now_ms: i64) {
-        if ttl == 0 {
-            self.release(digest);
-            return;
-        }
-        let expires = now_ms.saturating_add((ttl.min(i64::MAX as u64 / 2000) * 1000) as i64);
-        self.zone.store(digest, entry, expires, now_ms);
+    /// Stores `entry` until `expires_ms` in both levels, in place of this worker's marker.
+    pub fn store(&self, digest: &[u8; 32], entry: &Entry, expires_ms: i64, now_ms: i64) {
+        self.zone.store(digest, entry, expires_ms, now_ms);
         if let Ok(mut l1) = self.l1.try_borrow_mut() {
-            l1.put(*digest, entry.clone(), expires);
+            l1.put(*digest, entry.clone(), expires_ms);
         }
     }
+}
+
+thread_local! {
+    static NO_STORE_LOGGED: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// `true` the first time in this worker that a `no-store` answer kept an entry out.
+pub fn first_no_store() -> bool {
+    !NO_STORE_LOGGED.with(|l| l.replace(true))
 }
 
 /// `phantom_token_cache_zone name:size [max_ttl=time] [negative_ttl=time] [leeway=time] [l1=N];`
@@ -161,6 +167,12 @@ struct ZoneSpec {
     l1: usize,
 }
 
+/// Largest per-worker L1 (entries); each is allocated up front by the LRU's table.
+const MAX_L1: usize = 100_000;
+
+/// Longest time parameter, in seconds.
+const MAX_TIME: u64 = 365 * 24 * 3600;
+
 /// Smallest zone nginx's slab allocator accepts (8 pages).
 const MIN_ZONE: usize = 32 * 1024;
 
@@ -188,7 +200,11 @@ fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
         let (k, v) = a
             .split_once('=')
             .ok_or_else(|| format!("invalid parameter \"{a}\""))?;
-        let secs = || parse_seconds(v).ok_or_else(|| format!("invalid time in \"{a}\""));
+        let secs = || {
+            parse_seconds(v)
+                .filter(|s| *s <= MAX_TIME)
+                .ok_or_else(|| format!("invalid time in \"{a}\" (at most 365d)"))
+        };
         match k {
             "max_ttl" => spec.max_ttl = Some(secs()?),
             "negative_ttl" => spec.negative_ttl = secs()?,
@@ -196,7 +212,9 @@ fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
             "l1" => {
                 spec.l1 = v
                     .parse()
-                    .map_err(|_| format!("invalid number in \"{a}\""))?
+                    .ok()
+                    .filter(|n| *n <= MAX_L1)
+                    .ok_or_else(|| format!("invalid number in \"{a}\" (0 to {MAX_L1})"))?
             }
             _ => {
                 return Err(format!(

@@ -11,11 +11,12 @@ use std::rc::Rc;
 
 use nginx_sys::{
     ngx_conf_t, ngx_int_t, ngx_queue_insert_after, ngx_queue_remove, ngx_queue_t,
-    ngx_rbtree_delete, ngx_rbtree_init, ngx_rbtree_insert, ngx_rbtree_insert_value,
-    ngx_rbtree_node_t, ngx_rbtree_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock,
-    ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t,
-    NGX_ERROR, NGX_OK,
+    ngx_rbtree_delete, ngx_rbtree_init, ngx_rbtree_insert, ngx_rbtree_node_t, ngx_rbtree_t,
+    ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc_locked,
+    ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_OK,
 };
+
+use phantom_core::index;
 
 use super::Entry;
 use crate::Module;
@@ -38,7 +39,8 @@ struct Shared {
 
 #[repr(C)]
 struct Node {
-    /// First, so a tree node pointer is a Node pointer. `key` = first 8 digest bytes.
+    /// First, so a tree node pointer is a Node pointer. `key` = first 8 digest bytes
+    /// (big-endian); equal keys are ordered by the digest (see `phantom_core::index`).
     rb: ngx_rbtree_node_t,
     lru: ngx_queue_t,
     digest: [u8; 32],
@@ -109,7 +111,7 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
         let existing = (*pool).data as *mut Shared;
         if !existing.is_null() && (*existing).magic == MAGIC {
             // Reused on reload: the tree's insert callback points into this module's code.
-            (*existing).tree.insert = Some(ngx_rbtree_insert_value);
+            (*existing).tree.insert = Some(insert_node);
             return NGX_OK as ngx_int_t;
         }
         ngx_shmtx_lock(&mut (*pool).mutex);
@@ -119,11 +121,7 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
             return NGX_ERROR as ngx_int_t;
         }
         (*sh).magic = MAGIC;
-        ngx_rbtree_init(
-            &mut (*sh).tree,
-            &mut (*sh).sentinel,
-            Some(ngx_rbtree_insert_value),
-        );
+        ngx_rbtree_init(&mut (*sh).tree, &mut (*sh).sentinel, Some(insert_node));
         nginx_sys::ngx_queue_init(&mut (*sh).lru);
         (*pool).data = sh as *mut c_void;
         // Allocation failures are handled by eviction, so don't log them as critical.
@@ -147,9 +145,61 @@ impl Drop for Locked {
 }
 
 fn tree_key(digest: &[u8; 32]) -> usize {
-    let mut k = [0u8; 8];
-    k.copy_from_slice(&digest[..8]);
-    u64::from_le_bytes(k) as usize
+    phantom_core::index::tree_key(digest) as usize
+}
+
+/// The index as `phantom_core::index` searches it: nodes by pointer, nil = the sentinel.
+struct Index {
+    sentinel: *mut ngx_rbtree_node_t,
+}
+
+impl index::Tree for Index {
+    type Node = *mut ngx_rbtree_node_t;
+    fn is_nil(&self, n: Self::Node) -> bool {
+        n == self.sentinel
+    }
+    fn left(&self, n: Self::Node) -> Self::Node {
+        // SAFETY: n is a live node of the locked tree (never the sentinel here).
+        unsafe { (*n).left }
+    }
+    fn right(&self, n: Self::Node) -> Self::Node {
+        // SAFETY: as above.
+        unsafe { (*n).right }
+    }
+    fn key(&self, n: Self::Node) -> u64 {
+        // SAFETY: as above.
+        unsafe { (*n).key as u64 }
+    }
+    fn digest(&self, n: Self::Node) -> &[u8; 32] {
+        // SAFETY: every node of the tree is the first field of a Node.
+        unsafe { &(*(n as *const Node)).digest }
+    }
+}
+
+/// The tree's insert callback: places `node` below `root` by the index's one total order
+/// (key, then full digest), the order `Locked::find` searches by.
+unsafe extern "C" fn insert_node(
+    root: *mut ngx_rbtree_node_t,
+    node: *mut ngx_rbtree_node_t,
+    sentinel: *mut ngx_rbtree_node_t,
+) {
+    let idx = Index { sentinel };
+    // SAFETY: node is the first field of a Node being inserted under the zone lock.
+    let digest = unsafe { &(*(node as *const Node)).digest };
+    let (parent, left) = index::attach_point(&idx, root, digest);
+    // SAFETY: parent is a live node whose chosen child is the sentinel; nginx's rbtree
+    // contract: link the node as a red leaf.
+    unsafe {
+        if left {
+            (*parent).left = node;
+        } else {
+            (*parent).right = node;
+        }
+        (*node).parent = parent;
+        (*node).left = sentinel;
+        (*node).right = sentinel;
+        (*node).color = 1;
+    }
 }
 
 impl Zone {
@@ -287,26 +337,9 @@ impl Locked {
 
     /// Finds the entry whose full digest matches (keys may collide, digests may not).
     fn find(&self, digest: &[u8; 32]) -> Option<*mut Node> {
-        let key = tree_key(digest);
         // SAFETY: the tree is consistent while the lock is held.
-        unsafe {
-            let sentinel = (*self.sh).tree.sentinel;
-            let mut n = (*self.sh).tree.root;
-            while n != sentinel {
-                if key < (*n).key {
-                    n = (*n).left;
-                } else if key > (*n).key {
-                    n = (*n).right;
-                } else {
-                    let node = n as *mut Node;
-                    if (*node).digest == *digest {
-                        return Some(node);
-                    }
-                    n = (*n).right;
-                }
-            }
-        }
-        None
+        let (root, sentinel) = unsafe { ((*self.sh).tree.root, (*self.sh).tree.sentinel) };
+        index::find(&Index { sentinel }, root, digest).map(|n| n as *mut Node)
     }
 
     /// Unlinks and frees an entry.

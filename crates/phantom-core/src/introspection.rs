@@ -102,7 +102,32 @@ fn rfc9701(body: &[u8]) -> Verdict {
     }
 }
 
+/// Whether an error response (RFC 6749 section 5.2 JSON) says that the token itself is not
+/// acceptable (`invalid_token`, `unsupported_token_type`): such a token is inactive, not a
+/// gateway failure. Identity servers such as `oidc-provider` answer so for JWT-shaped input.
+pub fn token_rejected(status: usize, body: &[u8]) -> bool {
+    if status != 400 {
+        return false;
+    }
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body.trim_ascii()) else {
+        return false;
+    };
+    matches!(
+        obj.get("error"),
+        Some(Value::String(e)) if e == "invalid_token" || e == "unsupported_token_type"
+    )
+}
+
 impl Format {
+    /// A stable name of the format, part of the cache key's context.
+    pub fn key(&self) -> String {
+        match self {
+            Format::Jwt => "jwt".into(),
+            Format::JsonField(name) => format!("json_field:{name}"),
+            Format::Rfc9701 => "rfc9701".into(),
+        }
+    }
+
     /// The media type this format's responses carry (and the `Accept` to send).
     pub fn media_type(&self) -> &'static str {
         match self {
@@ -149,6 +174,27 @@ mod tests {
             "eyJhbGciOiJIUzI1NiJ9.{}.c2ln",
             URL_SAFE_NO_PAD.encode(payload)
         )
+    }
+
+    #[test]
+    fn token_rejections_are_recognised() {
+        assert!(token_rejected(400, br#"{"error":"invalid_token"}"#));
+        assert!(token_rejected(
+            400,
+            br#" {"error":"unsupported_token_type","error_description":"x"} "#
+        ));
+        assert!(!token_rejected(400, br#"{"error":"invalid_client"}"#));
+        assert!(!token_rejected(400, br#"{"error":"invalid_request"}"#));
+        assert!(!token_rejected(401, br#"{"error":"invalid_token"}"#));
+        assert!(!token_rejected(400, b"invalid_token"));
+        assert!(!token_rejected(400, br#"["invalid_token"]"#));
+    }
+
+    #[test]
+    fn format_keys_differ() {
+        assert_eq!(Format::Jwt.key(), "jwt");
+        assert_eq!(Format::JsonField("jwt".into()).key(), "json_field:jwt");
+        assert_ne!(Format::Rfc9701.key(), Format::Jwt.key());
     }
 
     #[test]
