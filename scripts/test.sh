@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests of the pure crates and the integration tests,
-# which start the real nginx with the module, the development identity server and an echo API.
+# which start the real nginx with the module, the development identity server and an echo API,
+# and the interoperability tests against oidc-provider (Node.js, installed by scripts/oidc-provider.sh).
 #
 # Against another nginx (e.g. Debian's), set NGINX_BUILD_DIR to its configured objs
 # directory and TEST_NGINX_BINARY to the binary (see README, "Distribution nginx").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+scripts/oidc-provider.sh
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 features=()
 [ -n "${NGINX_BUILD_DIR:-}" ] && features=(--no-default-features --features export-modules)
