@@ -29,6 +29,8 @@ pub enum Outcome {
     Failed,
     /// An unexpected status under `phantom_token_compat curity`, which answers 500.
     ServerError,
+    /// The introspection location refused with 429 (e.g. `limit_req`): the client retries.
+    RateLimited(Option<u64>),
     /// The leader ended without deciding; introspect again.
     Retry,
 }
@@ -55,6 +57,14 @@ pub fn decide(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
             "Introspection response could not be read completely (status {status})"
         );
         return Outcome::Failed;
+    }
+    if status == 429 {
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            log,
+            "Introspection was rate limited (429); answering 429"
+        );
+        return Outcome::RateLimited(reply.retry_after);
     }
     if !reply.from_upstream && status >= 500 {
         if reply.received > 0 {

@@ -354,6 +354,7 @@ fn apply(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, outcome: Outcome)
             unreachable: true,
         },
         Outcome::ServerError => Reject::ServerError,
+        Outcome::RateLimited(retry_after) => Reject::TooManyRequests(retry_after),
         Outcome::Failed | Outcome::Retry => Reject::BadGateway,
     };
     Step::Reject(reject)
@@ -374,6 +375,20 @@ fn grant(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, entry: Entry) -> 
                 required.join(" ")
             );
             return Step::Reject(Reject::Forbidden);
+        }
+    }
+    if let Some(required) = &conf.required_claims {
+        let claims = ctx
+            .claims
+            .get_or_insert_with(|| crate::variables::claims_of(jwt));
+        if let Some(unmet) = phantom_core::claims::first_unmet(required, claims) {
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                request.log(),
+                "The access token's claim \"{}\" does not have a required value",
+                unmet.name
+            );
+            return Step::Reject(Reject::Unauthorized(Challenge::InvalidToken));
         }
     }
     let fill = |buf: &mut [u8]| {

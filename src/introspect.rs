@@ -18,8 +18,8 @@ use nginx_sys::{
 use ngx::core::Pool;
 use ngx::http::HttpModule;
 use ngx::ngx_string;
-use phantom_core::form;
 use phantom_core::introspection::Format;
+use phantom_core::{form, trace};
 
 use crate::ctx::Ctx;
 use crate::headers;
@@ -79,11 +79,37 @@ pub unsafe fn start(
     if rc != NGX_OK as ngx_int_t || sr.is_null() {
         return Err(());
     }
+    // SAFETY: r's header list is valid; the values live in its memory.
+    let trace = unsafe { trace_context(r) };
     // SAFETY: sr is the fresh subrequest; its ctx array is zeroed by nginx.
     unsafe {
         *(*sr).ctx.add(Module::module().ctx_index) = ctx as *mut c_void;
-        prepare(&mut *sr, &pool, format.media_type().as_bytes(), token)
+        prepare(&mut *sr, &pool, format.media_type().as_bytes(), token)?;
+        let list = &mut (*sr).headers_in.headers as *mut _;
+        for (name, value) in trace.into_iter().flatten() {
+            headers::push(list, pool.as_ptr(), name, value).ok_or(())?;
+        }
     }
+    Ok(())
+}
+
+/// The client's W3C trace context, when well formed, so the identity server's spans join
+/// the trace; `tracestate` only travels with a valid `traceparent`.
+unsafe fn trace_context<'a>(r: *mut ngx_http_request_t) -> [Option<(&'static [u8], &'a [u8])>; 2] {
+    // SAFETY: r is valid; its header list outlives the subrequest.
+    let list = unsafe { &(*r).headers_in.headers as *const _ };
+    // SAFETY: as above.
+    let parent = unsafe { headers::values(list, b"traceparent") }.next();
+    let Some(parent) = parent.filter(|v| trace::traceparent_ok(v)) else {
+        return [None, None];
+    };
+    // SAFETY: as above; several tracestate lines would need joining, so only one is taken.
+    let mut states = unsafe { headers::values(list, b"tracestate") };
+    let state = match (states.next(), states.next()) {
+        (Some(s), None) if trace::tracestate_ok(s) => Some((&b"tracestate"[..], s)),
+        _ => None,
+    };
+    [Some((&b"traceparent"[..], parent)), state]
 }
 
 /// Gives the subrequest its own POST body and a fresh header list.

@@ -14,7 +14,9 @@ use nginx_sys::{
 use ngx::core::Pool;
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::ngx_string;
-use phantom_core::challenge::{FORBIDDEN_BODY, SERVER_ERROR_BODY, UNAUTHORIZED_BODY};
+use phantom_core::challenge::{
+    FORBIDDEN_BODY, SERVER_ERROR_BODY, TOO_MANY_REQUESTS_BODY, UNAUTHORIZED_BODY,
+};
 
 use crate::config::Compat;
 use crate::{headers, LocConf, Module};
@@ -34,6 +36,8 @@ pub enum Reject {
     Unauthorized(Challenge),
     /// 403 `insufficient_scope`.
     Forbidden,
+    /// 429 with `Retry-After` (1 s unless the introspection location gave one).
+    TooManyRequests(Option<u64>),
     /// 502: the identity server or its response is unusable.
     BadGateway,
     /// 500: only Curity's mapping of unexpected identity-server statuses gives it.
@@ -50,6 +54,7 @@ impl Reject {
         match self {
             Reject::Unauthorized(_) => 401,
             Reject::Forbidden => 403,
+            Reject::TooManyRequests(_) => 429,
             Reject::BadGateway => 502,
             Reject::ServerError => 500,
             Reject::Unavailable { .. } => 503,
@@ -60,6 +65,7 @@ impl Reject {
         match self {
             Reject::Unauthorized(_) => UNAUTHORIZED_BODY,
             Reject::Forbidden => FORBIDDEN_BODY,
+            Reject::TooManyRequests(_) => TOO_MANY_REQUESTS_BODY,
             _ => SERVER_ERROR_BODY,
         }
     }
@@ -163,11 +169,15 @@ unsafe fn set_headers(
             unsafe { headers::push(list, req.pool, b"WWW-Authenticate", v.as_bytes()) }.ok_or(())?;
         req.headers_out.www_authenticate = h;
     }
-    if let Reject::Unavailable {
-        retry_after: Some(secs),
-        ..
-    } = reject
-    {
+    let retry_after = match reject {
+        Reject::Unavailable {
+            retry_after: Some(secs),
+            ..
+        } => Some(*secs),
+        Reject::TooManyRequests(secs) => Some(secs.unwrap_or(1)),
+        _ => None,
+    };
+    if let Some(secs) = retry_after {
         let v = secs.to_string();
         // SAFETY: as above.
         unsafe { headers::push(list, req.pool, b"Retry-After", v.as_bytes()) }.ok_or(())?;

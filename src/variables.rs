@@ -117,7 +117,7 @@ unsafe extern "C" fn claim(
 }
 
 /// The token's claims; for an RFC 9701 response, its `token_introspection` member.
-fn claims_of(jwt: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+pub fn claims_of(jwt: &[u8]) -> serde_json::Map<String, serde_json::Value> {
     let mut claims = phantom_core::jwt::payload(jwt).unwrap_or_default();
     match claims.remove("token_introspection") {
         Some(serde_json::Value::Object(inner)) => inner,

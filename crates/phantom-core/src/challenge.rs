@@ -3,6 +3,8 @@
 pub const UNAUTHORIZED_BODY: &str = r#"{"code":"unauthorized_request","message":"Access denied due to missing, invalid or expired credentials"}"#;
 pub const SERVER_ERROR_BODY: &str =
     r#"{"code":"server_error","message":"Problem encountered processing the request"}"#;
+pub const TOO_MANY_REQUESTS_BODY: &str =
+    r#"{"code":"too_many_requests","message":"Too many requests, retry later"}"#;
 pub const FORBIDDEN_BODY: &str =
     r#"{"code":"forbidden","message":"Access denied due to insufficient scope"}"#;
 

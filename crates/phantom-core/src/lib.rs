@@ -6,6 +6,7 @@
 
 pub mod cache_control;
 pub mod challenge;
+pub mod claims;
 pub mod digest;
 pub mod form;
 pub mod index;
@@ -14,4 +15,5 @@ pub mod jwt;
 pub mod scope;
 pub mod source;
 pub mod token;
+pub mod trace;
 pub mod ttl;

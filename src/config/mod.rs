@@ -4,22 +4,26 @@ use core::ffi::{c_char, c_void};
 use core::ptr;
 
 use nginx_sys::{
-    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_t, ngx_flag_t, ngx_http_compile_complex_value,
-    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_parse_size, ngx_parse_time,
-    ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
-    NGX_CONF_UNSET, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_LOG_WARN,
+    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_t, ngx_flag_t, ngx_http_complex_value_t,
+    ngx_parse_size, ngx_parse_time, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_2MORE,
+    NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_UNSET, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
+    NGX_LOG_EMERG,
 };
-use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::HttpModuleMainConf;
 use ngx::{ngx_conf_log_error, ngx_string};
 use phantom_core::challenge::{www_authenticate, BearerError};
+use phantom_core::claims::Requirement;
 use phantom_core::digest;
-use phantom_core::introspection::{parse_format, Format};
-use phantom_core::source::{self, Source};
+use phantom_core::introspection::Format;
+use phantom_core::source::Source;
 
 use crate::cache;
 use crate::Module;
+
+mod directives;
+use directives::*;
 
 /// Per-location settings, merged down from `http` and `server`.
 pub struct LocConf {
@@ -30,6 +34,7 @@ pub struct LocConf {
     pub scopes: Option<String>,
     pub scope_list: Vec<String>,
     pub required_scopes: Option<Vec<String>>,
+    pub required_claims: Option<Vec<Requirement>>,
     pub cache_name: Option<String>,
     pub header: Option<String>,
     pub source: Option<*mut ngx_http_complex_value_t>,
@@ -73,6 +78,7 @@ impl Default for LocConf {
             scopes: None,
             scope_list: Vec::new(),
             required_scopes: None,
+            required_claims: None,
             cache_name: None,
             header: None,
             source: None,
@@ -148,6 +154,7 @@ impl LocConf {
             self.scope_list = prev.scope_list.clone();
         }
         merge_opt(&mut self.required_scopes, &prev.required_scopes);
+        merge_opt(&mut self.required_claims, &prev.required_claims);
         merge_opt(&mut self.cache_name, &prev.cache_name);
         merge_opt(&mut self.header, &prev.header);
         if self.source.is_none() {
@@ -235,7 +242,7 @@ const fn cmd(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 15] = [
+pub static mut COMMANDS: [ngx_command_t; 16] = [
     cmd(
         ngx_string!("phantom_token"),
         ANY | NGX_CONF_FLAG,
@@ -321,6 +328,13 @@ pub static mut COMMANDS: [ngx_command_t; 15] = [
         core::mem::offset_of!(LocConf, allow_preflight),
     ),
     cmd(
+        ngx_string!("phantom_token_require_claim"),
+        ANY | NGX_CONF_2MORE,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_require_claim,
+        0,
+    ),
+    cmd(
         ngx_string!("phantom_token_compat"),
         ANY | NGX_CONF_TAKE1,
         NGX_HTTP_LOC_CONF_OFFSET,
@@ -353,228 +367,9 @@ pub unsafe fn args<'a>(cf: *mut ngx_conf_t) -> Vec<&'a str> {
 
 /// # Safety
 /// `conf` must be this module's location configuration.
-unsafe fn loc<'a>(conf: *mut c_void) -> &'a mut LocConf {
+pub(super) unsafe fn loc<'a>(conf: *mut c_void) -> &'a mut LocConf {
     // SAFETY: nginx passes the configuration selected by NGX_HTTP_LOC_CONF_OFFSET.
     unsafe { &mut *(conf as *mut LocConf) }
-}
-
-const DUPLICATE: *mut c_char = c"is duplicate".as_ptr() as *mut c_char;
-
-extern "C" fn set_endpoint(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: directive handler contract.
-    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
-    if lcf.endpoint.is_some() {
-        return DUPLICATE;
-    }
-    if args[0].is_empty() {
-        ngx_conf_log_error!(
-            NGX_LOG_EMERG,
-            cf,
-            "\"phantom_token_introspection_endpoint\" needs a location, e.g. /_introspect"
-        );
-        return NGX_CONF_ERROR;
-    }
-    // SAFETY: cf->args elements live in the configuration pool for the whole cycle.
-    let value = unsafe { (*(*cf).args).as_slice::<ngx_str_t>()[1] };
-    lcf.endpoint = Some(value);
-    NGX_CONF_OK
-}
-
-extern "C" fn set_realm(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: directive handler contract.
-    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
-    if lcf.realm.is_some() {
-        return DUPLICATE;
-    }
-    lcf.realm = Some(args[0].to_string());
-    NGX_CONF_OK
-}
-
-extern "C" fn set_scopes(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: directive handler contract.
-    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
-    if lcf.scopes.is_some() {
-        return DUPLICATE;
-    }
-    lcf.scopes = Some(args[0].split_whitespace().collect::<Vec<_>>().join(" "));
-    NGX_CONF_OK
-}
-
-extern "C" fn set_scope(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: directive handler contract.
-    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
-    lcf.scope_list
-        .extend(args[0].split_whitespace().map(str::to_string));
-    NGX_CONF_OK
-}
-
-extern "C" fn set_required_scope(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: directive handler contract.
-    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
-    let list = lcf.required_scopes.get_or_insert_with(Vec::new);
-    for a in args {
-        list.extend(a.split_whitespace().map(str::to_string));
-    }
-    NGX_CONF_OK
-}
-
-extern "C" fn set_cache(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: directive handler contract.
-    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
-    if lcf.cache_name.is_some() {
-        return DUPLICATE;
-    }
-    lcf.cache_name = Some(args[0].to_string());
-    NGX_CONF_OK
-}
-
-extern "C" fn set_header(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: directive handler contract.
-    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
-    if lcf.header.is_some() {
-        return DUPLICATE;
-    }
-    let name = args[0];
-    let token_char = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
-    if name.is_empty() || !name.bytes().all(token_char) {
-        ngx_conf_log_error!(
-            NGX_LOG_EMERG,
-            cf,
-            "\"phantom_token_header\": invalid header name \"{name}\""
-        );
-        return NGX_CONF_ERROR;
-    }
-    lcf.header = Some(name.to_string());
-    NGX_CONF_OK
-}
-
-extern "C" fn set_source(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: directive handler contract.
-    let lcf = unsafe { loc(conf) };
-    if lcf.source.is_some() {
-        return DUPLICATE;
-    }
-    // SAFETY: cf is valid; the complex value is allocated from the configuration pool.
-    let cv = unsafe { Pool::from_ngx_pool((*cf).pool) }.calloc_type::<ngx_http_complex_value_t>();
-    if cv.is_null() {
-        return NGX_CONF_ERROR;
-    }
-    // SAFETY: a zeroed compile structure is the documented starting state.
-    let mut ccv: ngx_http_compile_complex_value_t = unsafe { core::mem::zeroed() };
-    ccv.cf = cf;
-    // SAFETY: args[1] exists for a TAKE1 directive and lives for the cycle.
-    ccv.value = unsafe { &mut (*(*cf).args).as_slice_mut::<ngx_str_t>()[1] };
-    ccv.complex_value = cv;
-    // SAFETY: ccv is fully initialised as nginx expects.
-    if unsafe { ngx_http_compile_complex_value(&mut ccv) } != 0 {
-        return NGX_CONF_ERROR;
-    }
-    // SAFETY: directive handler contract.
-    let text = unsafe { args(cf) }[0];
-    let kind = source::classify(text);
-    if kind == Source::Other {
-        ngx_conf_log_error!(
-            NGX_LOG_WARN,
-            cf,
-            "\"phantom_token_source\": the module cannot remove \"{text}\" from the proxied \
-             request, so the opaque token may reach the upstream; use $http_<name>, \
-             $cookie_<name> or $arg_<name>, or remove it with proxy_set_header or rewrite"
-        );
-    }
-    lcf.source = Some(cv);
-    lcf.source_kind = Some(kind);
-    NGX_CONF_OK
-}
-
-extern "C" fn set_compat(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: directive handler contract.
-    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
-    if lcf.compat.is_some() {
-        return DUPLICATE;
-    }
-    lcf.compat = match args[0] {
-        "off" => Some(Compat::Off),
-        "curity" => Some(Compat::Curity),
-        other => {
-            ngx_conf_log_error!(
-                NGX_LOG_EMERG,
-                cf,
-                "\"phantom_token_compat\": unknown value \"{other}\" (expected curity or off)"
-            );
-            return NGX_CONF_ERROR;
-        }
-    };
-    NGX_CONF_OK
-}
-
-extern "C" fn set_format(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: directive handler contract.
-    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
-    if lcf.format.is_some() {
-        return DUPLICATE;
-    }
-    match parse_format(&args) {
-        Ok(f) => lcf.format = Some(f),
-        Err(e) => {
-            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"phantom_token_response_format\": {e}");
-            return NGX_CONF_ERROR;
-        }
-    }
-    NGX_CONF_OK
-}
-
-extern "C" fn reject_client_credential(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    _: *mut c_void,
-) -> *mut c_char {
-    ngx_conf_log_error!(
-        NGX_LOG_EMERG,
-        cf,
-        "\"phantom_token_client_credential\" was removed (as in Curity's module 2.0): set \
-         proxy_set_header Authorization \"Basic ...\" in the introspection location instead"
-    );
-    NGX_CONF_ERROR
 }
 
 /// Parses an nginx size ("10m") for a directive; `None` when invalid.
