@@ -24,7 +24,7 @@ impl Requirement {
     /// Whether `claims` meets it: the claim equals one of the values, or, for an array claim
     /// such as `aud`, one of its members does.
     pub fn met_by(&self, claims: &Map<String, Value>) -> bool {
-        let ok = |v: &Value| text(v).is_some_and(|t| self.values.iter().any(|a| *a == t));
+        let ok = |v: &Value| text(v).is_some_and(|t| self.values.contains(&t));
         match claims.get(&self.name) {
             Some(Value::Array(items)) => items.iter().any(ok),
             Some(v) => ok(v),
