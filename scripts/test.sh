@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/oidc-provider.sh
+scripts/py-deps.sh
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 features=()
 [ -n "${NGINX_BUILD_DIR:-}" ] && features=(--no-default-features --features export-modules)

@@ -48,6 +48,11 @@ pub struct Ctx {
     /// Decoded claims for `$phantom_token_claim_*`, decoded at most once per request.
     pub claims: Option<serde_json::Map<String, serde_json::Value>>,
     pub granted: bool,
+    /// The cache lookup of this request was counted (retries look again).
+    pub looked: bool,
+    /// When this request's introspection started, and how long it took.
+    pub intro_start_ms: i64,
+    pub intro_ms: Option<u64>,
     /// This request leads the worker's introspection of its token (see `coalesce`).
     pub leading: bool,
     /// Re-runs the request while it waits for another worker (see `coalesce::poll_later`).
@@ -81,6 +86,9 @@ impl Ctx {
             bearer: ngx_str_t::default(),
             claims: None,
             granted: false,
+            looked: false,
+            intro_start_ms: 0,
+            intro_ms: None,
             leading: false,
             // SAFETY: a zeroed event is nginx's initial state for a timer-only event.
             timer: unsafe { core::mem::zeroed() },

@@ -15,11 +15,12 @@ use ngx::{ngx_log_debug_http, ngx_log_error};
 use phantom_core::digest::keyed_digest;
 use phantom_core::token::{bearer_token, source_token, TokenError};
 
-use crate::cache::{CacheStatus, Entry, Lookup, ZoneConf};
+use crate::cache::{CacheStatus, Entry, Level, Lookup, Stored, ZoneConf};
 use crate::ctx::{self, Ctx, Phase};
 use crate::decide::{decide, Outcome};
 use crate::introspect::{self, Reply};
 use crate::respond::{self, Challenge, Reject};
+use crate::status::metrics::{self, Counter};
 use crate::{coalesce, forward, headers, LocConf, Module};
 
 /// What a pass of the handler ends with.
@@ -111,8 +112,12 @@ fn lookup_or_introspect(
     let zone = zone(request, conf);
     let mut elsewhere = false;
     if let Some(zone) = zone {
-        match zone.lookup(&ctx.digest, now_ms()) {
-            Lookup::Hit(entry) => {
+        let found = zone.lookup(&ctx.digest, now_ms());
+        if !core::mem::replace(&mut ctx.looked, true) {
+            count_lookup(&found);
+        }
+        match found {
+            Lookup::Hit(entry, _) => {
                 ctx.cache_status = CacheStatus::Hit;
                 ctx.phase = Phase::Done;
                 return apply(request, conf, ctx, Outcome::Decided(entry));
@@ -124,6 +129,7 @@ fn lookup_or_introspect(
     if !coalesce::lead(&ctx.digest) {
         // SAFETY: r is a valid main request that will wait with NGX_AGAIN.
         if unsafe { coalesce::join(&ctx.digest, r) } {
+            metrics::count(Counter::WaitWorker);
             ctx.phase = Phase::Coalesced;
             return AGAIN;
         }
@@ -139,8 +145,20 @@ fn lookup_or_introspect(
     introspect(request, conf, ctx, endpoint)
 }
 
+fn count_lookup(found: &Lookup) {
+    metrics::count(match found {
+        Lookup::Hit(_, Level::L1) => Counter::L1Hits,
+        Lookup::Hit(_, Level::Zone) => Counter::ZoneHits,
+        Lookup::Miss(CacheStatus::Expired) => Counter::Expired,
+        Lookup::Miss(_) | Lookup::Pending => Counter::Misses,
+    });
+}
+
 /// Waits (polling the zone) for another worker's introspection of the same token.
 fn await_other_worker(r: *mut ngx_http_request_t, ctx: &mut Ctx) -> Step {
+    if ctx.phase != Phase::Awaiting {
+        metrics::count(Counter::WaitWorkers);
+    }
     ctx.phase = Phase::Awaiting;
     // SAFETY: r is a valid main request; the timer lives in its context.
     unsafe { coalesce::poll_later(r, &mut ctx.timer) };
@@ -151,6 +169,7 @@ fn introspect(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ng
     let r: *mut ngx_http_request_t = request.into();
     ctx.phase = Phase::Introspecting;
     ctx.reply = Reply::default();
+    ctx.intro_start_ms = now_ms();
     let token = ctx.token();
     // SAFETY: r and ctx are valid for the request's life.
     if unsafe { introspect::start(r, endpoint, conf.format(), token, ctx) }.is_err() {
@@ -174,7 +193,7 @@ fn recheck(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_s
     };
     let now = now_ms();
     match zone.lookup(&ctx.digest, now) {
-        Lookup::Hit(entry) => {
+        Lookup::Hit(entry, _) => {
             let outcome = Outcome::Decided(entry);
             ctx.finish_flight(&outcome);
             ctx.phase = Phase::Done;
@@ -194,6 +213,7 @@ fn resume(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_st
         Phase::Introspecting if !ctx.reply.done => AGAIN,
         Phase::Introspecting => {
             let outcome = decide(request, conf, &mut ctx.reply);
+            record_introspection(ctx, &outcome);
             store(request, ctx, &outcome);
             ctx.finish_flight(&outcome);
             ctx.phase = Phase::Done;
@@ -314,7 +334,11 @@ fn store(request: &Request, ctx: &mut Ctx, outcome: &Outcome) {
         _ => None,
     };
     if let (Outcome::Decided(entry), Some(until)) = (outcome, until) {
-        zone.store(&ctx.digest, entry, until, now);
+        metrics::count(match zone.store(&ctx.digest, entry, until, now) {
+            Stored::Yes => Counter::Stored,
+            Stored::TooBig => Counter::NotStoredTooBig,
+            Stored::NoRoom => Counter::NotStoredNotCacheable,
+        });
         return;
     }
     zone.release(&ctx.digest);
@@ -323,7 +347,13 @@ fn store(request: &Request, ctx: &mut Ctx, outcome: &Outcome) {
         Outcome::Decided(Entry::Inactive) => zone.negative_ttl > 0,
         _ => false,
     };
-    if storable && max_age == Some(0) {
+    if !storable {
+        return;
+    }
+    if max_age != Some(0) {
+        metrics::count(Counter::NotStoredNotCacheable);
+    } else {
+        metrics::count(Counter::NotStoredNoStore);
         ctx.cache_status = CacheStatus::NoStore;
         if crate::cache::first_no_store() {
             ngx_log_error!(NGX_LOG_NOTICE, request.log(), "Introspection responses forbid caching (Cache-Control: no-store, no-cache, private or max-age=0), so zone \"{}\" stores nothing; to cache anyway, add proxy_hide_header Cache-Control; to the introspection location (entries then live until the JWT's exp minus leeway, capped by max_ttl)", zone.name);
@@ -407,5 +437,23 @@ fn grant(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, entry: Entry) -> 
     ctx.bearer = bearer;
     ctx.granted = true;
     ctx.decision = Some(entry);
+    metrics::count(Counter::Granted);
     Step::Rc(NGX_OK as ngx_int_t)
+}
+
+/// Latency and result of the introspection that just ended.
+fn record_introspection(ctx: &mut Ctx, outcome: &Outcome) {
+    let ms = now_ms().saturating_sub(ctx.intro_start_ms).max(0) as u64;
+    ctx.intro_ms = Some(ms);
+    metrics::observe(ms);
+    let result = match outcome {
+        Outcome::Decided(Entry::Active { .. }) => Counter::IntroActive,
+        Outcome::Decided(Entry::Inactive) | Outcome::Expired => Counter::IntroInactive,
+        Outcome::Unavailable(_) | Outcome::Unreachable | Outcome::RateLimited(_) => {
+            Counter::IntroUnavailable
+        }
+        Outcome::Failed | Outcome::ServerError => Counter::IntroError,
+        Outcome::Retry => return,
+    };
+    metrics::count(result);
 }

@@ -26,6 +26,7 @@ mod handler;
 mod headers;
 mod introspect;
 mod respond;
+mod status;
 mod variables;
 
 pub(crate) use config::{LocConf, MainConf};
@@ -57,6 +58,10 @@ impl HttpModule for Module {
         }
         // SAFETY: `h` points at a freshly pushed, writable slot of the array.
         unsafe { *h = Some(handler::access_handler) };
+        // SAFETY: cf is the configuration context of postconfiguration.
+        if unsafe { status::metrics::declare(cf) }.is_err() {
+            return Status::NGX_ERROR.into();
+        }
         introspect::register_body_filter();
         Status::NGX_OK.into()
     }

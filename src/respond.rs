@@ -19,6 +19,7 @@ use phantom_core::challenge::{
 };
 
 use crate::config::Compat;
+use crate::status::metrics::{self, Counter};
 use crate::{headers, LocConf, Module};
 
 /// Which `WWW-Authenticate` value a 401 carries.
@@ -117,6 +118,14 @@ pub unsafe fn send(r: *mut ngx_http_request_t, reject: Reject) -> ngx_int_t {
         return NGX_ERROR as ngx_int_t;
     }
     let status = reject.status();
+    metrics::count(match status {
+        401 => Counter::Unauthorized,
+        403 => Counter::Forbidden,
+        429 => Counter::TooManyRequests,
+        500 => Counter::ServerError,
+        502 => Counter::BadGateway,
+        _ => Counter::Unavailable,
+    });
     // SAFETY: r is valid.
     if unsafe { nginx_answers(r, status) } {
         return status as ngx_int_t;

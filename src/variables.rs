@@ -25,8 +25,13 @@ const CLAIM_PREFIX: &str = "phantom_token_claim_";
 /// # Safety
 /// `cf` must be the configuration context of preconfiguration.
 pub unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
-    let vars: [(ngx_str_t, Getter, u32); 3] = [
+    let vars: [(ngx_str_t, Getter, u32); 4] = [
         (ngx_string!("phantom_token_cache_status"), cache_status, 0),
+        (
+            ngx_string!("phantom_token_introspection_time"),
+            introspection_time,
+            0,
+        ),
         (ngx_string!("phantom_token_jwt"), jwt, 0),
         (
             ngx_string!("phantom_token_claim_"),
@@ -72,6 +77,25 @@ unsafe extern "C" fn cache_status(
     match ctx {
         Some(c) => set(v, c.cache_status.as_str().as_bytes()),
         None => not_found(v),
+    }
+}
+
+/// Seconds with millisecond resolution ("0.012"); empty when this request did not introspect.
+unsafe extern "C" fn introspection_time(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request and value slot.
+    let (v, ctx) = unsafe { (&mut *v, ctx::of_main(r)) };
+    let Some(ms) = ctx.and_then(|c| c.intro_ms) else {
+        return set(v, b"");
+    };
+    let text = format!("{}.{:03}", ms / 1000, ms % 1000);
+    // SAFETY: the value is copied into the pool of the request that reads it.
+    match unsafe { headers::pool_str((*r).pool, text.as_bytes()) } {
+        Some(s) => set(v, s.as_bytes()),
+        None => NGX_ERROR as ngx_int_t,
     }
 }
 

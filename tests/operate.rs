@@ -155,3 +155,212 @@ fn a_rate_limited_introspection_is_a_429_with_retry_after() {
     let _ = Duration::ZERO;
     let _ = request;
 }
+
+/// Parses the exposition with the Python `prometheus_client` parser into "name{labels} value"
+/// lines (sorted labels), failing on anything the real parser rejects.
+fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let st = std::process::Command::new(root.join("scripts/py-deps.sh"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let script = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        print(f"{s.name}{{{labels}}} {s.value}")
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .env("PYTHONPATH", root.join("tests/py/site"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "parser rejected:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+fn scrape(port: u16) -> std::collections::BTreeMap<String, f64> {
+    let r = request(port, "GET", "/metrics", &[], None);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    parse_metrics(&r.text())
+}
+
+fn metrics_stack() -> Stack {
+    let ids = IdServer::start(IdConfig::default()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let server = format!(
+        "location / {{ phantom_token on; phantom_token_introspection_endpoint /_introspect;
+             phantom_token_cache c; proxy_pass http://127.0.0.1:{e}; }}
+         location /admin {{ phantom_token on; phantom_token_introspection_endpoint /_introspect;
+             phantom_token_cache c; phantom_token_required_scope admin;
+             proxy_pass http://127.0.0.1:{e}; }}
+         location = /metrics {{ allow 127.0.0.1; deny all; phantom_token_status; }}
+         {}",
+        introspection_location(ids.port(), ""),
+        e = echo.port()
+    );
+    let nginx = Nginx::start("phantom_token_cache_zone c:1m;", &server);
+    Stack { ids, echo, nginx }
+}
+
+#[test]
+fn metrics_count_exactly_across_workers_and_survive_reload() {
+    let s = metrics_stack();
+    let port = s.nginx.port;
+    assert_eq!(s.get("/", &[]).status, 401);
+    let t1 = s.ids.issue("read", 300);
+    assert_eq!(s.get_bearer("/", &t1).status, 200);
+    assert_eq!(s.get_bearer("/", &t1).status, 200);
+    assert_eq!(s.get_bearer("/admin", &t1).status, 403);
+    assert_eq!(s.get_bearer("/", "unknown").status, 401);
+    s.ids.set_fault(Fault::Status(500));
+    assert_eq!(s.get_bearer("/", "e1").status, 502);
+    s.ids.set_fault(Fault::Unavailable { retry_after: None });
+    assert_eq!(s.get_bearer("/", "u1").status, 503);
+    s.ids.set_fault(Fault::Delay(Duration::from_millis(600)));
+    let t2 = s.ids.issue("read", 300);
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let auth = format!("Bearer {t2}");
+            std::thread::spawn(move || {
+                request(port, "GET", "/", &[("Authorization", &auth)], None).status
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    s.ids.set_fault(Fault::None);
+    assert_eq!(
+        s.ids.introspections(),
+        2 + 1 + 1 + 1,
+        "identity server count"
+    );
+
+    let m = scrape(port);
+    let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("{k} missing in {m:#?}"));
+    let expected = [
+        ("phantom_token_requests_total{outcome=\"granted\"}", 8.0),
+        ("phantom_token_requests_total{outcome=\"401\"}", 2.0),
+        ("phantom_token_requests_total{outcome=\"403\"}", 1.0),
+        ("phantom_token_requests_total{outcome=\"502\"}", 1.0),
+        ("phantom_token_requests_total{outcome=\"503\"}", 1.0),
+        ("phantom_token_requests_total{outcome=\"429\"}", 0.0),
+        ("phantom_token_introspections_total{result=\"active\"}", 2.0),
+        (
+            "phantom_token_introspections_total{result=\"inactive\"}",
+            1.0,
+        ),
+        ("phantom_token_introspections_total{result=\"error\"}", 1.0),
+        (
+            "phantom_token_introspections_total{result=\"unavailable\"}",
+            1.0,
+        ),
+        ("phantom_token_cache_misses_total{}", 10.0),
+        ("phantom_token_cache_expired_total{}", 0.0),
+        ("phantom_token_cache_stores_total{}", 2.0),
+        (
+            "phantom_token_cache_not_stored_total{reason=\"no_store\"}",
+            0.0,
+        ),
+        ("phantom_token_cache_evictions_total{}", 0.0),
+        ("phantom_token_introspection_duration_seconds_count{}", 5.0),
+        ("phantom_token_zone_entries{zone=\"c\"}", 2.0),
+        ("phantom_token_zone_size_bytes{zone=\"c\"}", 1048576.0),
+    ];
+    for (k, v) in expected {
+        assert_eq!(get(k), v, "{k}");
+    }
+    let hits = get("phantom_token_cache_hits_total{level=\"l1\"}")
+        + get("phantom_token_cache_hits_total{level=\"zone\"}");
+    assert_eq!(hits, 2.0);
+    let waits = get("phantom_token_coalesced_waits_total{scope=\"worker\"}")
+        + get("phantom_token_coalesced_waits_total{scope=\"workers\"}");
+    assert_eq!(waits, 5.0);
+    assert!(get("phantom_token_zone_used_bytes{zone=\"c\"}") > 0.0);
+    assert!(get("phantom_token_introspection_duration_seconds_bucket{le=\"10\"}") >= 5.0);
+
+    s.nginx.reload();
+    let after = scrape(port);
+    for (k, v) in &m {
+        if !k.starts_with("phantom_token_zone_used") {
+            assert_eq!(after.get(k), Some(v), "{k} after reload");
+        }
+    }
+    assert_eq!(s.get_bearer("/", &t1).status, 200);
+    let again = scrape(port);
+    assert_eq!(
+        again["phantom_token_requests_total{outcome=\"granted\"}"], 9.0,
+        "monotonic across reload"
+    );
+    s.nginx.assert_clean_log();
+}
+
+#[test]
+fn metrics_location_is_protected_by_nginx_access_control() {
+    let ids = IdServer::start(IdConfig::default()).unwrap();
+    let server = format!(
+        "location = /metrics {{ deny all; phantom_token_status; }}
+         location = /m {{ phantom_token_status; }}
+         {}",
+        introspection_location(ids.port(), "")
+    );
+    let n = Nginx::start("", &server);
+    assert_eq!(request(n.port, "GET", "/metrics", &[], None).status, 403);
+    assert_eq!(request(n.port, "POST", "/m", &[], Some(b"x")).status, 405);
+    assert_eq!(request(n.port, "HEAD", "/m", &[], None).status, 200);
+}
+
+#[test]
+fn introspection_time_is_a_log_variable() {
+    let s = Stack::start(
+        "log_format t '$phantom_token_cache_status [$phantom_token_introspection_time]';
+         phantom_token_cache_zone c:1m;",
+        "phantom_token_cache c; access_log t.log t;",
+    );
+    let token = s.ids.issue("read", 300);
+    s.ids.set_fault(Fault::Delay(Duration::from_millis(50)));
+    assert_eq!(s.get_bearer("/", &token).status, 200);
+    assert_eq!(s.get_bearer("/", &token).status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut log = String::new();
+    while std::time::Instant::now() < deadline {
+        log = std::fs::read_to_string(s.nginx.dir.join("t.log")).unwrap_or_default();
+        if log.lines().count() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines[0].starts_with("MISS [0.0"), "{log}");
+    let secs: f64 = lines[0][6..11].parse().unwrap();
+    assert!((0.04..1.0).contains(&secs), "{log}");
+    assert_eq!(lines[1], "HIT []");
+}

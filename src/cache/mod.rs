@@ -15,7 +15,7 @@ use ngx::ngx_conf_log_error;
 
 use crate::config::{args, parse_seconds, parse_size, MainConf};
 
-pub use zone::Zone;
+pub use zone::{Stored, Usage, Zone};
 
 /// `$phantom_token_cache_status`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,9 +40,16 @@ impl CacheStatus {
     }
 }
 
+/// Which level answered a hit.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Level {
+    L1,
+    Zone,
+}
+
 /// What a cache lookup found.
 pub enum Lookup {
-    Hit(Entry),
+    Hit(Entry, Level),
     /// Another worker is introspecting this token right now.
     Pending,
     /// `Miss` or `Expired`.
@@ -74,7 +81,7 @@ impl ZoneConf {
     pub fn lookup(&self, digest: &[u8; 32], now_ms: i64) -> Lookup {
         if let Ok(mut l1) = self.l1.try_borrow_mut() {
             if let Some(e) = l1.get(digest, now_ms) {
-                return Lookup::Hit(e);
+                return Lookup::Hit(e, Level::L1);
             }
         }
         match self.zone.lookup(digest, now_ms) {
@@ -82,7 +89,7 @@ impl ZoneConf {
                 if let Ok(mut l1) = self.l1.try_borrow_mut() {
                     l1.put(*digest, entry.clone(), expires);
                 }
-                Lookup::Hit(entry)
+                Lookup::Hit(entry, Level::Zone)
             }
             zone::Found::Pending => Lookup::Pending,
             zone::Found::Expired => Lookup::Miss(CacheStatus::Expired),
@@ -101,11 +108,14 @@ impl ZoneConf {
     }
 
     /// Stores `entry` until `expires_ms` in both levels, in place of this worker's marker.
-    pub fn store(&self, digest: &[u8; 32], entry: &Entry, expires_ms: i64, now_ms: i64) {
-        self.zone.store(digest, entry, expires_ms, now_ms);
-        if let Ok(mut l1) = self.l1.try_borrow_mut() {
-            l1.put(*digest, entry.clone(), expires_ms);
+    pub fn store(&self, digest: &[u8; 32], entry: &Entry, expires_ms: i64, now_ms: i64) -> Stored {
+        let stored = self.zone.store(digest, entry, expires_ms, now_ms);
+        if stored == Stored::Yes {
+            if let Ok(mut l1) = self.l1.try_borrow_mut() {
+                l1.put(*digest, entry.clone(), expires_ms);
+            }
         }
+        stored
     }
 }
 

@@ -19,11 +19,12 @@ use nginx_sys::{
 use phantom_core::index;
 
 use super::Entry;
+use crate::status::metrics::{count, Counter};
 use crate::Module;
 use ngx::http::HttpModule;
 
 /// Marks a zone laid out by this version of the module (checked when a reload reuses it).
-const MAGIC: u64 = 0x5054_4b43_4143_4831; // "PTKCACH1"
+const MAGIC: u64 = 0x5054_4b43_4143_4832; // "PTKCACH2"
 
 /// Entries bigger than this share of the zone are not cached at all.
 const MAX_SHARE: usize = 4;
@@ -35,6 +36,8 @@ struct Shared {
     sentinel: ngx_rbtree_node_t,
     /// Most recently used at the head, eviction candidates at the tail.
     lru: ngx_queue_t,
+    /// Entries (markers excluded), for the status page.
+    entries: u64,
 }
 
 #[repr(C)]
@@ -68,6 +71,23 @@ const INACTIVE: u8 = 0;
 const ACTIVE: u8 = 1;
 /// A worker is introspecting this token; others wait for its result (no data follows).
 const PENDING: u8 = 2;
+
+/// What a store did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stored {
+    Yes,
+    /// Larger than a quarter of the zone.
+    TooBig,
+    /// No room even after evicting everything (or the zone is not usable).
+    NoRoom,
+}
+
+/// The zone's fill, for the status page.
+pub struct Usage {
+    pub size: u64,
+    pub used: u64,
+    pub entries: u64,
+}
 
 /// Result of a shared-zone lookup.
 pub enum Found {
@@ -123,6 +143,7 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
         (*sh).magic = MAGIC;
         ngx_rbtree_init(&mut (*sh).tree, &mut (*sh).sentinel, Some(insert_node));
         nginx_sys::ngx_queue_init(&mut (*sh).lru);
+        (*sh).entries = 0;
         (*pool).data = sh as *mut c_void;
         // Allocation failures are handled by eviction, so don't log them as critical.
         (*pool).set_log_nomem(0);
@@ -251,7 +272,7 @@ impl Zone {
 
     /// Stores `entry` in place of whatever the zone holds for `digest` (this worker's
     /// marker, usually); an entry too large to cache only withdraws the marker.
-    pub fn store(&self, digest: &[u8; 32], entry: &Entry, expires_ms: i64, now_ms: i64) {
+    pub fn store(&self, digest: &[u8; 32], entry: &Entry, expires_ms: i64, now_ms: i64) -> Stored {
         let (jwt, scope): (&[u8], &[u8]) = match entry {
             Entry::Active { jwt, scope } => (jwt, scope.as_bytes()),
             Entry::Inactive => (&[], &[]),
@@ -259,9 +280,11 @@ impl Zone {
         let need = size_of::<Node>() + jwt.len() + scope.len();
         if need > self.size() / MAX_SHARE || jwt.len() > u32::MAX as usize {
             self.release(digest);
-            return;
+            return Stored::TooBig;
         }
-        let Some(l) = self.lock() else { return };
+        let Some(l) = self.lock() else {
+            return Stored::NoRoom;
+        };
         if let Some(old) = l.find(digest) {
             // SAFETY: old is a live entry of the locked tree.
             unsafe { l.remove(old) };
@@ -272,7 +295,34 @@ impl Zone {
         } else {
             INACTIVE
         };
-        l.insert(digest, expires_ms, kind, jwt, scope);
+        if l.insert(digest, expires_ms, kind, jwt, scope) {
+            Stored::Yes
+        } else {
+            Stored::NoRoom
+        }
+    }
+
+    /// Size, bytes in use (whole pages) and entries.
+    pub fn usage(&self) -> Usage {
+        let size = self.size() as u64;
+        let Some(l) = self.lock() else {
+            return Usage {
+                size,
+                used: 0,
+                entries: 0,
+            };
+        };
+        // SAFETY: the pool and our header are consistent while the lock is held.
+        unsafe {
+            let page = nginx_sys::ngx_pagesize as u64;
+            let pool = &*l.pool;
+            let pages = (pool.end.offset_from(pool.start) as u64) / page.max(1);
+            Usage {
+                size,
+                used: pages.saturating_sub(pool.pfree as u64) * page,
+                entries: (*l.sh).entries,
+            }
+        }
     }
 }
 
@@ -307,9 +357,16 @@ impl Zone {
 
 impl Locked {
     /// Allocates (evicting as needed) and links one entry: a [`Node`], then `jwt` and `scope`.
-    fn insert(&self, digest: &[u8; 32], expires_ms: i64, kind: u8, jwt: &[u8], scope: &[u8]) {
+    fn insert(
+        &self,
+        digest: &[u8; 32],
+        expires_ms: i64,
+        kind: u8,
+        jwt: &[u8],
+        scope: &[u8],
+    ) -> bool {
         let Some(node) = self.alloc(size_of::<Node>() + jwt.len() + scope.len()) else {
-            return;
+            return false;
         };
         let header = Node {
             // SAFETY: zeroed tree and queue links are set when the node is linked below.
@@ -332,7 +389,11 @@ impl Locked {
             (*node).rb.key = tree_key(digest);
             ngx_rbtree_insert(&mut (*self.sh).tree, &mut (*node).rb);
             ngx_queue_insert_after(&mut (*self.sh).lru, &mut (*node).lru);
+            if kind != PENDING {
+                (*self.sh).entries += 1;
+            }
         }
+        true
     }
 
     /// Finds the entry whose full digest matches (keys may collide, digests may not).
@@ -349,6 +410,9 @@ impl Locked {
     unsafe fn remove(&self, node: *mut Node) {
         // SAFETY: per contract.
         unsafe {
+            if (*node).kind != PENDING {
+                (*self.sh).entries = (*self.sh).entries.saturating_sub(1);
+            }
             ngx_queue_remove(&mut (*node).lru);
             ngx_rbtree_delete(&mut (*self.sh).tree, &mut (*node).rb);
             ngx_slab_free_locked(self.pool, node as *mut c_void);
@@ -389,7 +453,12 @@ impl Locked {
             }
             let victim = self.tail()?;
             // SAFETY: victim is a live entry.
-            unsafe { self.remove(victim) };
+            unsafe {
+                if (*victim).kind != PENDING && (*victim).expires_ms > crate::handler::now_ms() {
+                    count(Counter::Evicted);
+                }
+                self.remove(victim)
+            };
         }
     }
 }

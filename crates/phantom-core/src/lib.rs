@@ -12,6 +12,7 @@ pub mod form;
 pub mod index;
 pub mod introspection;
 pub mod jwt;
+pub mod metrics;
 pub mod scope;
 pub mod source;
 pub mod token;

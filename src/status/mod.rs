@@ -1,0 +1,241 @@
+//! `phantom_token_status;`: the module's numbers for Prometheus.
+//!
+//! A content handler for a location that operators protect with nginx's own access
+//! control. Counters come from the metrics zone (summed over all workers by construction);
+//! zone gauges are read from each cache zone.
+
+pub mod metrics;
+
+use core::ffi::{c_char, c_void};
+use core::sync::atomic::Ordering;
+
+use nginx_sys::{
+    ngx_buf_t, ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_discard_request_body,
+    ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, NGX_ERROR,
+    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_NOT_ALLOWED, NGX_OK,
+};
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+use phantom_core::metrics::{render, Family, Histogram};
+
+use crate::headers;
+use crate::Module;
+use metrics::Counter;
+
+/// The directive: makes the location answer with the metrics.
+pub extern "C" fn set_status(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    _: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: cf is valid while the directive is parsed; the core location conf is ours to set.
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
+        return NGX_CONF_ERROR;
+    };
+    clcf.handler = Some(status_handler);
+    NGX_CONF_OK
+}
+
+extern "C" fn status_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with a valid request.
+    let req = unsafe { &mut *r };
+    if req.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
+        return NGX_HTTP_NOT_ALLOWED as ngx_int_t;
+    }
+    // SAFETY: as above.
+    if unsafe { ngx_http_discard_request_body(r) } != NGX_OK as ngx_int_t {
+        return NGX_ERROR as ngx_int_t;
+    }
+    let text = exposition(req);
+    // SAFETY: the text is copied into the request pool, which outlives the response.
+    let Some(body) = (unsafe { headers::pool_str(req.pool, text.as_bytes()) }) else {
+        return NGX_ERROR as ngx_int_t;
+    };
+    req.headers_out.status = 200;
+    req.headers_out.content_type = ngx::ngx_string!("text/plain; version=0.0.4; charset=utf-8");
+    req.headers_out.content_type_len = req.headers_out.content_type.len;
+    req.headers_out.content_length_n = body.len as _;
+    // SAFETY: headers are complete.
+    let rc = unsafe { ngx_http_send_header(r) };
+    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || req.header_only() != 0 {
+        return rc;
+    }
+    // SAFETY: the request's pool.
+    let pool = unsafe { ngx::core::Pool::from_ngx_pool(req.pool) };
+    let b = pool.calloc_type::<ngx_buf_t>();
+    if b.is_null() {
+        return NGX_ERROR as ngx_int_t;
+    }
+    // SAFETY: b is a zeroed buffer over the pool copy of the text.
+    unsafe {
+        (*b).start = body.data;
+        (*b).pos = body.data;
+        (*b).last = body.data.add(body.len);
+        (*b).end = (*b).last;
+        (*b).set_memory(1);
+        (*b).set_last_buf(1);
+        (*b).set_last_in_chain(1);
+    }
+    let mut out = ngx_chain_t {
+        buf: b,
+        next: core::ptr::null_mut(),
+    };
+    // SAFETY: a valid one-link chain; nginx copies the link.
+    unsafe { ngx_http_output_filter(r, &mut out) }
+}
+
+fn counter(c: Counter) -> f64 {
+    metrics::get().map_or(0.0, |m| {
+        m.counters[c as usize].load(Ordering::Relaxed) as f64
+    })
+}
+
+fn family<'a>(
+    name: &'a str,
+    help: &'a str,
+    label: &'a str,
+    samples: &[(&str, Counter)],
+) -> Family<'a> {
+    Family {
+        name,
+        help,
+        kind: "counter",
+        label,
+        samples: samples
+            .iter()
+            .map(|(v, c)| (v.to_string(), counter(*c)))
+            .collect(),
+    }
+}
+
+fn exposition(req: &ngx_http_request_t) -> String {
+    use Counter::*;
+    let mut fams = vec![
+        family(
+            "phantom_token_requests_total",
+            "Requests decided by the module, by outcome.",
+            "outcome",
+            &[
+                ("granted", Granted),
+                ("401", Unauthorized),
+                ("403", Forbidden),
+                ("429", TooManyRequests),
+                ("500", ServerError),
+                ("502", BadGateway),
+                ("503", Unavailable),
+            ],
+        ),
+        family(
+            "phantom_token_introspections_total",
+            "Introspections by result.",
+            "result",
+            &[
+                ("active", IntroActive),
+                ("inactive", IntroInactive),
+                ("error", IntroError),
+                ("unavailable", IntroUnavailable),
+            ],
+        ),
+        family(
+            "phantom_token_cache_hits_total",
+            "Cache hits, by level.",
+            "level",
+            &[("l1", L1Hits), ("zone", ZoneHits)],
+        ),
+        family(
+            "phantom_token_cache_misses_total",
+            "Lookups that found nothing (or only another worker's introspection in progress).",
+            "",
+            &[("", Misses)],
+        ),
+        family(
+            "phantom_token_cache_expired_total",
+            "Lookups that found an expired entry.",
+            "",
+            &[("", Expired)],
+        ),
+        family(
+            "phantom_token_cache_stores_total",
+            "Introspection results stored in a zone.",
+            "",
+            &[("", Stored)],
+        ),
+        family(
+            "phantom_token_cache_not_stored_total",
+            "Introspection results not stored, by reason.",
+            "reason",
+            &[
+                ("no_store", NotStoredNoStore),
+                ("too_big", NotStoredTooBig),
+                ("not_cacheable", NotStoredNotCacheable),
+            ],
+        ),
+        family(
+            "phantom_token_cache_evictions_total",
+            "Entries evicted to make room.",
+            "",
+            &[("", Evicted)],
+        ),
+        family(
+            "phantom_token_coalesced_waits_total",
+            "Requests that waited for another request's introspection.",
+            "scope",
+            &[("worker", WaitWorker), ("workers", WaitWorkers)],
+        ),
+        family(
+            "phantom_token_cache_stale_served_total",
+            "Entries served past their lifetime while the identity server was unavailable.",
+            "",
+            &[("", StaleServed)],
+        ),
+        family(
+            "phantom_token_cache_purges_total",
+            "Entries removed by purge.",
+            "",
+            &[("", Purges)],
+        ),
+    ];
+    fams.extend(zone_gauges(req));
+    let hist = metrics::get().map(|m| Histogram {
+        name: "phantom_token_introspection_duration_seconds",
+        help: "Introspection latency.",
+        counts: m
+            .latency
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect(),
+        sum_seconds: m.latency_sum_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+    });
+    render(&fams, hist.as_slice())
+}
+
+fn zone_gauges(req: &ngx_http_request_t) -> Vec<Family<'static>> {
+    let zones = Module::main_conf(req).map(|m| &m.zones[..]).unwrap_or(&[]);
+    let gauge = |name, help, f: &dyn Fn(&crate::cache::Usage) -> u64| Family {
+        name,
+        help,
+        kind: "gauge",
+        label: "zone",
+        samples: zones
+            .iter()
+            .map(|z| (z.name.clone(), f(&z.zone.usage()) as f64))
+            .collect(),
+    };
+    vec![
+        gauge(
+            "phantom_token_zone_size_bytes",
+            "Size of the cache zone.",
+            &|u| u.size,
+        ),
+        gauge(
+            "phantom_token_zone_used_bytes",
+            "Bytes of the cache zone in use (whole slab pages).",
+            &|u| u.used,
+        ),
+        gauge(
+            "phantom_token_zone_entries",
+            "Entries in the cache zone.",
+            &|u| u.entries,
+        ),
+    ]
+}
