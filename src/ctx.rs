@@ -9,7 +9,7 @@ use nginx_sys::{
 };
 
 use crate::cache::CacheStatus;
-use crate::cache::{Entry, ZoneConf};
+use crate::cache::{Entry, Stale, ZoneConf};
 use crate::decide::Outcome;
 use crate::introspect::Reply;
 use crate::Module;
@@ -37,6 +37,8 @@ pub struct Ctx {
     pub digest: [u8; 32],
     /// The zone in which this request holds the "being introspected" marker.
     pub claimed: Option<&'static ZoneConf>,
+    /// An expired entry the zone still keeps, served if introspection is unavailable.
+    pub stale: Option<Stale>,
     /// The granted entry, re-applied when an internal redirect changes the location.
     pub decision: Option<Entry>,
     pub reply: Reply,
@@ -79,6 +81,7 @@ impl Ctx {
             token: ngx_str_t::default(),
             digest: [0; 32],
             claimed: None,
+            stale: None,
             decision: None,
             reply: Reply::default(),
             shared: None,
@@ -125,6 +128,7 @@ impl Ctx {
         self.claims = None;
         self.granted = false;
         self.decision = None;
+        self.stale = None;
     }
 
     /// Hands the outcome to the requests waiting on this leader, once.

@@ -11,7 +11,7 @@ use ngx::http::Request;
 use ngx::ngx_log_error;
 use phantom_core::introspection::{content_type_ok, interpret, token_rejected, Verdict};
 
-use crate::cache::Entry;
+use crate::cache::{Entry, Stale};
 use crate::config::Compat;
 use crate::introspect::{Reply, MAX_RESPONSE};
 use crate::LocConf;
@@ -31,6 +31,8 @@ pub enum Outcome {
     ServerError,
     /// The introspection location refused with 429 (e.g. `limit_req`): the client retries.
     RateLimited(Option<u64>),
+    /// Introspection was unavailable; an expired entry is served (`stale_if_error`).
+    Stale(Stale),
     /// The leader ended without deciding; introspect again.
     Retry,
 }

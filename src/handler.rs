@@ -123,7 +123,10 @@ fn lookup_or_introspect(
                 return apply(request, conf, ctx, Outcome::Decided(entry));
             }
             Lookup::Pending => elsewhere = true,
-            Lookup::Miss(status) => ctx.cache_status = status,
+            Lookup::Miss(status, stale) => {
+                ctx.cache_status = status;
+                ctx.stale = stale;
+            }
         }
     }
     if !coalesce::lead(&ctx.digest) {
@@ -149,8 +152,8 @@ fn count_lookup(found: &Lookup) {
     metrics::count(match found {
         Lookup::Hit(_, Level::L1) => Counter::L1Hits,
         Lookup::Hit(_, Level::Zone) => Counter::ZoneHits,
-        Lookup::Miss(CacheStatus::Expired) => Counter::Expired,
-        Lookup::Miss(_) | Lookup::Pending => Counter::Misses,
+        Lookup::Miss(CacheStatus::Expired, _) => Counter::Expired,
+        Lookup::Miss(..) | Lookup::Pending => Counter::Misses,
     });
 }
 
@@ -199,8 +202,9 @@ fn recheck(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_s
             ctx.phase = Phase::Done;
             apply(request, conf, ctx, outcome)
         }
-        Lookup::Miss(_) if zone.claim(&ctx.digest, now) => {
+        Lookup::Miss(_, stale) if zone.claim(&ctx.digest, now) => {
             ctx.claimed = Some(zone);
+            ctx.stale = stale;
             introspect(request, conf, ctx, endpoint)
         }
         _ => await_other_worker(r, ctx),
@@ -214,6 +218,7 @@ fn resume(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_st
         Phase::Introspecting => {
             let outcome = decide(request, conf, &mut ctx.reply);
             record_introspection(ctx, &outcome);
+            let outcome = stale_if_error(ctx, outcome);
             store(request, ctx, &outcome);
             ctx.finish_flight(&outcome);
             ctx.phase = Phase::Done;
@@ -319,6 +324,10 @@ fn store(request: &Request, ctx: &mut Ctx, outcome: &Outcome) {
         return;
     };
     let now = now_ms();
+    if let Outcome::Stale(stale) = outcome {
+        zone.restore(&ctx.digest, stale, now);
+        return;
+    }
     let max_age = ctx.reply.max_age;
     let until = match outcome {
         Outcome::Decided(Entry::Active { .. }) => phantom_core::ttl::positive_expiry_ms(
@@ -334,7 +343,8 @@ fn store(request: &Request, ctx: &mut Ctx, outcome: &Outcome) {
         _ => None,
     };
     if let (Outcome::Decided(entry), Some(until)) = (outcome, until) {
-        metrics::count(match zone.store(&ctx.digest, entry, until, now) {
+        let exp_ms = ctx.reply.exp.saturating_mul(1000);
+        metrics::count(match zone.store(&ctx.digest, entry, until, exp_ms, now) {
             Stored::Yes => Counter::Stored,
             Stored::TooBig => Counter::NotStoredTooBig,
             Stored::NoRoom => Counter::NotStoredNotCacheable,
@@ -385,6 +395,16 @@ fn apply(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, outcome: Outcome)
         },
         Outcome::ServerError => Reject::ServerError,
         Outcome::RateLimited(retry_after) => Reject::TooManyRequests(retry_after),
+        Outcome::Stale(stale) => {
+            ctx.cache_status = CacheStatus::Stale;
+            metrics::count(Counter::StaleServed);
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                request.log(),
+                "Identity server unavailable: serving a cached JWT past its lifetime (stale_if_error)"
+            );
+            return grant(request, conf, ctx, stale.entry);
+        }
         Outcome::Failed | Outcome::Retry => Reject::BadGateway,
     };
     Step::Reject(reject)
@@ -453,7 +473,19 @@ fn record_introspection(ctx: &mut Ctx, outcome: &Outcome) {
             Counter::IntroUnavailable
         }
         Outcome::Failed | Outcome::ServerError => Counter::IntroError,
-        Outcome::Retry => return,
+        Outcome::Retry | Outcome::Stale(_) => return,
     };
     metrics::count(result);
+}
+
+/// While introspection is unavailable, an expired entry the zone still keeps is served
+/// (never for inactive tokens: the zone keeps only active ones past their lifetime).
+fn stale_if_error(ctx: &mut Ctx, outcome: Outcome) -> Outcome {
+    if !matches!(outcome, Outcome::Unavailable(_) | Outcome::Unreachable) {
+        return outcome;
+    }
+    match ctx.stale.take() {
+        Some(stale) if stale.keep_ms > now_ms() => Outcome::Stale(stale),
+        _ => outcome,
+    }
 }

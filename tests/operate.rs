@@ -364,3 +364,84 @@ fn introspection_time_is_a_log_variable() {
     assert!((0.04..1.0).contains(&secs), "{log}");
     assert_eq!(lines[1], "HIT []");
 }
+
+fn cache_status(s: &Stack, token: &str) -> (u16, String) {
+    let r = s.get_bearer("/", token);
+    (r.status, r.header("x-cache").unwrap_or("").to_string())
+}
+
+#[test]
+fn stale_if_error_serves_expired_entries_while_the_identity_server_is_down() {
+    let s = Stack::start(
+        "phantom_token_cache_zone c:1m max_ttl=1s leeway=0 negative_ttl=1s stale_if_error=2s;",
+        "phantom_token_cache c; add_header X-Cache $phantom_token_cache_status always;
+         location = /metrics { phantom_token off; phantom_token_status; }",
+    );
+    let token = s.ids.issue("read", 300);
+    let short = s.ids.issue("read", 2);
+    assert_eq!(cache_status(&s, &token), (200, "MISS".into()));
+    assert_eq!(cache_status(&s, &short), (200, "MISS".into()));
+    assert_eq!(cache_status(&s, "unknown").0, 401);
+    s.ids.stop();
+    std::thread::sleep(Duration::from_millis(1300));
+    assert_eq!(cache_status(&s, &token), (200, "STALE".into()));
+    assert_eq!(
+        cache_status(&s, &token),
+        (200, "STALE".into()),
+        "still kept after serving"
+    );
+    assert_eq!(
+        s.echo
+            .last()
+            .unwrap()
+            .header("authorization")
+            .map(|a| a.starts_with("Bearer ey")),
+        Some(true)
+    );
+    assert_eq!(
+        cache_status(&s, "unknown").0,
+        503,
+        "never stale for inactive tokens"
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(cache_status(&s, &short).0, 503, "never past the JWT's exp");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(cache_status(&s, &token).0, 503, "never past the window");
+    let m = scrape(s.nginx.port);
+    assert_eq!(m["phantom_token_cache_stale_served_total{}"], 2.0);
+}
+
+#[test]
+fn a_flood_of_unknown_tokens_never_evicts_active_entries() {
+    let http = "phantom_token_cache_zone c:1m negative_ttl=60s;";
+    let s = Stack::start(
+        http,
+        "phantom_token_cache c; add_header X-Cache $phantom_token_cache_status always;",
+    );
+    let token = s.ids.issue("read", 300);
+    assert_eq!(cache_status(&s, &token), (200, "MISS".into()));
+    let script = s.nginx.dir.join("random.lua");
+    std::fs::write(
+        &script,
+        "math.randomseed(os.time())\nrequest = function()\n  return wrk.format('GET', '/', {['Authorization'] = 'Bearer r' .. math.random(1, 1e12) .. 'x' .. math.random(1, 1e12)})\nend\n",
+    )
+    .unwrap();
+    let mut rounds = 0;
+    while s.ids.introspections() < 10_001 && rounds < 10 {
+        let st = std::process::Command::new("wrk")
+            .args(["-t2", "-c8", "-d3s", "-s"])
+            .arg(&script)
+            .arg(format!("http://127.0.0.1:{}/", s.nginx.port))
+            .output()
+            .unwrap();
+        assert!(st.status.success());
+        rounds += 1;
+    }
+    assert!(
+        s.ids.introspections() > 10_000,
+        "{}",
+        s.ids.introspections()
+    );
+    assert_eq!(cache_status(&s, &token), (200, "HIT".into()));
+    s.nginx.assert_clean_log();
+}

@@ -15,7 +15,7 @@ use ngx::ngx_conf_log_error;
 
 use crate::config::{args, parse_seconds, parse_size, MainConf};
 
-pub use zone::{Stored, Usage, Zone};
+pub use zone::{Stale, Stored, Usage, Zone};
 
 /// `$phantom_token_cache_status`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -24,6 +24,8 @@ pub enum CacheStatus {
     Miss,
     Hit,
     Expired,
+    /// The identity server was unavailable; an expired entry was served (`stale_if_error`).
+    Stale,
     /// Missed, and the identity server's `Cache-Control` forbade storing the answer.
     NoStore,
 }
@@ -35,6 +37,7 @@ impl CacheStatus {
             CacheStatus::Miss => "MISS",
             CacheStatus::Hit => "HIT",
             CacheStatus::Expired => "EXPIRED",
+            CacheStatus::Stale => "STALE",
             CacheStatus::NoStore => "NOSTORE",
         }
     }
@@ -52,8 +55,8 @@ pub enum Lookup {
     Hit(Entry, Level),
     /// Another worker is introspecting this token right now.
     Pending,
-    /// `Miss` or `Expired`.
-    Miss(CacheStatus),
+    /// `Miss` or `Expired`, with the expired entry when `stale_if_error` still keeps it.
+    Miss(CacheStatus, Option<Stale>),
 }
 
 /// How long a worker's "introspecting" marker holds other workers back.
@@ -72,6 +75,9 @@ pub struct ZoneConf {
     pub max_ttl: Option<u64>,
     pub negative_ttl: u64,
     pub leeway: u64,
+    /// Seconds an active entry may be served past its lifetime while introspection is
+    /// unavailable (never past the JWT's `exp`); 0 = off.
+    pub stale_if_error: u64,
     pub zone: Zone,
     l1: RefCell<l1::L1>,
 }
@@ -92,8 +98,8 @@ impl ZoneConf {
                 Lookup::Hit(entry, Level::Zone)
             }
             zone::Found::Pending => Lookup::Pending,
-            zone::Found::Expired => Lookup::Miss(CacheStatus::Expired),
-            zone::Found::Missing => Lookup::Miss(CacheStatus::Miss),
+            zone::Found::Expired(stale) => Lookup::Miss(CacheStatus::Expired, stale),
+            zone::Found::Missing => Lookup::Miss(CacheStatus::Miss, None),
         }
     }
 
@@ -107,15 +113,41 @@ impl ZoneConf {
         self.zone.release(digest);
     }
 
-    /// Stores `entry` until `expires_ms` in both levels, in place of this worker's marker.
-    pub fn store(&self, digest: &[u8; 32], entry: &Entry, expires_ms: i64, now_ms: i64) -> Stored {
-        let stored = self.zone.store(digest, entry, expires_ms, now_ms);
+    /// Stores `entry` until `expires_ms` in both levels, in place of this worker's marker;
+    /// with `stale_if_error`, the zone keeps an active entry longer, up to the JWT's `exp`.
+    pub fn store(
+        &self,
+        digest: &[u8; 32],
+        entry: &Entry,
+        expires_ms: i64,
+        exp_ms: i64,
+        now_ms: i64,
+    ) -> Stored {
+        let keep = match entry {
+            Entry::Active { .. } if self.stale_if_error > 0 => expires_ms
+                .saturating_add(self.stale_if_error as i64 * 1000)
+                .min(exp_ms),
+            _ => expires_ms,
+        };
+        let stored = self.zone.store(digest, entry, expires_ms, keep, now_ms);
         if stored == Stored::Yes {
             if let Ok(mut l1) = self.l1.try_borrow_mut() {
                 l1.put(*digest, entry.clone(), expires_ms);
             }
         }
         stored
+    }
+
+    /// Puts a stale entry back after it was served, so that it stays available while the
+    /// identity server is down (never into L1, which serves only fresh entries).
+    pub fn restore(&self, digest: &[u8; 32], stale: &Stale, now_ms: i64) {
+        self.zone.store(
+            digest,
+            &stale.entry,
+            stale.expires_ms,
+            stale.keep_ms,
+            now_ms,
+        );
     }
 }
 
@@ -128,7 +160,8 @@ pub fn first_no_store() -> bool {
     !NO_STORE_LOGGED.with(|l| l.replace(true))
 }
 
-/// `phantom_token_cache_zone name:size [max_ttl=time] [negative_ttl=time] [leeway=time] [l1=N];`
+/// `phantom_token_cache_zone name:size [max_ttl=time] [negative_ttl=time] [leeway=time]
+/// [stale_if_error=time] [negative_share=N%] [l1=N];`
 pub extern "C" fn set_cache_zone(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
@@ -157,11 +190,14 @@ pub extern "C" fn set_cache_zone(
         max_ttl: spec.max_ttl,
         negative_ttl: spec.negative_ttl,
         leeway: spec.leeway,
+        stale_if_error: spec.stale_if_error,
         zone: Zone::default(),
         l1: RefCell::new(l1::L1::new(spec.l1)),
     };
     // SAFETY: cf is valid during configuration parsing.
-    if unsafe { zone::declare(cf, &mut zc.zone, &zc.name, spec.size) }.is_err() {
+    let declared =
+        unsafe { zone::declare(cf, &mut zc.zone, &zc.name, spec.size, spec.negative_share) };
+    if declared.is_err() {
         return NGX_CONF_ERROR;
     }
     mcf.zones.push(zc);
@@ -175,6 +211,9 @@ struct ZoneSpec {
     negative_ttl: u64,
     leeway: u64,
     l1: usize,
+    stale_if_error: u64,
+    /// Percent of the zone inactive entries may take.
+    negative_share: u64,
 }
 
 /// Largest per-worker L1 (entries); each is allocated up front by the LRU's table.
@@ -203,6 +242,8 @@ fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
         size,
         max_ttl: None,
         negative_ttl: 0,
+        stale_if_error: 0,
+        negative_share: 10,
         leeway: 5,
         l1: 512,
     };
@@ -219,6 +260,14 @@ fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
             "max_ttl" => spec.max_ttl = Some(secs()?),
             "negative_ttl" => spec.negative_ttl = secs()?,
             "leeway" => spec.leeway = secs()?,
+            "stale_if_error" => spec.stale_if_error = secs()?,
+            "negative_share" => {
+                spec.negative_share = v
+                    .strip_suffix('%')
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=90).contains(n))
+                    .ok_or_else(|| format!("invalid share in \"{a}\" (1% to 90%)"))?
+            }
             "l1" => {
                 spec.l1 = v
                     .parse()
@@ -228,7 +277,7 @@ fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway= or l1=)"
+                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway=, stale_if_error=, negative_share= or l1=)"
                 ))
             }
         }

@@ -1,0 +1,244 @@
+//! Operations on a locked zone: find, insert (evicting as needed), remove, reclaim.
+//!
+//! Active entries and markers share one LRU list; inactive (negative) entries have their
+//! own list and a byte budget, so a flood of unknown tokens only ever evicts other
+//! negative entries, never an active one.
+
+use core::ffi::c_void;
+use core::mem::size_of;
+use core::ptr;
+use std::rc::Rc;
+
+use nginx_sys::{
+    ngx_queue_insert_after, ngx_queue_remove, ngx_queue_t, ngx_rbtree_delete, ngx_rbtree_insert,
+    ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t,
+};
+use phantom_core::index;
+
+use super::index::{tree_key, Index};
+use super::{Node, Shared, ACTIVE, INACTIVE, PENDING};
+use crate::cache::Entry;
+use crate::status::metrics::{count, Counter};
+
+/// Holds the slab pool mutex; unlocks on drop.
+pub struct Locked {
+    pub pool: *mut ngx_slab_pool_t,
+    pub sh: *mut Shared,
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: we hold the lock taken in `Zone::lock`.
+        unsafe { ngx_shmtx_unlock(&mut (*self.pool).mutex) };
+    }
+}
+
+/// What a slab allocation of `size` bytes really takes: a power of two up to half a page,
+/// whole pages above (an estimate for the negative budget).
+fn charge(size: usize) -> u64 {
+    let page = 4096usize;
+    if size > page / 2 {
+        size.div_ceil(page) as u64 * page as u64
+    } else {
+        size.next_power_of_two().max(8) as u64
+    }
+}
+
+impl Locked {
+    /// Finds the entry whose full digest matches (keys may collide, digests may not).
+    pub fn find(&self, digest: &[u8; 32]) -> Option<*mut Node> {
+        // SAFETY: the tree is consistent while the lock is held.
+        let (root, sentinel) = unsafe { ((*self.sh).tree.root, (*self.sh).tree.sentinel) };
+        index::find(&Index { sentinel }, root, digest).map(|n| n as *mut Node)
+    }
+
+    fn list(&self, kind: u8) -> *mut ngx_queue_t {
+        // SAFETY: sh is our locked header.
+        unsafe {
+            if kind == INACTIVE {
+                &mut (*self.sh).neg_lru
+            } else {
+                &mut (*self.sh).lru
+            }
+        }
+    }
+
+    /// Allocates (evicting as allowed) and links one entry: a [`Node`], then `jwt`, `scope`.
+    /// `neg_budget` bounds the bytes of inactive entries.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert(
+        &self,
+        digest: &[u8; 32],
+        expires_ms: i64,
+        keep_ms: i64,
+        kind: u8,
+        data: (&[u8], &[u8]),
+        neg_budget: u64,
+        now_ms: i64,
+    ) -> bool {
+        let (jwt, scope) = data;
+        let size = size_of::<Node>() + jwt.len() + scope.len();
+        if kind == INACTIVE && !self.make_negative_room(charge(size), neg_budget, now_ms) {
+            return false;
+        }
+        let Some(node) = self.alloc(size, kind, now_ms) else {
+            return false;
+        };
+        let header = Node {
+            // SAFETY: zeroed tree and queue links are set when the node is linked below.
+            rb: unsafe { core::mem::zeroed() },
+            // SAFETY: as above.
+            lru: unsafe { core::mem::zeroed() },
+            digest: *digest,
+            expires_ms,
+            keep_ms: keep_ms.max(expires_ms),
+            kind,
+            jwt_len: jwt.len() as u32,
+            scope_len: scope.len() as u32,
+        };
+        // SAFETY: node points at fresh bytes enough for the header and the data; the zone is
+        // locked while the entry is linked into the tree and its LRU list.
+        unsafe {
+            ptr::write(node, header);
+            let data = (node as *mut u8).add(size_of::<Node>());
+            ptr::copy_nonoverlapping(jwt.as_ptr(), data, jwt.len());
+            ptr::copy_nonoverlapping(scope.as_ptr(), data.add(jwt.len()), scope.len());
+            (*node).rb.key = tree_key(digest);
+            ngx_rbtree_insert(&mut (*self.sh).tree, &mut (*node).rb);
+            ngx_queue_insert_after(self.list(kind), &mut (*node).lru);
+            if kind != PENDING {
+                (*self.sh).entries += 1;
+            }
+            if kind == INACTIVE {
+                (*self.sh).neg_bytes += charge(size);
+            }
+        }
+        true
+    }
+
+    /// Evicts negative entries until `need` more bytes fit in the budget.
+    fn make_negative_room(&self, need: u64, budget: u64, now_ms: i64) -> bool {
+        if need > budget {
+            return false;
+        }
+        // SAFETY: sh is our locked header.
+        while unsafe { (*self.sh).neg_bytes } + need > budget {
+            let Some(victim) = self.tail(INACTIVE) else {
+                return false;
+            };
+            // SAFETY: victim is a live entry.
+            unsafe { self.evict(victim, now_ms) };
+        }
+        true
+    }
+
+    /// Unlinks and frees an entry.
+    ///
+    /// # Safety
+    /// `node` must be a live entry of this locked zone.
+    pub unsafe fn remove(&self, node: *mut Node) {
+        // SAFETY: per contract.
+        unsafe {
+            let kind = (*node).kind;
+            if kind != PENDING {
+                (*self.sh).entries = (*self.sh).entries.saturating_sub(1);
+            }
+            if kind == INACTIVE {
+                let size =
+                    size_of::<Node>() + (*node).jwt_len as usize + (*node).scope_len as usize;
+                (*self.sh).neg_bytes = (*self.sh).neg_bytes.saturating_sub(charge(size));
+            }
+            ngx_queue_remove(&mut (*node).lru);
+            ngx_rbtree_delete(&mut (*self.sh).tree, &mut (*node).rb);
+            ngx_slab_free_locked(self.pool, node as *mut c_void);
+        }
+    }
+
+    /// Removes an entry to make room, counting it when it could still have been served.
+    unsafe fn evict(&self, node: *mut Node, now_ms: i64) {
+        // SAFETY: per contract of the callers: node is live.
+        unsafe {
+            if (*node).kind != PENDING && (*node).keep_ms > now_ms {
+                count(Counter::Evicted);
+            }
+            self.remove(node);
+        }
+    }
+
+    /// The least recently used entry of a list, if any.
+    fn tail(&self, kind: u8) -> Option<*mut Node> {
+        let head = self.list(kind);
+        // SAFETY: the list is consistent while the lock is held.
+        unsafe {
+            let last = (*head).prev;
+            if last == head {
+                return None;
+            }
+            Some((last as *mut u8).sub(core::mem::offset_of!(Node, lru)) as *mut Node)
+        }
+    }
+
+    /// Moves an entry to the head of its list.
+    ///
+    /// # Safety
+    /// `node` must be a live entry of this locked zone.
+    pub unsafe fn touch(&self, node: *mut Node) {
+        // SAFETY: per contract.
+        unsafe {
+            ngx_queue_remove(&mut (*node).lru);
+            ngx_queue_insert_after(self.list((*node).kind), &mut (*node).lru);
+        }
+    }
+
+    /// Reclaims up to `n` entries past their keep time from each list's tail.
+    pub fn expire(&self, now_ms: i64, n: usize) {
+        for kind in [ACTIVE, INACTIVE] {
+            for _ in 0..n {
+                match self.tail(kind) {
+                    // SAFETY: t is a live entry.
+                    Some(t) if unsafe { (*t).keep_ms } <= now_ms => unsafe { self.remove(t) },
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    /// Allocates, evicting least recently used entries until it fits: negative entries
+    /// first, and active ones only to make room for an active entry or a marker.
+    fn alloc(&self, size: usize, kind: u8, now_ms: i64) -> Option<*mut Node> {
+        loop {
+            // SAFETY: the pool is locked.
+            let p = unsafe { ngx_slab_alloc_locked(self.pool, size) } as *mut Node;
+            if !p.is_null() {
+                return Some(p);
+            }
+            let victim = match self.tail(INACTIVE) {
+                Some(v) => v,
+                None if kind != INACTIVE => self.tail(ACTIVE)?,
+                None => return None,
+            };
+            // SAFETY: victim is a live entry.
+            unsafe { self.evict(victim, now_ms) };
+        }
+    }
+}
+
+/// Copies an entry out of shared memory (the lock is held by the caller).
+///
+/// # Safety
+/// `node` must be a live entry of a locked zone.
+pub unsafe fn read_entry(node: *const Node) -> Entry {
+    // SAFETY: per contract; the data follows the header.
+    unsafe {
+        if (*node).kind != ACTIVE {
+            return Entry::Inactive;
+        }
+        let data = (node as *const u8).add(size_of::<Node>());
+        let jwt = core::slice::from_raw_parts(data, (*node).jwt_len as usize);
+        let scope = core::slice::from_raw_parts(data.add(jwt.len()), (*node).scope_len as usize);
+        Entry::Active {
+            jwt: Rc::from(jwt),
+            scope: Rc::from(String::from_utf8_lossy(scope).as_ref()),
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The shared-memory level: an rbtree index and LRU lists in an nginx slab zone.
+//!
+//! Every operation holds the slab pool's own mutex, which the master process releases if a
+//! worker dies holding it, and only for index work and copies, never across I/O. Each entry
+//! is one slab allocation: a [`Node`] header followed by the JWT and scope bytes.
+
+mod index;
+mod locked;
+
+use core::ffi::c_void;
+use core::mem::size_of;
+use core::ptr;
+
+use nginx_sys::{
+    ngx_conf_t, ngx_int_t, ngx_queue_t, ngx_rbtree_init, ngx_rbtree_node_t, ngx_rbtree_t,
+    ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc_locked,
+    ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_OK,
+};
+use ngx::http::HttpModule;
+
+use super::Entry;
+use crate::Module;
+use index::insert_node;
+use locked::{read_entry, Locked};
+
+/// Marks a zone laid out by this version of the module (checked when a reload reuses it).
+const MAGIC: u64 = 0x5054_4b43_4143_4832; // "PTKCACH2"
+
+/// Entries bigger than this share of the zone are not cached at all.
+const MAX_SHARE: usize = 4;
+
+#[repr(C)]
+struct Shared {
+    magic: u64,
+    tree: ngx_rbtree_t,
+    sentinel: ngx_rbtree_node_t,
+    /// Active entries and markers: most recently used at the head.
+    lru: ngx_queue_t,
+    /// Inactive (negative) entries, with a budget of their own.
+    neg_lru: ngx_queue_t,
+    /// Entries (markers excluded), for the status page.
+    entries: u64,
+    /// Slab bytes taken by inactive entries.
+    neg_bytes: u64,
+}
+
+#[repr(C)]
+struct Node {
+    /// First, so a tree node pointer is a Node pointer. `key` = first 8 digest bytes
+    /// (big-endian); equal keys are ordered by the digest (see `phantom_core::index`).
+    rb: ngx_rbtree_node_t,
+    lru: ngx_queue_t,
+    digest: [u8; 32],
+    /// Served fresh until then.
+    expires_ms: i64,
+    /// Kept until then (later than `expires_ms` only for `stale_if_error`).
+    keep_ms: i64,
+    kind: u8,
+    jwt_len: u32,
+    scope_len: u32,
+}
+
+/// `Node::kind`: what an entry holds.
+const INACTIVE: u8 = 0;
+const ACTIVE: u8 = 1;
+/// A worker is introspecting this token; others wait for its result (no data follows).
+const PENDING: u8 = 2;
+
+/// The shared zone of one `phantom_token_cache_zone`.
+pub struct Zone {
+    shm: *mut ngx_shm_zone_t,
+    /// Bytes inactive entries may take (`negative_share` of the zone).
+    neg_budget: u64,
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone {
+            shm: ptr::null_mut(),
+            neg_budget: 0,
+        }
+    }
+}
+
+/// What a store did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stored {
+    Yes,
+    /// Larger than a quarter of the zone.
+    TooBig,
+    /// No room even after evicting what may be evicted (or the zone is not usable).
+    NoRoom,
+}
+
+/// The zone's fill, for the status page.
+pub struct Usage {
+    pub size: u64,
+    pub used: u64,
+    pub entries: u64,
+}
+
+/// An expired active entry still kept for `stale_if_error`.
+#[derive(Clone, Debug)]
+pub struct Stale {
+    pub entry: Entry,
+    pub expires_ms: i64,
+    pub keep_ms: i64,
+}
+
+/// Result of a shared-zone lookup.
+pub enum Found {
+    Fresh(Entry, i64),
+    Pending,
+    Expired(Option<Stale>),
+    Missing,
+}
+
+/// Declares the shared memory zone; nginx maps it before the workers start.
+///
+/// # Safety
+/// `cf` must be valid.
+pub unsafe fn declare(
+    cf: *mut ngx_conf_t,
+    zone: &mut Zone,
+    name: &str,
+    size: usize,
+    negative_share: u64,
+) -> Result<(), ()> {
+    // SAFETY: cf is valid; the name is copied by nginx into the zone list.
+    let mut name = unsafe { ngx_str_t::from_bytes((*cf).pool, name.as_bytes()) }.ok_or(())?;
+    let tag = Module::module() as *const _ as *mut c_void;
+    // SAFETY: all pointers valid; nginx reports conflicts itself.
+    let shm = unsafe { ngx_shared_memory_add(cf, &mut name, size, tag) };
+    if shm.is_null() {
+        return Err(());
+    }
+    // SAFETY: shm is the zone just added; names are unique (checked by the caller).
+    unsafe { (*shm).init = Some(init_zone) };
+    zone.shm = shm;
+    zone.neg_budget = size as u64 * negative_share / 100;
+    Ok(())
+}
+
+/// Zone init: reuse a zone kept across reload, or lay out a fresh one.
+unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_int_t {
+    // SAFETY: nginx calls init with the mapped zone; its start is the slab pool.
+    let pool = unsafe { (*shm).shm.addr } as *mut ngx_slab_pool_t;
+    // SAFETY: pool is the zone's initialised slab pool.
+    unsafe {
+        let existing = (*pool).data as *mut Shared;
+        if !existing.is_null() && (*existing).magic == MAGIC {
+            // Reused on reload: the tree's insert callback points into this module's code.
+            (*existing).tree.insert = Some(insert_node);
+            return NGX_OK as ngx_int_t;
+        }
+        ngx_shmtx_lock(&mut (*pool).mutex);
+        let sh = ngx_slab_alloc_locked(pool, size_of::<Shared>()) as *mut Shared;
+        if sh.is_null() {
+            ngx_shmtx_unlock(&mut (*pool).mutex);
+            return NGX_ERROR as ngx_int_t;
+        }
+        ptr::write_bytes(sh, 0, 1);
+        (*sh).magic = MAGIC;
+        ngx_rbtree_init(&mut (*sh).tree, &mut (*sh).sentinel, Some(insert_node));
+        nginx_sys::ngx_queue_init(&mut (*sh).lru);
+        nginx_sys::ngx_queue_init(&mut (*sh).neg_lru);
+        (*pool).data = sh as *mut c_void;
+        // Allocation failures are handled by eviction, so don't log them as critical.
+        (*pool).set_log_nomem(0);
+        ngx_shmtx_unlock(&mut (*pool).mutex);
+    }
+    NGX_OK as ngx_int_t
+}
+
+impl Zone {
+    fn lock(&self) -> Option<Locked> {
+        // SAFETY: shm was set at configuration; addr is mapped in every worker.
+        let pool = unsafe { self.shm.as_ref()?.shm.addr } as *mut ngx_slab_pool_t;
+        // SAFETY: pool is the zone's slab pool; data is our Shared once init ran.
+        unsafe {
+            let sh = (*pool).data as *mut Shared;
+            if sh.is_null() {
+                return None;
+            }
+            ngx_shmtx_lock(&mut (*pool).mutex);
+            Some(Locked { pool, sh })
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        // SAFETY: shm was set at configuration.
+        unsafe { self.shm.as_ref() }.map_or(0, |z| z.shm.size)
+    }
+
+    pub fn lookup(&self, digest: &[u8; 32], now_ms: i64) -> Found {
+        let Some(l) = self.lock() else {
+            return Found::Missing;
+        };
+        let Some(node) = l.find(digest) else {
+            return Found::Missing;
+        };
+        // SAFETY: node is a live entry of the locked tree.
+        unsafe {
+            let n = &*node;
+            if n.expires_ms > now_ms {
+                if n.kind == PENDING {
+                    return Found::Pending;
+                }
+                l.touch(node);
+                return Found::Fresh(read_entry(node), n.expires_ms);
+            }
+            if n.kind == ACTIVE && n.keep_ms > now_ms {
+                let stale = Stale {
+                    entry: read_entry(node),
+                    expires_ms: n.expires_ms,
+                    keep_ms: n.keep_ms,
+                };
+                return Found::Expired(Some(stale));
+            }
+            let pending = n.kind == PENDING;
+            l.remove(node);
+            if pending {
+                Found::Missing
+            } else {
+                Found::Expired(None)
+            }
+        }
+    }
+
+    /// Stores `entry` (fresh until `expires_ms`, kept until `keep_ms`) in place of whatever
+    /// the zone holds for `digest` (this worker's marker, usually); an entry too large to
+    /// cache only withdraws the marker.
+    pub fn store(
+        &self,
+        digest: &[u8; 32],
+        entry: &Entry,
+        expires_ms: i64,
+        keep_ms: i64,
+        now_ms: i64,
+    ) -> Stored {
+        let (jwt, scope): (&[u8], &[u8]) = match entry {
+            Entry::Active { jwt, scope } => (jwt, scope.as_bytes()),
+            Entry::Inactive => (&[], &[]),
+        };
+        let need = size_of::<Node>() + jwt.len() + scope.len();
+        if need > self.size() / MAX_SHARE || jwt.len() > u32::MAX as usize {
+            self.release(digest);
+            return Stored::TooBig;
+        }
+        let Some(l) = self.lock() else {
+            return Stored::NoRoom;
+        };
+        if let Some(old) = l.find(digest) {
+            // SAFETY: old is a live entry of the locked tree.
+            unsafe { l.remove(old) };
+        }
+        l.expire(now_ms, 2);
+        let kind = match entry {
+            Entry::Active { .. } => ACTIVE,
+            Entry::Inactive => INACTIVE,
+        };
+        let data = (jwt, scope);
+        if l.insert(
+            digest,
+            expires_ms,
+            keep_ms,
+            kind,
+            data,
+            self.neg_budget,
+            now_ms,
+        ) {
+            Stored::Yes
+        } else {
+            Stored::NoRoom
+        }
+    }
+
+    /// Size, bytes in use (whole pages) and entries.
+    pub fn usage(&self) -> Usage {
+        let size = self.size() as u64;
+        let Some(l) = self.lock() else {
+            return Usage {
+                size,
+                used: 0,
+                entries: 0,
+            };
+        };
+        // SAFETY: the pool and our header are consistent while the lock is held.
+        unsafe {
+            let page = nginx_sys::ngx_pagesize as u64;
+            let pool = &*l.pool;
+            let pages = (pool.end.offset_from(pool.start) as u64) / page.max(1);
+            Usage {
+                size,
+                used: pages.saturating_sub(pool.pfree as u64) * page,
+                entries: (*l.sh).entries,
+            }
+        }
+    }
+
+    /// Marks `digest` as being introspected until `until_ms`; `false` if the zone already
+    /// holds a fresh entry or a marker for it (another worker got there first). An expired
+    /// entry is replaced (the caller took its stale copy with the lookup).
+    pub fn claim(&self, digest: &[u8; 32], until_ms: i64, now_ms: i64) -> bool {
+        let Some(l) = self.lock() else { return true };
+        if let Some(node) = l.find(digest) {
+            // SAFETY: node is a live entry of the locked tree.
+            if unsafe { (*node).expires_ms } > now_ms {
+                return false;
+            }
+            // SAFETY: as above.
+            unsafe { l.remove(node) };
+        }
+        l.insert(digest, until_ms, until_ms, PENDING, (&[], &[]), 0, now_ms);
+        true
+    }
+
+    /// Removes this worker's marker for `digest` (its result was not cached).
+    pub fn release(&self, digest: &[u8; 32]) {
+        let Some(l) = self.lock() else { return };
+        if let Some(node) = l.find(digest) {
+            // SAFETY: node is a live entry of the locked tree.
+            if unsafe { (*node).kind } == PENDING {
+                unsafe { l.remove(node) };
+            }
+        }
+    }
+}
