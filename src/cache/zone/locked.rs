@@ -121,15 +121,17 @@ impl Locked {
         if need > budget {
             return false;
         }
-        // SAFETY: sh is our locked header.
-        while unsafe { (*self.sh).neg_bytes } + need > budget {
+        loop {
+            // SAFETY: sh is our locked header; `evict` lowers `neg_bytes`.
+            if unsafe { (*self.sh).neg_bytes } + need <= budget {
+                return true;
+            }
             let Some(victim) = self.tail(INACTIVE) else {
                 return false;
             };
             // SAFETY: victim is a live entry.
             unsafe { self.evict(victim, now_ms) };
         }
-        true
     }
 
     /// Unlinks and frees an entry.
