@@ -34,13 +34,50 @@ impl Drop for Locked {
 }
 
 /// What a slab allocation of `size` bytes really takes: a power of two up to half a page,
-/// whole pages above (an estimate for the negative budget).
+/// whole pages above.
 fn charge(size: usize) -> u64 {
-    let page = 4096usize;
-    if size > page / 2 {
+    // SAFETY: ngx_pagesize is set once at startup.
+    let page = (unsafe { nginx_sys::ngx_pagesize } as usize).max(4096);
+    if size == 0 {
+        0
+    } else if size > page / 2 {
         size.div_ceil(page) as u64 * page as u64
     } else {
         size.next_power_of_two().max(8) as u64
+    }
+}
+
+/// How many leading bytes of `len` bytes of data go to a separate body allocation: the
+/// power of two (or none) that makes header + tail and body take the fewest slab bytes.
+pub fn body_len(len: usize) -> usize {
+    let header = size_of::<Node>();
+    let cost = |b: usize| charge(header + len - b) + charge(b);
+    let mut best = 0;
+    let mut b = 64;
+    while b <= len {
+        if cost(b) < cost(best) {
+            best = b;
+        }
+        b *= 2;
+    }
+    best
+}
+
+/// Copies `bytes` to offset `at` of an entry's data: the first `split` bytes of the data
+/// live in `body`, the rest in `tail`.
+///
+/// # Safety
+/// `body` must have `split` writable bytes and `tail` the rest of the data.
+unsafe fn put(body: *mut u8, split: usize, tail: *mut u8, at: usize, bytes: &[u8]) {
+    let head = bytes.len().min(split.saturating_sub(at));
+    let rest = &bytes[head..];
+    // SAFETY: per contract, both ranges are inside their allocations.
+    unsafe {
+        if head > 0 {
+            ptr::copy_nonoverlapping(bytes.as_ptr(), body.add(at), head);
+        }
+        let off = (at + head).saturating_sub(split);
+        ptr::copy_nonoverlapping(rest.as_ptr(), tail.add(off), rest.len());
     }
 }
 
@@ -77,11 +114,24 @@ impl Locked {
         now_ms: i64,
     ) -> bool {
         let (jwt, scope) = data;
-        let size = size_of::<Node>() + jwt.len() + scope.len();
+        let len = jwt.len() + scope.len();
+        let split = body_len(len);
+        let size = size_of::<Node>() + len - split;
         if kind == INACTIVE && !self.make_negative_room(charge(size), neg_budget, now_ms) {
             return false;
         }
+        let body = match split {
+            0 => ptr::null_mut(),
+            _ => match self.alloc(split, kind, now_ms) {
+                Some(b) => b as *mut u8,
+                None => return false,
+            },
+        };
         let Some(node) = self.alloc(size, kind, now_ms) else {
+            if !body.is_null() {
+                // SAFETY: body was just allocated from this locked pool.
+                unsafe { ngx_slab_free_locked(self.pool, body as *mut c_void) };
+            }
             return false;
         };
         let header = Node {
@@ -92,17 +142,18 @@ impl Locked {
             digest: *digest,
             expires_ms,
             keep_ms: keep_ms.max(expires_ms),
-            kind,
+            body,
             jwt_len: jwt.len() as u32,
-            scope_len: scope.len() as u32,
+            scope_len: scope.len() as u16,
+            kind,
         };
         // SAFETY: node points at fresh bytes enough for the header and the data; the zone is
         // locked while the entry is linked into the tree and its LRU list.
         unsafe {
             ptr::write(node, header);
-            let data = (node as *mut u8).add(size_of::<Node>());
-            ptr::copy_nonoverlapping(jwt.as_ptr(), data, jwt.len());
-            ptr::copy_nonoverlapping(scope.as_ptr(), data.add(jwt.len()), scope.len());
+            let tail = (node as *mut u8).add(size_of::<Node>());
+            put(body, split, tail, 0, jwt);
+            put(body, split, tail, jwt.len(), scope);
             (*node).rb.key = tree_key(digest);
             ngx_rbtree_insert(&mut (*self.sh).tree, &mut (*node).rb);
             ngx_queue_insert_after(self.list(kind), &mut (*node).lru);
@@ -146,12 +197,15 @@ impl Locked {
                 (*self.sh).entries = (*self.sh).entries.saturating_sub(1);
             }
             if kind == INACTIVE {
-                let size =
-                    size_of::<Node>() + (*node).jwt_len as usize + (*node).scope_len as usize;
+                let len = (*node).jwt_len as usize + (*node).scope_len as usize;
+                let size = size_of::<Node>() + len - body_len(len);
                 (*self.sh).neg_bytes = (*self.sh).neg_bytes.saturating_sub(charge(size));
             }
             ngx_queue_remove(&mut (*node).lru);
             ngx_rbtree_delete(&mut (*self.sh).tree, &mut (*node).rb);
+            if !(*node).body.is_null() {
+                ngx_slab_free_locked(self.pool, (*node).body as *mut c_void);
+            }
             ngx_slab_free_locked(self.pool, node as *mut c_void);
         }
     }
@@ -235,9 +289,16 @@ pub unsafe fn read_entry(node: *const Node) -> Entry {
         if (*node).kind != ACTIVE {
             return Entry::Inactive;
         }
-        let data = (node as *const u8).add(size_of::<Node>());
-        let jwt = core::slice::from_raw_parts(data, (*node).jwt_len as usize);
-        let scope = core::slice::from_raw_parts(data.add(jwt.len()), (*node).scope_len as usize);
+        let n = &*node;
+        let len = n.jwt_len as usize + n.scope_len as usize;
+        let split = body_len(len);
+        let mut data = Vec::with_capacity(len);
+        if split > 0 {
+            data.extend_from_slice(core::slice::from_raw_parts(n.body, split));
+        }
+        let tail = (node as *const u8).add(size_of::<Node>());
+        data.extend_from_slice(core::slice::from_raw_parts(tail, len - split));
+        let (jwt, scope) = data.split_at(n.jwt_len as usize);
         Entry::Active {
             jwt: Rc::from(jwt),
             scope: Rc::from(String::from_utf8_lossy(scope).as_ref()),
