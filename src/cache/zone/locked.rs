@@ -37,7 +37,7 @@ impl Drop for Locked {
 /// whole pages above.
 fn charge(size: usize) -> u64 {
     // SAFETY: ngx_pagesize is set once at startup.
-    let page = (unsafe { nginx_sys::ngx_pagesize } as usize).max(4096);
+    let page = unsafe { nginx_sys::ngx_pagesize }.max(4096);
     if size == 0 {
         0
     } else if size > page / 2 {
