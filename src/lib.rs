@@ -10,7 +10,7 @@ use core::ffi::{c_char, c_void};
 use core::ptr;
 
 use nginx_sys::{
-    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
+    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_module_t,
     ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, NGX_HTTP_MODULE,
 };
 use ngx::core::Status;
@@ -58,9 +58,15 @@ impl HttpModule for Module {
         }
         // SAFETY: `h` points at a freshly pushed, writable slot of the array.
         unsafe { *h = Some(handler::access_handler) };
-        // SAFETY: cf is the configuration context of postconfiguration.
-        if unsafe { status::metrics::declare(cf) }.is_err() {
+        let Some(mcf) = Module::main_conf_mut(cf) else {
             return Status::NGX_ERROR.into();
+        };
+        if mcf.metrics {
+            // SAFETY: cf is the configuration context of postconfiguration.
+            match unsafe { status::metrics::declare(cf) } {
+                Ok(zone) => mcf.metrics_zone = Some(zone),
+                Err(()) => return Status::NGX_ERROR.into(),
+            }
         }
         introspect::register_body_filter();
         Status::NGX_OK.into()
@@ -85,6 +91,18 @@ unsafe impl HttpModuleLocationConf for Module {
     type LocationConf = LocConf;
 }
 
+/// Worker start: attach to this cycle's counters.
+extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the worker's cycle; its http configuration is complete.
+    let zone = unsafe { cycle.as_ref() }
+        .and_then(|c| Module::main_conf(c))
+        .and_then(|m| m.metrics_zone)
+        .unwrap_or(core::ptr::null_mut());
+    // SAFETY: the zone is NULL or this cycle's metrics zone, initialised before workers start.
+    unsafe { status::metrics::attach(zone) };
+    Status::NGX_OK.into()
+}
+
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(Module::preconfiguration),
     postconfiguration: Some(Module::postconfiguration),
@@ -104,6 +122,7 @@ pub static mut ngx_http_phantom_token_module: ngx_module_t = ngx_module_t {
     // SAFETY: the command table is a static that lives for the program.
     commands: unsafe { ptr::addr_of_mut!(config::COMMANDS[0]) as *mut ngx_command_t },
     type_: NGX_HTTP_MODULE as _,
+    init_process: Some(init_process),
     ..ngx_module_t::default()
 };
 

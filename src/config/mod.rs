@@ -184,6 +184,10 @@ fn merge_opt<T: Clone>(this: &mut Option<T>, prev: &Option<T>) {
 #[derive(Default)]
 pub struct MainConf {
     pub zones: Vec<cache::ZoneConf>,
+    /// Some location has `phantom_token_status`: the counters are kept (else not at all).
+    pub metrics: bool,
+    /// The counters' zone, when kept.
+    pub metrics_zone: Option<*mut nginx_sys::ngx_shm_zone_t>,
 }
 
 /// Merge hook: inherit, resolve the cache zone by name and build the challenges.

@@ -62,7 +62,8 @@ pub struct Metrics {
 const NAME: &[u8] = b"phantom_token_metrics";
 const SIZE: usize = 64 * 1024;
 
-/// Set when the zone is initialised (in the master, before the workers are forked).
+/// This worker's view of the counters, set when it starts from its cycle's zone (never in
+/// the master, whose cycle may still change or fail).
 static METRICS: AtomicPtr<Metrics> = AtomicPtr::new(ptr::null_mut());
 
 /// Adds one to `c`.
@@ -89,7 +90,7 @@ pub fn get() -> Option<&'static Metrics> {
 ///
 /// # Safety
 /// `cf` must be valid.
-pub unsafe fn declare(cf: *mut ngx_conf_t) -> Result<(), ()> {
+pub unsafe fn declare(cf: *mut ngx_conf_t) -> Result<*mut ngx_shm_zone_t, ()> {
     let mut name = ngx_str_t {
         len: NAME.len(),
         data: NAME.as_ptr() as *mut u8,
@@ -102,7 +103,17 @@ pub unsafe fn declare(cf: *mut ngx_conf_t) -> Result<(), ()> {
     }
     // SAFETY: shm is the zone just added (or found again in this cycle).
     unsafe { (*shm).init = Some(init) };
-    Ok(())
+    Ok(shm)
+}
+
+/// Worker start: counts go to this cycle's zone, or nowhere.
+///
+/// # Safety
+/// `zone` must be NULL or this cycle's initialised metrics zone.
+pub unsafe fn attach(zone: *mut ngx_shm_zone_t) {
+    // SAFETY: per contract; `data` is the zone's Metrics once init ran.
+    let m = unsafe { zone.as_ref() }.map_or(ptr::null_mut(), |z| z.data as *mut Metrics);
+    METRICS.store(m, Ordering::Relaxed);
 }
 
 /// Keeps the counters of a zone reused across reload; lays out fresh ones otherwise.
@@ -113,7 +124,7 @@ unsafe extern "C" fn init(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_in
     unsafe {
         let existing = (*pool).data as *mut Metrics;
         if !existing.is_null() && (*existing).magic == MAGIC {
-            METRICS.store(existing, Ordering::Relaxed);
+            (*shm).data = existing as *mut c_void;
             return NGX_OK as ngx_int_t;
         }
         ngx_shmtx_lock(&mut (*pool).mutex);
@@ -126,7 +137,7 @@ unsafe extern "C" fn init(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_in
         ptr::write_bytes(m, 0, 1);
         (*m).magic = MAGIC;
         (*pool).data = m as *mut c_void;
-        METRICS.store(m, Ordering::Relaxed);
+        (*shm).data = m as *mut c_void;
     }
     NGX_OK as ngx_int_t
 }

@@ -2,7 +2,8 @@
 //!
 //! A content handler for a location that operators protect with nginx's own access
 //! control. Counters come from the metrics zone (summed over all workers by construction);
-//! zone gauges are read from each cache zone.
+//! zone gauges are read from each cache zone. Counting happens only when some location has
+//! the directive: one relaxed atomic add per event, into a zone of its own.
 
 pub mod metrics;
 
@@ -29,10 +30,15 @@ pub extern "C" fn set_status(
     _: *mut c_void,
 ) -> *mut c_char {
     // SAFETY: cf is valid while the directive is parsed; the core location conf is ours to set.
-    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
+    let cf = unsafe { &*cf };
+    let (Some(clcf), Some(mcf)) = (
+        NgxHttpCoreModule::location_conf_mut(cf),
+        Module::main_conf_mut(cf),
+    ) else {
         return NGX_CONF_ERROR;
     };
     clcf.handler = Some(status_handler);
+    mcf.metrics = true;
     NGX_CONF_OK
 }
 
