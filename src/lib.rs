@@ -95,7 +95,7 @@ unsafe impl HttpModuleLocationConf for Module {
 extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx passes the worker's cycle; its http configuration is complete.
     let zone = unsafe { cycle.as_ref() }
-        .and_then(|c| Module::main_conf(c))
+        .and_then(Module::main_conf)
         .and_then(|m| m.metrics_zone)
         .unwrap_or(core::ptr::null_mut());
     // SAFETY: the zone is NULL or this cycle's metrics zone, initialised before workers start.

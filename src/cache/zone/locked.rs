@@ -290,18 +290,33 @@ pub unsafe fn read_entry(node: *const Node) -> Entry {
             return Entry::Inactive;
         }
         let n = &*node;
-        let len = n.jwt_len as usize + n.scope_len as usize;
-        let split = body_len(len);
-        let mut data = Vec::with_capacity(len);
-        if split > 0 {
-            data.extend_from_slice(core::slice::from_raw_parts(n.body, split));
-        }
+        let (jwt_len, scope_len) = (n.jwt_len as usize, n.scope_len as usize);
+        let split = body_len(jwt_len + scope_len);
         let tail = (node as *const u8).add(size_of::<Node>());
-        data.extend_from_slice(core::slice::from_raw_parts(tail, len - split));
-        let (jwt, scope) = data.split_at(n.jwt_len as usize);
+        // The data is `body[..split]` then the tail; the JWT is its first `jwt_len` bytes.
+        let at = |i: usize| {
+            if i < split {
+                n.body.add(i)
+            } else {
+                tail.add(i - split)
+            }
+        };
+        let mut jwt = Rc::<[u8]>::new_uninit_slice(jwt_len);
+        if let Some(dst) = Rc::get_mut(&mut jwt) {
+            let head = jwt_len.min(split);
+            let dst = dst.as_mut_ptr() as *mut u8;
+            if head > 0 {
+                ptr::copy_nonoverlapping(n.body, dst, head);
+            }
+            ptr::copy_nonoverlapping(at(head), dst.add(head), jwt_len - head);
+        }
+        let mut scope = Vec::with_capacity(scope_len);
+        for i in jwt_len..jwt_len + scope_len {
+            scope.push(*at(i));
+        }
         Entry::Active {
-            jwt: Rc::from(jwt),
-            scope: Rc::from(String::from_utf8_lossy(scope).as_ref()),
+            jwt: jwt.assume_init(),
+            scope: Rc::from(String::from_utf8_lossy(&scope).as_ref()),
         }
     }
 }

@@ -1,0 +1,95 @@
+# Shared by scripts/bench.sh and scripts/scale.sh (sourced): a backend nginx acting as API and
+# identity server on CPU 1, a gateway nginx with one worker on CPU 0, and the measurement of
+# the gateway worker's CPU time per request from /proc. Needs $nginx_bin and $module.
+
+b64() { printf '%s' "$1" | base64 -w0 | tr '+/' '-_' | tr -d '='; }
+
+# A JWT (exp in 2100, scope "read") of exactly $1 bytes.
+jwt_of_size() {
+  local want=$1 head sig body jwt pad=""
+  head=$(b64 '{"alg":"RS256","typ":"at+jwt","kid":"k1"}')
+  sig=$(b64 signature-bytes-signature-bytes-signature)
+  while :; do
+    body=$(b64 "{\"sub\":\"bench\",\"scope\":\"read\",\"exp\":4102444800,\"pad\":\"$pad\"}")
+    jwt="$head.$body.$sig"
+    [ ${#jwt} -ge "$want" ] && break
+    pad="${pad}x"
+  done
+  printf '%s' "${jwt:0:$want}"
+}
+
+common() {
+  printf 'daemon on;\npid %s/nginx.pid;\nerror_log %s/error.log warn;\nevents { worker_connections 4096; }\n' "$1" "$1"
+}
+
+temps() {
+  echo "client_body_temp_path $1/cb; proxy_temp_path $1/px; fastcgi_temp_path $1/fc; uwsgi_temp_path $1/uw; scgi_temp_path $1/sc; access_log off;"
+}
+
+# backend <dir> <jwt>: API on :19101, identity server on :19102 (any token -> the JWT).
+backend() {
+  mkdir -p "$1"
+  {
+    common "$1"
+    echo "worker_processes 1; worker_cpu_affinity 10;"
+    echo "http { $(temps "$1")"
+    echo "  server { listen 127.0.0.1:19101; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
+    echo "  server { listen 127.0.0.1:19102; location / { default_type application/jwt;"
+    echo "    add_header Cache-Control \"max-age=86400\"; return 200 '$2'; } }"
+    echo "}"
+  } >"$1/nginx.conf"
+  "$nginx_bin" -p "$1" -c "$1/nginx.conf" -e "$1/error.log"
+}
+
+# gateway <dir> <http-lines> <server-lines>: one worker on CPU 0, listening on :19100, with
+# upstreams `api` and `ids` and the introspection location /_i.
+gateway() {
+  mkdir -p "$1"
+  {
+    echo "load_module $module;"
+    common "$1"
+    echo "worker_processes 1; worker_cpu_affinity 01;"
+    echo "http { $(temps "$1")"
+    echo "  upstream api { server 127.0.0.1:19101; keepalive 64; }"
+    echo "  upstream ids { server 127.0.0.1:19102; keepalive 64; }"
+    echo "  proxy_http_version 1.1; proxy_set_header Connection \"\";"
+    echo "  $2"
+    echo "  server { listen 127.0.0.1:19100;"
+    echo "    location = /_i { internal; proxy_pass_request_headers off;"
+    echo "      proxy_set_header Accept application/jwt;"
+    echo "      proxy_set_header Content-Type application/x-www-form-urlencoded;"
+    echo "      proxy_pass http://ids/introspect; }"
+    echo "    $3"
+    echo "  }"
+    echo "}"
+  } >"$1/nginx.conf"
+  "$nginx_bin" -p "$1" -c "$1/nginx.conf" -e "$1/error.log"
+  sleep 0.5
+  worker=$(pgrep -P "$(cat "$1/nginx.pid")" | head -n 1)
+}
+
+stop() {
+  [ -f "$1/nginx.pid" ] && kill -QUIT "$(cat "$1/nginx.pid")" 2>/dev/null
+  sleep 0.3
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$worker/stat"; }
+
+# measure <name> <secs> <wrk args...>: sets rps[name] and cpu[name] (gateway CPU µs/request).
+measure() {
+  local name=$1 secs=$2 before after out reqs non2xx
+  shift 2
+  taskset -c 1 wrk -t1 -c16 -d2s "$@" >/dev/null
+  before=$(cpu_ticks)
+  out=$(taskset -c 1 wrk -t1 -c16 -d"${secs}s" "$@")
+  after=$(cpu_ticks)
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+  if [ -n "$non2xx" ]; then echo "$name: $non2xx non-2xx responses" >&2; exit 1; fi
+  rps[$name]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  cpu[$name]=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
+}
+
+ratio() { awk -v a="${cpu[$1]}" -v b="${cpu[$2]}" 'BEGIN {printf "%.3f", a / b}'; }
+
+row() { printf '%-28s %12s %16s %10s\n' "$1" "${rps[$2]}" "${cpu[$2]}" "$(ratio "$2" "$3")x"; }

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Scale figures (see README, Performance):
+#   density   cached 1 KiB JWTs per MiB of zone (a 10m zone flooded with distinct tokens)
+#   growth    CPU per hit with 1 thousand and with 1 million distinct cached tokens, wrk
+#             picking tokens at random (so the 1M case is served from the zone, not L1)
+#   metrics   CPU per hit with `phantom_token_status` configured (counting on) and without
+# Every CPU figure is the gateway worker's CPU time per request, as a ratio to plain
+# proxy_pass measured in the same gateway. Needs about 1.5 GB of RAM for the 1M zone.
+#
+# Usage: scripts/scale.sh [seconds-per-run] [distinct-tokens]   (defaults 10, 1000000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-10}"
+many="${2:-1000000}"
+scripts/deps.sh wrk
+[ -z "${PHANTOM_MODULE:-}" ] && cargo build --release -q
+nginx_bin=$(scripts/nginx-bin.sh release)
+module="${PHANTOM_MODULE:-$(pwd)/target/release/libngx_phantom_token.so}"
+dir=$(mktemp -d /tmp/phantom-scale.XXXXXX)
+chmod 755 "$dir"
+. scripts/lib/bench-common.sh
+trap 'stop "$dir/gw"; stop "$dir/be"' EXIT
+declare -A rps cpu
+
+cat >"$dir/fill.lua" <<'LUA'
+local prefix, n, i = os.getenv("PREFIX"), tonumber(os.getenv("N")), 0
+request = function()
+  i = i % n + 1
+  return wrk.format(nil, "/hit", { Authorization = "Bearer " .. prefix .. i })
+end
+LUA
+cat >"$dir/random.lua" <<'LUA'
+local prefix, n = os.getenv("PREFIX"), tonumber(os.getenv("N"))
+math.randomseed(os.time())
+request = function()
+  return wrk.format(nil, "/hit", { Authorization = "Bearer " .. prefix .. math.random(1, n) })
+end
+LUA
+
+url=http://127.0.0.1:19100
+hit='location /hit { phantom_token on; phantom_token_introspection_endpoint /_i;
+                     phantom_token_cache z; proxy_pass http://api; }'
+plain='location /plain { proxy_pass http://api; }'
+status='location = /metrics { phantom_token_status; }'
+entries() { curl -s "$url/metrics" | awk -v z="$1" '$1 == "phantom_token_zone_entries{zone=\"" z "\"}" {print $2}'; }
+
+# fill <prefix> <n> <zone>: requests the n tokens until the zone holds them all.
+fill() {
+  local rounds=0
+  while [ "$(entries "$3")" -lt "$2" ] && [ $rounds -lt 60 ]; do
+    PREFIX=$1 N=$2 taskset -c 1 wrk -t1 -c32 -d5s -s "$dir/fill.lua" "$url" >/dev/null
+    rounds=$((rounds + 1))
+  done
+}
+
+backend "$dir/be" "$(jwt_of_size 1024)"
+
+echo "== metrics: hit path without and with phantom_token_status"
+gateway "$dir/gw" "phantom_token_cache_zone z:10m;" "$plain $hit"
+measure plain_off "$secs" "$url/plain"
+measure hit_off "$secs" -H "Authorization: Bearer one" "$url/hit"
+stop "$dir/gw"
+gateway "$dir/gw" "phantom_token_cache_zone z:10m;" "$plain $hit $status"
+measure plain_on "$secs" "$url/plain"
+measure hit_on "$secs" -H "Authorization: Bearer one" "$url/hit"
+stop "$dir/gw"
+
+echo "== density: 1 KiB JWTs in a 10 MiB zone"
+gateway "$dir/gw" "phantom_token_cache_zone z:10m;" "$hit $status"
+PREFIX=d N=40000 taskset -c 1 wrk -t1 -c32 -d6s -s "$dir/fill.lua" "$url" >/dev/null
+dense=$(entries z)
+stop "$dir/gw"
+
+echo "== growth: 1 thousand and $many distinct cached tokens"
+mib=$(( many * 1300 / 1048576 + 16 ))
+gateway "$dir/gw" "phantom_token_cache_zone z:${mib}m;" "$plain $hit $status"
+fill k 1000 z
+PREFIX=k N=1000 measure hit_1k "$secs" -s "$dir/random.lua" "$url"
+fill m "$many" z
+PREFIX=m N=$many measure hit_many "$secs" -s "$dir/random.lua" "$url"
+measure plain_growth "$secs" "$url/plain"
+held=$(entries z)
+stop "$dir/gw"
+
+printf '\n%-28s %12s %16s %10s\n' run "req/s" "CPU us/request" "CPU ratio"
+row "plain (no status)" plain_off plain_off
+row "hit, counting off" hit_off plain_off
+row "plain (status on)" plain_on plain_on
+row "hit, counting on" hit_on plain_on
+row "plain (growth run)" plain_growth plain_growth
+row "hit, 1k tokens" hit_1k plain_growth
+row "hit, $many tokens" hit_many plain_growth
+echo
+echo "counting on vs off (hit/plain ratios): $(awk -v a="$(ratio hit_on plain_on)" -v b="$(ratio hit_off plain_off)" 'BEGIN {printf "%.3f", a / b}')x"
+echo "hit with $many vs 1k tokens: $(ratio hit_many hit_1k)x ($held entries held)"
+echo "density: $dense entries of a 1024-byte JWT in 10 MiB = $(awk -v e="$dense" 'BEGIN {printf "%.0f", e / 10}') per MiB"
+echo "(gateway: 1 worker on CPU 0; wrk and the backend on CPU 1; ${secs}s per run; nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///'))"
