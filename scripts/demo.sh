@@ -53,5 +53,8 @@ ngx-phantom-token demo is running (logs and config in demo-run/).
    curl -si -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/api/hello | grep -i x-cache
    curl -si -H "Authorization: Bearer nope" http://127.0.0.1:8080/api/hello | grep -i www-auth
 
+5. The metrics page: requests by outcome, introspections, latency, cache hits, zone fill:
+   curl -s http://127.0.0.1:8080/metrics | grep -v '^#'
+
 Stop it with: scripts/demo.sh stop
 TXT
