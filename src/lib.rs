@@ -28,6 +28,7 @@ mod introspect;
 mod respond;
 mod status;
 mod variables;
+mod version;
 
 pub(crate) use config::{LocConf, MainConf};
 
@@ -47,6 +48,7 @@ impl HttpModule for Module {
     unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // SAFETY: nginx passes a valid configuration context to postconfiguration.
         let cf = unsafe { &mut *cf };
+        version::log_version(cf);
         let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(cf) else {
             return Status::NGX_ERROR.into();
         };
