@@ -1,0 +1,98 @@
+//! Release hygiene: the version line nginx logs, the changelog entry for this version, and the
+//! module file name used by every example.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use support::*;
+
+const VERSION_LINE: &str = concat!("ngx_phantom_token ", env!("CARGO_PKG_VERSION"));
+
+fn version_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.ends_with(VERSION_LINE) || l.contains(&format!("{VERSION_LINE} ")))
+        .collect()
+}
+
+#[test]
+fn version_is_logged_once_per_configuration_load() {
+    let n = Nginx::start("", "location / { return 204; }");
+    assert!(
+        n.wait_log(VERSION_LINE),
+        "no version line:\n{}",
+        n.error_log()
+    );
+    let log = n.error_log();
+    let lines = version_lines(&log);
+    assert_eq!(lines.len(), 1, "one line at startup:\n{log}");
+    assert!(lines[0].contains("[notice]"), "a notice: {}", lines[0]);
+
+    n.reload();
+    let log = n.error_log();
+    assert_eq!(version_lines(&log).len(), 2, "one more per reload:\n{log}");
+    n.assert_clean_log();
+}
+
+#[test]
+fn changelog_has_an_entry_for_this_version() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let changelog = fs::read_to_string(root.join("CHANGELOG.md")).unwrap();
+    let heading = format!("## [{}]", env!("CARGO_PKG_VERSION"));
+    assert!(
+        changelog.lines().any(|l| l.starts_with(&heading)),
+        "CHANGELOG.md has no `{heading}` section"
+    );
+    assert!(changelog.contains("## [Unreleased]"));
+}
+
+/// Every `load_module` of an installed module (the examples, the container image, the README's
+/// code blocks) names the file nginx's convention gives the module.
+#[test]
+fn examples_load_the_module_under_its_nginx_name() {
+    const NAME: &str = "ngx_http_phantom_token_module.so";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = fs::read_dir(root.join("nginx-conf"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.push(root.join("Dockerfile"));
+    files.push(root.join("README.md"));
+    let mut seen = 0;
+    for path in files {
+        let text = fs::read_to_string(&path).unwrap();
+        let markdown = path.extension().is_some_and(|e| e == "md");
+        let mut in_code = !markdown;
+        for line in text.lines() {
+            if markdown && line.starts_with("```") {
+                in_code = !in_code;
+                continue;
+            }
+            let line = line.trim_start_matches(['#', ' ']);
+            if !in_code || !line.starts_with("load_module ") || line.contains("__MODULE__") {
+                continue;
+            }
+            if line.contains("ngx_curity_http_phantom_token_module.so") {
+                continue; // Curity's module, in the migration example
+            }
+            assert!(
+                line.contains(NAME),
+                "{}: `{line}` does not load {NAME}",
+                path.display()
+            );
+            seen += 1;
+        }
+        if path.ends_with("Dockerfile") {
+            assert!(
+                text.lines()
+                    .any(|l| l.contains(NAME) && l.contains("/usr/lib/nginx/modules/")),
+                "the image does not install {NAME} into /usr/lib/nginx/modules/"
+            );
+        }
+    }
+    assert!(
+        seen >= 2,
+        "expected load_module lines in the README and nginx-conf/docker.conf"
+    );
+}
