@@ -4,9 +4,12 @@
 #
 #   scripts/debian.sh         -> target/debian/release/libngx_phantom_token.so
 #   scripts/debian.sh test    -> also runs the whole test suite with Debian's nginx
+#   scripts/debian.sh test --test core   -> only these tests (arguments go to cargo test)
 #
-# Then: load_module /path/to/libngx_phantom_token.so; in /etc/nginx/nginx.conf
-# (or copy it to /usr/lib/nginx/modules/).
+# Install it as nginx names modules:
+#   cp target/debian/release/libngx_phantom_token.so /usr/lib/nginx/modules/ngx_http_phantom_token_module.so
+# and add `load_module modules/ngx_http_phantom_token_module.so;` to /etc/nginx/nginx.conf.
+# (scripts/nginx-build.sh debian builds the same module with nginx's build system.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh nginx nginx-dev
@@ -23,5 +26,6 @@ cargo build "${flags[@]}"
 so=target/debian/release/libngx_phantom_token.so
 echo "module for $(/usr/sbin/nginx -v 2>&1): $so"
 if [ "${1:-}" = "test" ]; then
-  TEST_NGINX_BINARY=/usr/sbin/nginx cargo test "${flags[@]}" --workspace -- --test-threads "${TEST_THREADS:-4}"
+  shift
+  TEST_NGINX_BINARY=/usr/sbin/nginx cargo test "${flags[@]}" --workspace "$@" -- --test-threads "${TEST_THREADS:-4}"
 fi
