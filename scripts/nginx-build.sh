@@ -78,7 +78,7 @@ http {
     uwsgi_temp_path $prefix/uw; scgi_temp_path $prefix/sc;
     phantom_token_cache_zone tokens:1m;
     server {
-        listen 127.0.0.1:${PHANTOM_CHECK_PORT:-18181};
+        listen 127.0.0.1:$PHANTOM_CHECK_PORT;
         location / {
             phantom_token on;
             phantom_token_introspection_endpoint /_introspect;
@@ -176,7 +176,7 @@ build_static() {
   "$tree/objs/nginx" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log"
   pid=$(cat "$prefix/nginx.pid")
   status=$(curl -s -o "$prefix/body" -w '%{http_code}' --retry 5 --retry-connrefused \
-    "http://127.0.0.1:${PHANTOM_CHECK_PORT:-18181}/" || true)
+    "http://127.0.0.1:$PHANTOM_CHECK_PORT/" || true)
   kill -QUIT "$pid"
   if [ "$status" != 401 ] || ! grep -q unauthorized_request "$prefix/body"; then
     echo "expected the module's 401, got $status: $(cat "$prefix/body")" >&2
@@ -185,6 +185,9 @@ build_static() {
   echo "   401 $(cat "$prefix/body")"
 }
 
+# The port the checks' configuration listens on (only the static build really serves on it).
+PHANTOM_CHECK_PORT=${PHANTOM_CHECK_PORT:-$(python3 -c \
+  'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 mkdir -p "$work"
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(vendored debian static)
