@@ -5,16 +5,16 @@
 #   scripts/nginx-build.sh vendored   nginx 1.28.3 (the nginx-src crate's copy):
 #                                     ./configure --with-compat ... --add-dynamic-module=<repo>,
 #                                     make (nginx and the module), nginx -t with load_module,
-#                                     then the whole integration suite with that nginx and .so
+#                                     then the integration suite with that nginx and .so
 #   scripts/nginx-build.sh debian     Debian's nginx 1.22.1 (/usr/share/nginx/src of nginx-dev):
 #                                     ./configure with Debian's arguments --add-dynamic-module,
 #                                     make modules, nginx -t with /usr/sbin/nginx, then the
-#                                     whole integration suite with /usr/sbin/nginx and that .so
-#                                     (only the packaging, examples and core tests with
-#                                     DEBIAN_SUITE=quick)
+#                                     integration suite with /usr/sbin/nginx and that .so
 #   scripts/nginx-build.sh static     nginx 1.28.3 with the module built in (--add-module):
 #                                     make, nginx -t, one request answered by the module
 #   scripts/nginx-build.sh            all three (CI)
+#
+# SUITE=quick runs only the packaging, examples and core tests instead of the whole suite.
 #
 # Each build lives in target/nginx-build/<name>/ (a copy of the nginx source, configured there);
 # the module is target/nginx-build/<name>/objs/ngx_http_phantom_token_module.so and cargo's
@@ -124,17 +124,17 @@ build_vendored() {
   elapsed "$t0"
   step "nginx 1.28.3: nginx -t with load_module"
   check_config "$tree/objs/nginx" "$work/vendored-prefix" "load_module $tree/objs/$so_name;"
-  step "nginx 1.28.3: integration suite with the configure-built module"
+  step "nginx 1.28.3: integration tests ${suite[*]:-(all)} with the configure-built module"
   t0=$(date +%s)
   # The test binaries of the vendored cargo build (nginx 1.28.3, as scripts/test.sh builds
   # them) run against the configure-built nginx and module.
   TEST_NGINX_BINARY="$tree/objs/nginx" TEST_PHANTOM_MODULE="$tree/objs/$so_name" \
-    cargo test --release -p ngx-phantom-token -- --test-threads "${TEST_THREADS:-4}"
+    cargo test --release -p ngx-phantom-token "${suite[@]}" -- --test-threads "${TEST_THREADS:-4}"
   elapsed "$t0"
 }
 
 build_debian() {
-  local t0 tree filter=()
+  local t0 tree
   t0=$(date +%s)
   tree=$work/debian-1.22.1
   scripts/deps.sh nginx nginx-dev
@@ -149,10 +149,9 @@ build_debian() {
   elapsed "$t0"
   step "Debian nginx: nginx -t of /usr/sbin/nginx with load_module"
   check_config /usr/sbin/nginx "$work/debian-prefix" "load_module $tree/objs/$so_name;"
-  [ "${DEBIAN_SUITE:-full}" = full ] || filter=(--test packaging --test examples --test core)
-  step "Debian nginx: integration tests ${filter[*]:-(all)} with the configure-built module"
+  step "Debian nginx: integration tests ${suite[*]:-(all)} with the configure-built module"
   t0=$(date +%s)
-  TEST_PHANTOM_MODULE="$tree/objs/$so_name" scripts/debian.sh test "${filter[@]}"
+  TEST_PHANTOM_MODULE="$tree/objs/$so_name" scripts/debian.sh test "${suite[@]}"
   elapsed "$t0"
 }
 
@@ -188,6 +187,8 @@ build_static() {
 # The port the checks' configuration listens on (only the static build really serves on it).
 PHANTOM_CHECK_PORT=${PHANTOM_CHECK_PORT:-$(python3 -c \
   'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+suite=()
+[ "${SUITE:-full}" = full ] || suite=(--test packaging --test examples --test core)
 mkdir -p "$work"
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(vendored debian static)
