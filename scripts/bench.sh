@@ -13,13 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
-scripts/deps.sh wrk
-[ -z "${PHANTOM_MODULE:-}" ] && cargo build --release -q
-nginx_bin=$(scripts/nginx-bin.sh release)
-module="${PHANTOM_MODULE:-$(pwd)/target/release/libngx_phantom_token.so}"
-dir=$(mktemp -d /tmp/phantom-bench.XXXXXX)
-chmod 755 "$dir"
 . scripts/lib/bench-common.sh
+prepare bench
 trap 'stop "$dir/gw"; stop "$dir/be"' EXIT
 
 # A realistic ~900-byte JWT from the "identity server".

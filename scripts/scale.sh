@@ -12,13 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
 many="${2:-1000000}"
-scripts/deps.sh wrk
-[ -z "${PHANTOM_MODULE:-}" ] && cargo build --release -q
-nginx_bin=$(scripts/nginx-bin.sh release)
-module="${PHANTOM_MODULE:-$(pwd)/target/release/libngx_phantom_token.so}"
-dir=$(mktemp -d /tmp/phantom-scale.XXXXXX)
-chmod 755 "$dir"
 . scripts/lib/bench-common.sh
+prepare scale
 trap 'stop "$dir/gw"; stop "$dir/be"' EXIT
 declare -A rps cpu
 

@@ -9,7 +9,7 @@
 use nginx_sys::{
     ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_err_page_t,
     ngx_http_finalize_request, ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header,
-    ngx_int_t, NGX_DONE, NGX_ERROR, NGX_HTTP_SATISFY_ANY, NGX_OK,
+    ngx_int_t, ngx_str_t, NGX_DONE, NGX_ERROR, NGX_HTTP_SATISFY_ANY, NGX_OK,
 };
 use ngx::core::Pool;
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
@@ -195,29 +195,41 @@ unsafe fn set_headers(
 }
 
 unsafe fn send_json(r: *mut ngx_http_request_t, status: usize, body: &'static str) -> ngx_int_t {
+    // SAFETY: per the caller; the body is static.
+    unsafe { send_memory(r, status, ngx_string!("application/json"), body.as_bytes()) }
+}
+
+/// Sends a complete response whose body is in memory.
+///
+/// # Safety
+/// `r` must be a valid request whose response has not been sent; `body` must outlive it
+/// (static, or in `r->pool`).
+pub unsafe fn send_memory(
+    r: *mut ngx_http_request_t,
+    status: usize,
+    content_type: ngx_str_t,
+    body: &[u8],
+) -> ngx_int_t {
     // SAFETY: r is valid for the duration of the call.
     let req = unsafe { &mut *r };
     req.headers_out.status = status;
-    req.headers_out.content_type = ngx_string!("application/json");
-    req.headers_out.content_type_len = req.headers_out.content_type.len;
+    req.headers_out.content_type = content_type;
+    req.headers_out.content_type_len = content_type.len;
     req.headers_out.content_type_lowcase = core::ptr::null_mut();
     req.headers_out.content_length_n = body.len() as _;
-    let pool = req.pool;
+    // SAFETY: the request's pool.
+    let pool = unsafe { Pool::from_ngx_pool(req.pool) };
     // SAFETY: headers are complete.
     let rc = unsafe { ngx_http_send_header(r) };
     if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || req.header_only() != 0 {
         return rc;
     }
-    // SAFETY: the body buffer points at static bytes; nginx only reads memory buffers.
-    unsafe { send_body(r, Pool::from_ngx_pool(pool), body) }
-}
-
-unsafe fn send_body(r: *mut ngx_http_request_t, pool: Pool, body: &'static str) -> ngx_int_t {
     let b = pool.calloc_type::<ngx_buf_t>();
     if b.is_null() {
         return NGX_ERROR as ngx_int_t;
     }
-    // SAFETY: b is a zeroed buffer we own; the data is 'static and never written.
+    // SAFETY: b is a zeroed buffer we own over bytes that outlive the request; nginx only
+    // reads memory buffers.
     unsafe {
         (*b).start = body.as_ptr() as *mut u8;
         (*b).pos = (*b).start;

@@ -92,7 +92,20 @@ unsafe extern "C" fn introspection_time(
         return set(v, b"");
     };
     let text = format!("{}.{:03}", ms / 1000, ms % 1000);
-    // SAFETY: the value is copied into the pool of the request that reads it.
+    // SAFETY: r is valid.
+    unsafe { set_copy(r, v, &text) }
+}
+
+/// Fills `v` with a copy of `text` in the pool of the request that reads it.
+///
+/// # Safety
+/// `r` must be a valid request.
+unsafe fn set_copy(
+    r: *mut ngx_http_request_t,
+    v: &mut ngx_http_variable_value_t,
+    text: &str,
+) -> ngx_int_t {
+    // SAFETY: per contract.
     match unsafe { headers::pool_str((*r).pool, text.as_bytes()) } {
         Some(s) => set(v, s.as_bytes()),
         None => NGX_ERROR as ngx_int_t,
@@ -133,11 +146,8 @@ unsafe extern "C" fn claim(
         .as_ref()
         .and_then(|c| phantom_core::jwt::claim_text(c, name));
     let Some(text) = text else { return set(v, b"") };
-    // SAFETY: the value is copied into the pool of the request that reads it.
-    match unsafe { headers::pool_str((*r).pool, text.as_bytes()) } {
-        Some(s) => set(v, s.as_bytes()),
-        None => NGX_ERROR as ngx_int_t,
-    }
+    // SAFETY: r is valid.
+    unsafe { set_copy(r, v, &text) }
 }
 
 /// The token's claims; for an RFC 9701 response, its `token_introspection` member.

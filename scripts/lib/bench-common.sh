@@ -1,6 +1,17 @@
 # Shared by scripts/bench.sh and scripts/scale.sh (sourced): a backend nginx acting as API and
 # identity server on CPU 1, a gateway nginx with one worker on CPU 0, and the measurement of
-# the gateway worker's CPU time per request from /proc. Needs $nginx_bin and $module.
+# the gateway worker's CPU time per request from /proc.
+
+# prepare <name>: wrk, the module (PHANTOM_MODULE, else a release build), the nginx binary,
+# and a scratch directory $dir.
+prepare() {
+  scripts/deps.sh wrk
+  [ -n "${PHANTOM_MODULE:-}" ] || cargo build --release -q
+  nginx_bin=$(scripts/nginx-bin.sh release)
+  module="${PHANTOM_MODULE:-$(pwd)/target/release/libngx_phantom_token.so}"
+  dir=$(mktemp -d "/tmp/phantom-$1.XXXXXX")
+  chmod 755 "$dir"
+}
 
 b64() { printf '%s' "$1" | base64 -w0 | tr '+/' '-_' | tr -d '='; }
 

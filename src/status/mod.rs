@@ -11,9 +11,8 @@ use core::ffi::{c_char, c_void};
 use core::sync::atomic::Ordering;
 
 use nginx_sys::{
-    ngx_buf_t, ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_discard_request_body,
-    ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, NGX_ERROR,
-    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_NOT_ALLOWED, NGX_OK,
+    ngx_command_t, ngx_conf_t, ngx_http_discard_request_body, ngx_http_request_t, ngx_int_t,
+    NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_NOT_ALLOWED, NGX_OK,
 };
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
@@ -57,37 +56,9 @@ extern "C" fn status_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(body) = (unsafe { headers::pool_str(req.pool, text.as_bytes()) }) else {
         return NGX_ERROR as ngx_int_t;
     };
-    req.headers_out.status = 200;
-    req.headers_out.content_type = ngx::ngx_string!("text/plain; version=0.0.4; charset=utf-8");
-    req.headers_out.content_type_len = req.headers_out.content_type.len;
-    req.headers_out.content_length_n = body.len as _;
-    // SAFETY: headers are complete.
-    let rc = unsafe { ngx_http_send_header(r) };
-    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || req.header_only() != 0 {
-        return rc;
-    }
-    // SAFETY: the request's pool.
-    let pool = unsafe { ngx::core::Pool::from_ngx_pool(req.pool) };
-    let b = pool.calloc_type::<ngx_buf_t>();
-    if b.is_null() {
-        return NGX_ERROR as ngx_int_t;
-    }
-    // SAFETY: b is a zeroed buffer over the pool copy of the text.
-    unsafe {
-        (*b).start = body.data;
-        (*b).pos = body.data;
-        (*b).last = body.data.add(body.len);
-        (*b).end = (*b).last;
-        (*b).set_memory(1);
-        (*b).set_last_buf(1);
-        (*b).set_last_in_chain(1);
-    }
-    let mut out = ngx_chain_t {
-        buf: b,
-        next: core::ptr::null_mut(),
-    };
-    // SAFETY: a valid one-link chain; nginx copies the link.
-    unsafe { ngx_http_output_filter(r, &mut out) }
+    let content_type = ngx::ngx_string!("text/plain; version=0.0.4; charset=utf-8");
+    // SAFETY: r is valid; the body lives in its pool.
+    unsafe { crate::respond::send_memory(r, 200, content_type, body.as_bytes()) }
 }
 
 fn counter(c: Counter) -> f64 {
