@@ -8,4 +8,5 @@
 //! Nothing here does I/O; everything is total over untrusted input (replies from Redis, values
 //! read back from Redis), which may come from a compromised or confused server.
 
+pub mod keys;
 pub mod resp;
