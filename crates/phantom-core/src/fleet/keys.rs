@@ -48,7 +48,6 @@ const B64URL: GeneralPurpose = GeneralPurpose::new(
 #[derive(Clone)]
 pub struct SealKey {
     pub(crate) kid: String,
-    #[allow(dead_code)] // read by fleet::seal
     pub(crate) key: LessSafeKey,
 }
 
