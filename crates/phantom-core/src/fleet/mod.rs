@@ -1,0 +1,13 @@
+//! Pure building blocks of the fleet cache tier (a Redis / Valkey cache shared by instances).
+//!
+//! - [`resp`]: RESP2 command encoder and a bounded, iterative reply parser.
+//! - [`keys`]: the key file (HMAC and seal keys, Redis credentials) and HMAC'd Redis key names,
+//!   so Redis never sees a token, subject or client id.
+//! - [`seal`]: values sealed with ChaCha20-Poly1305 and bound to their Redis key name.
+//!
+//! Nothing here does I/O; everything is total over untrusted input (replies from Redis, values
+//! read back from Redis), which may come from a compromised or confused server.
+
+pub mod keys;
+pub mod resp;
+pub mod seal;

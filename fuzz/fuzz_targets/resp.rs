@@ -1,0 +1,50 @@
+//! RESP2 reply parsing (fleet tier): total over any bytes, bounded, and prefix-consistent.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use phantom_core::fleet::resp::{command, parse, Limits, Reply};
+
+/// Checks the parser's contract for `data` under `limits`.
+fn check(data: &[u8], limits: &Limits) {
+    let full = parse(data, limits);
+    if let Ok(Some((reply, n))) = &full {
+        // Consumes at least one byte and never more than its input.
+        assert!(*n > 0 && *n <= data.len());
+        // The frame alone parses the same: bytes after it are never looked at.
+        assert_eq!(parse(&data[..*n], limits), full);
+        // A command (array of bulks) re-encodes to bytes that parse back the same.
+        if let Reply::Array(Some(items)) = reply {
+            let args: Option<Vec<&[u8]>> = items
+                .iter()
+                .map(|r| match r {
+                    Reply::Bulk(Some(b)) => Some(*b),
+                    _ => None,
+                })
+                .collect();
+            if let Some(args) = args {
+                let enc = command(&args);
+                assert_eq!(parse(&enc, limits), Ok(Some((reply.clone(), enc.len()))));
+            }
+        }
+    }
+    // Every prefix is incomplete or gives the same result (a frame or the same error): all
+    // cuts for short inputs, an even sample for long ones (the parser restarts per call).
+    let step = (data.len() / 256).max(1);
+    for cut in (0..data.len()).step_by(step) {
+        match parse(&data[..cut], limits) {
+            Ok(None) => {}
+            other => assert_eq!(other, full, "prefix {cut}"),
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    check(data, &Limits::default());
+    // Tight limits reach every limit check with short inputs.
+    let tight = Limits {
+        max_depth: 2,
+        max_bulk: 16,
+        max_array: 4,
+    };
+    check(data, &tight);
+});
