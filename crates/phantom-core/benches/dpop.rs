@@ -1,6 +1,10 @@
 //! DPoP proof verification cost per algorithm, and the RFC 7638 thumbprint alone.
 //!
 //! cargo bench -p phantom-core --bench dpop -- --warm-up-time 1 --measurement-time 3
+//!
+//! Measured (ring 0.17.14, 2 shared vCPUs, median): ES256 68 us, RS256-2048 32 us,
+//! PS256-2048 36 us, EdDSA 68 us, ES384 1.04 ms, thumbprint alone 0.64 us. Everything but the
+//! signature costs a few microseconds; keep ES384 opt-in (CPU per proof).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use phantom_core::dpop::sign::SigningKey;
