@@ -8,6 +8,7 @@ pub mod cache_control;
 pub mod challenge;
 pub mod claims;
 pub mod digest;
+pub mod dpop;
 pub mod fleet;
 pub mod form;
 pub mod index;
