@@ -37,6 +37,10 @@ pub struct Ctx {
     pub digest: [u8; 32],
     /// The zone in which this request holds the "being introspected" marker.
     pub claimed: Option<&'static ZoneConf>,
+    /// What the request's DPoP proof established (verified on every request).
+    pub proof: Option<phantom_core::dpop::Verified>,
+    /// The proof was remembered in the replay cache (once per request).
+    pub proof_remembered: bool,
     /// An expired entry the zone still keeps, served if introspection is unavailable.
     pub stale: Option<Stale>,
     /// The granted entry, re-applied when an internal redirect changes the location.
@@ -81,6 +85,8 @@ impl Ctx {
             token: ngx_str_t::default(),
             digest: [0; 32],
             claimed: None,
+            proof: None,
+            proof_remembered: false,
             stale: None,
             decision: None,
             reply: Reply::default(),

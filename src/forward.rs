@@ -22,6 +22,7 @@ pub unsafe fn forward(
     // SAFETY: per contract.
     unsafe {
         strip_source(r, conf)?;
+        strip_proof(r, conf)?;
         match conf.header.as_deref() {
             None => set_authorization(r, bearer),
             Some(name) => set_header(r, conf, name.as_bytes(), bearer),
@@ -73,6 +74,20 @@ unsafe fn set_header(
         req.headers_in.authorization = h;
     }
     Ok(())
+}
+
+/// Removes the `DPoP` proof header (unless `phantom_token_dpop_forward_proof on`): the API
+/// cannot re-verify it anyway (`ath` and `htu` name the opaque token and the gateway).
+unsafe fn strip_proof(r: *mut ngx_http_request_t, conf: &LocConf) -> Result<(), ()> {
+    if conf.pop.dpop() == crate::config::DpopMode::Off || conf.pop.forward_proof == 1 {
+        return Ok(());
+    }
+    // SAFETY: r is valid.
+    let req = unsafe { &mut *r };
+    let list = &mut req.headers_in.headers as *mut _;
+    let gone = |h: &ngx_table_elt_t| h.key.as_bytes().eq_ignore_ascii_case(b"dpop");
+    // SAFETY: the request's own list and pool.
+    unsafe { headers::remove_where(list, req.pool, gone) }.map(|_| ())
 }
 
 /// Removes the argument, cookie or header that `phantom_token_source` read the token from.

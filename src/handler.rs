@@ -13,15 +13,16 @@ use nginx_sys::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
 use ngx::{ngx_log_debug_http, ngx_log_error};
 use phantom_core::digest::keyed_digest;
-use phantom_core::token::{bearer_token, source_token, TokenError};
+use phantom_core::token::{auth_token, source_token, Scheme, TokenError};
 
 use crate::cache::{CacheStatus, Entry, Level, Lookup, Stored, ZoneConf};
 use crate::ctx::{self, Ctx, Phase};
 use crate::decide::{decide, Outcome};
 use crate::introspect::{self, Reply};
-use crate::respond::{self, Challenge, Reject};
+use crate::respond::{self, Challenge, DpopReject, Reject};
 use crate::status::metrics::{self, Counter};
-use crate::{coalesce, forward, headers, LocConf, Module};
+use crate::config::DpopMode;
+use crate::{coalesce, forward, headers, pop, LocConf, Module};
 
 /// What a pass of the handler ends with.
 enum Step {
@@ -86,14 +87,19 @@ fn handle(request: &mut Request) -> Step {
 /// First pass: token, cache, then coalesce or introspect.
 fn begin(request: &mut Request, conf: &LocConf, endpoint: ngx_str_t) -> Step {
     let r: *mut ngx_http_request_t = request.into();
-    let token = match extract(request, conf) {
+    let (scheme, token) = match extract(request, conf) {
         Ok(t) => t,
         Err(e) => return reject_token(request, e),
+    };
+    let proof = match pop::check_request(request, conf, scheme, token, zone(request, conf)) {
+        Ok(p) => p,
+        Err(reject) => return Step::Reject(reject),
     };
     // SAFETY: r is a valid main request.
     let Some(ctx) = (unsafe { ctx::create(r) }) else {
         return Step::Rc(500);
     };
+    ctx.proof = proof;
     ctx.token = ngx_str_t {
         len: token.len(),
         data: token.as_ptr() as *mut u8,
@@ -264,30 +270,34 @@ pub fn now_ms() -> i64 {
     (t.sec as i64) * 1000 + t.msec as i64
 }
 
-/// The token from `phantom_token_source` or the `Authorization: Bearer` header.
+/// The token (and its scheme) from `phantom_token_source` or the `Authorization` header
+/// (`Bearer`, or also `DPoP` where `phantom_token_dpop` allows it).
 ///
 /// The slice points into the request's header memory or pool, which outlive the handler
 /// (removing the source later copies, never overwrites), so it is detached from the borrow.
-fn extract<'a>(request: &Request, conf: &LocConf) -> Result<&'a [u8], TokenError> {
-    let raw: &[u8] = match conf.source {
+fn extract<'a>(request: &Request, conf: &LocConf) -> Result<(Scheme, &'a [u8]), TokenError> {
+    let (scheme, raw): (Scheme, &[u8]) = match conf.source {
         Some(cv) => {
             // SAFETY: the complex value was compiled at configuration time.
             let value = request
                 .get_complex_value(unsafe { &*cv })
                 .ok_or(TokenError::Missing)?;
-            source_token(value.as_bytes())?
+            (Scheme::Bearer, source_token(value.as_bytes())?)
         }
         None => {
             let auth = request.as_ref().headers_in.authorization;
+            let dpop = conf.pop.dpop() != DpopMode::Off;
             // SAFETY: authorization is NULL or points into the request's header list.
             match unsafe { auth.as_ref() } {
                 None => return Err(TokenError::Missing),
-                Some(h) => bearer_token(h.value.as_bytes())?,
+                Some(h) => auth_token(h.value.as_bytes(), dpop)?,
             }
         }
     };
     // SAFETY: header values and complex values live in r->pool for the request's life.
-    Ok(unsafe { core::slice::from_raw_parts(raw.as_ptr(), raw.len()) })
+    Ok((scheme, unsafe {
+        core::slice::from_raw_parts(raw.as_ptr(), raw.len())
+    }))
 }
 
 fn reject_token(request: &Request, e: TokenError) -> Step {
@@ -382,9 +392,9 @@ fn apply(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, outcome: Outcome)
                 request.log(),
                 "The access token is not active"
             );
-            Reject::Unauthorized(Challenge::InvalidToken)
+            inactive(ctx)
         }
-        Outcome::Expired => Reject::Unauthorized(Challenge::InvalidToken),
+        Outcome::Expired => inactive(ctx),
         Outcome::Unavailable(retry_after) => Reject::Unavailable {
             retry_after,
             unreachable: false,
@@ -408,6 +418,34 @@ fn apply(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, outcome: Outcome)
         Outcome::Failed | Outcome::Retry => Reject::BadGateway,
     };
     Step::Reject(reject)
+}
+
+/// `invalid_token` on the scheme the client used.
+fn inactive(ctx: &Ctx) -> Reject {
+    match ctx.proof {
+        Some(_) => Reject::Dpop(DpopReject::Binding("The access token is not active")),
+        None => Reject::Unauthorized(Challenge::InvalidToken),
+    }
+}
+
+/// The token's binding to the request (DPoP key, client certificate), then the proof is
+/// remembered against replay: the last checks before a grant.
+fn bound(request: &Request, conf: &LocConf, ctx: &mut Ctx, jwt: &[u8]) -> Result<(), Reject> {
+    if !conf.pop.binds() {
+        return Ok(());
+    }
+    let claims = ctx
+        .claims
+        .get_or_insert_with(|| crate::variables::claims_of(jwt));
+    let binding = phantom_core::dpop::binding(claims);
+    pop::check_binding(request, conf, ctx.proof.as_ref(), &binding)?;
+    if let (Some(proof), Some(zone)) = (&ctx.proof, zone(request, conf)) {
+        if !ctx.proof_remembered {
+            pop::remember(request, conf, zone, proof)?;
+            ctx.proof_remembered = true;
+        }
+    }
+    Ok(())
 }
 
 /// Checks required scopes, then puts `Bearer <JWT>` into the upstream request.
@@ -440,6 +478,9 @@ fn grant(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, entry: Entry) -> 
             );
             return Step::Reject(Reject::Unauthorized(Challenge::InvalidToken));
         }
+    }
+    if let Err(reject) = bound(request, conf, ctx, jwt) {
+        return Step::Reject(reject);
     }
     let fill = |buf: &mut [u8]| {
         let (scheme, token) = buf.split_at_mut(7);

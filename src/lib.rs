@@ -17,6 +17,7 @@ use ngx::core::Status;
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 mod cache;
+mod challenges;
 mod coalesce;
 mod config;
 mod ctx;
@@ -25,6 +26,7 @@ mod forward;
 mod handler;
 mod headers;
 mod introspect;
+mod pop;
 mod respond;
 mod status;
 mod variables;

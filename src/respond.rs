@@ -15,7 +15,7 @@ use ngx::core::Pool;
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 use phantom_core::challenge::{
-    FORBIDDEN_BODY, SERVER_ERROR_BODY, TOO_MANY_REQUESTS_BODY, UNAUTHORIZED_BODY,
+    BAD_REQUEST_BODY, FORBIDDEN_BODY, SERVER_ERROR_BODY, TOO_MANY_REQUESTS_BODY, UNAUTHORIZED_BODY,
 };
 
 use crate::config::Compat;
@@ -31,10 +31,28 @@ pub enum Challenge {
     InvalidToken,
 }
 
+/// Why a DPoP request (or a Bearer request in a DPoP location) is refused.
+#[derive(Clone, Debug)]
+pub enum DpopReject {
+    /// 401 `invalid_dpop_proof`, with a short description.
+    Proof(&'static str),
+    /// 401 `use_dpop_nonce`, with a fresh nonce for `DPoP-Nonce`.
+    UseNonce(String),
+    /// 401 `invalid_token` on the DPoP challenge (key or certificate binding, inactive token).
+    Binding(&'static str),
+    /// 401: a DPoP-bound token sent as Bearer (RFC 9449 section 7.2).
+    Downgrade,
+    /// 401: `phantom_token_dpop required` and a Bearer token.
+    Required,
+    /// 400: a Bearer token with a DPoP proof.
+    Ambiguous,
+}
+
 /// A response the module gives instead of passing the request on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Reject {
     Unauthorized(Challenge),
+    Dpop(DpopReject),
     /// 403 `insufficient_scope`.
     Forbidden,
     /// 429 with `Retry-After` (1 s unless the introspection location gave one).
@@ -54,6 +72,8 @@ impl Reject {
     fn status(&self) -> usize {
         match self {
             Reject::Unauthorized(_) => 401,
+            Reject::Dpop(DpopReject::Ambiguous) => 400,
+            Reject::Dpop(_) => 401,
             Reject::Forbidden => 403,
             Reject::TooManyRequests(_) => 429,
             Reject::BadGateway => 502,
@@ -65,6 +85,8 @@ impl Reject {
     fn body(&self) -> &'static str {
         match self {
             Reject::Unauthorized(_) => UNAUTHORIZED_BODY,
+            Reject::Dpop(DpopReject::Ambiguous) => BAD_REQUEST_BODY,
+            Reject::Dpop(_) => UNAUTHORIZED_BODY,
             Reject::Forbidden => FORBIDDEN_BODY,
             Reject::TooManyRequests(_) => TOO_MANY_REQUESTS_BODY,
             _ => SERVER_ERROR_BODY,
@@ -82,17 +104,6 @@ impl Reject {
                 unreachable: false,
             },
             other => other,
-        }
-    }
-
-    fn challenge<'a>(&self, conf: &'a LocConf) -> Option<&'a str> {
-        let ch = &conf.challenges;
-        match self {
-            Reject::Unauthorized(Challenge::Missing) => Some(&ch.missing),
-            Reject::Unauthorized(Challenge::InvalidRequest) => Some(&ch.invalid_request),
-            Reject::Unauthorized(Challenge::InvalidToken) => Some(&ch.invalid_token),
-            Reject::Forbidden => Some(&ch.insufficient_scope),
-            _ => None,
         }
     }
 }
@@ -172,11 +183,30 @@ unsafe fn set_headers(
     // SAFETY: r is valid for the duration of the call.
     let req = unsafe { &mut *r };
     let list = &mut req.headers_out.headers as *mut _;
-    if let Some(v) = reject.challenge(conf) {
+    let mut last: *mut nginx_sys::ngx_table_elt_t = core::ptr::null_mut();
+    for v in crate::challenges::of(conf, reject) {
         // SAFETY: headers_out.headers is the request's initialised output list.
         let h =
             unsafe { headers::push(list, req.pool, b"WWW-Authenticate", v.as_bytes()) }.ok_or(())?;
-        req.headers_out.www_authenticate = h;
+        if last.is_null() {
+            req.headers_out.www_authenticate = h;
+        } else {
+            // nginx walks this chain to clear them all when another access module grants
+            // (satisfy any).
+            #[cfg(nginx1_23_0)]
+            // SAFETY: last is the previous, live element of the list.
+            unsafe {
+                (*last).next = h;
+            }
+        }
+        last = h;
+    }
+    if let Reject::Dpop(DpopReject::UseNonce(nonce)) = reject {
+        // SAFETY: as above.
+        unsafe {
+            headers::push(list, req.pool, b"DPoP-Nonce", nonce.as_bytes()).ok_or(())?;
+            headers::push(list, req.pool, b"Cache-Control", b"no-store").ok_or(())?;
+        }
     }
     let retry_after = match reject {
         Reject::Unavailable {

@@ -15,7 +15,7 @@ use ngx::ngx_conf_log_error;
 
 use crate::config::{args, parse_seconds, parse_size, MainConf};
 
-pub use zone::{Stale, Stored, Usage, Zone};
+pub use zone::{ReplayError, Stale, Stored, Usage, Zone};
 
 /// `$phantom_token_cache_status`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

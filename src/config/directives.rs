@@ -142,21 +142,10 @@ pub(super) extern "C" fn set_source(
     if lcf.source.is_some() {
         return DUPLICATE;
     }
-    // SAFETY: cf is valid; the complex value is allocated from the configuration pool.
-    let cv = unsafe { Pool::from_ngx_pool((*cf).pool) }.calloc_type::<ngx_http_complex_value_t>();
-    if cv.is_null() {
+    // SAFETY: directive handler contract.
+    let Some(cv) = (unsafe { compile_arg(cf) }) else {
         return NGX_CONF_ERROR;
-    }
-    // SAFETY: a zeroed compile structure is the documented starting state.
-    let mut ccv: ngx_http_compile_complex_value_t = unsafe { core::mem::zeroed() };
-    ccv.cf = cf;
-    // SAFETY: args[1] exists for a TAKE1 directive and lives for the cycle.
-    ccv.value = unsafe { &mut (*(*cf).args).as_slice_mut::<ngx_str_t>()[1] };
-    ccv.complex_value = cv;
-    // SAFETY: ccv is fully initialised as nginx expects.
-    if unsafe { ngx_http_compile_complex_value(&mut ccv) } != 0 {
-        return NGX_CONF_ERROR;
-    }
+    };
     // SAFETY: directive handler contract.
     let text = unsafe { args(cf) }[0];
     let kind = source::classify(text);
@@ -257,4 +246,37 @@ pub(super) extern "C" fn set_require_claim(
             values: args[1..].iter().map(|v| v.to_string()).collect(),
         });
     NGX_CONF_OK
+}
+
+/// Compiles the directive's first argument as a complex value in the configuration pool.
+///
+/// # Safety
+/// `cf` must be the context of a directive with at least one argument.
+pub(super) unsafe fn compile_arg(cf: *mut ngx_conf_t) -> Option<*mut ngx_http_complex_value_t> {
+    // SAFETY: args[1] exists and lives for the cycle.
+    let value = unsafe { &mut (*(*cf).args).as_slice_mut::<ngx_str_t>()[1] };
+    // SAFETY: per contract.
+    unsafe { compile(cf, value) }
+}
+
+/// Compiles `value` (which must live for the cycle) as a complex value.
+///
+/// # Safety
+/// `cf` must be a valid configuration context.
+pub(super) unsafe fn compile(
+    cf: *mut ngx_conf_t,
+    value: *mut ngx_str_t,
+) -> Option<*mut ngx_http_complex_value_t> {
+    // SAFETY: cf is valid; the complex value is allocated from the configuration pool.
+    let cv = unsafe { Pool::from_ngx_pool((*cf).pool) }.calloc_type::<ngx_http_complex_value_t>();
+    if cv.is_null() {
+        return None;
+    }
+    // SAFETY: a zeroed compile structure is the documented starting state.
+    let mut ccv: ngx_http_compile_complex_value_t = unsafe { core::mem::zeroed() };
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = cv;
+    // SAFETY: ccv is fully initialised as nginx expects.
+    (unsafe { ngx_http_compile_complex_value(&mut ccv) } == 0).then_some(cv)
 }

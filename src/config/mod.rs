@@ -23,7 +23,10 @@ use crate::cache;
 use crate::Module;
 
 mod directives;
+mod pop;
 use directives::*;
+pub use pop::{DpopMode, Mtls, PopConf};
+use pop::{set_dpop, set_dpop_algs, set_dpop_url, set_dpop_window, set_mtls};
 
 /// Per-location settings, merged down from `http` and `server`.
 pub struct LocConf {
@@ -42,6 +45,8 @@ pub struct LocConf {
     pub source_kind: Option<Source>,
     pub format: Option<Format>,
     pub compat: Option<Compat>,
+    /// Proof of possession: DPoP and certificate-bound tokens.
+    pub pop: PopConf,
     /// Derived at merge: the introspection context (endpoint and format) of cache keys.
     pub context: Vec<u8>,
     /// Derived at merge: the selected zone (index into `MainConf::zones`).
@@ -85,6 +90,7 @@ impl Default for LocConf {
             source_kind: None,
             format: None,
             compat: None,
+            pop: PopConf::default(),
             context: Vec::new(),
             cache: None,
             challenges: Challenges::default(),
@@ -163,6 +169,7 @@ impl LocConf {
         }
         merge_opt(&mut self.format, &prev.format);
         merge_opt(&mut self.compat, &prev.compat);
+        self.pop.merge_from(&prev.pop);
     }
 }
 
@@ -220,6 +227,14 @@ pub unsafe fn merge_loc_conf(
             }
         }
     }
+    if conf.pop.dpop() != DpopMode::Off && conf.enabled() && conf.cache.is_none() {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "\"phantom_token_dpop\" needs \"phantom_token_cache\": the replay cache of DPoP proofs lives in the cache zone"
+        );
+        return NGX_CONF_ERROR;
+    }
     conf.build_challenges();
     if let Some(endpoint) = conf.endpoint {
         conf.context = digest::context(endpoint.as_bytes(), &conf.format().key());
@@ -246,7 +261,7 @@ const fn cmd(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 17] = [
+pub static mut COMMANDS: [ngx_command_t; 24] = [
     cmd(
         ngx_string!("phantom_token"),
         ANY | NGX_CONF_FLAG,
@@ -336,6 +351,55 @@ pub static mut COMMANDS: [ngx_command_t; 17] = [
         ANY | NGX_CONF_2MORE,
         NGX_HTTP_LOC_CONF_OFFSET,
         set_require_claim,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_dpop"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_dpop,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_dpop_algs"),
+        ANY | NGX_CONF_1MORE,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_dpop_algs,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_dpop_url"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_dpop_url,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_dpop_window"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_dpop_window,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_dpop_nonce"),
+        ANY | NGX_CONF_FLAG,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        ngx_conf_set_flag_slot,
+        core::mem::offset_of!(LocConf, pop) + core::mem::offset_of!(PopConf, nonce),
+    ),
+    cmd(
+        ngx_string!("phantom_token_dpop_forward_proof"),
+        ANY | NGX_CONF_FLAG,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        ngx_conf_set_flag_slot,
+        core::mem::offset_of!(LocConf, pop) + core::mem::offset_of!(PopConf, forward_proof),
+    ),
+    cmd(
+        ngx_string!("phantom_token_mtls"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_mtls,
         0,
     ),
     cmd(

@@ -50,6 +50,31 @@ pub fn www_authenticate(realm: &str, scope: &str, error: Option<BearerError>) ->
     }
 }
 
+/// `DPoP [error="..", error_description="..", ]algs=".."` (RFC 9449 section 7.1).
+pub fn dpop_challenge(algs: &str, error: Option<&str>, description: Option<&str>) -> String {
+    let mut params: Vec<String> = Vec::new();
+    if let Some(e) = error {
+        params.push(format!("error=\"{}\"", quote(e)));
+    }
+    if let Some(d) = description {
+        params.push(format!("error_description=\"{}\"", quote(d)));
+    }
+    params.push(format!("algs=\"{}\"", quote(algs)));
+    format!("DPoP {}", params.join(", "))
+}
+
+/// `Bearer error="invalid_token", error_description=".."` for a bound token sent as Bearer.
+pub fn bearer_error(error: &str, description: &str) -> String {
+    format!(
+        "Bearer error=\"{}\", error_description=\"{}\"",
+        quote(error),
+        quote(description)
+    )
+}
+
+pub const BAD_REQUEST_BODY: &str =
+    r#"{"code":"invalid_request","message":"The request carries both a Bearer token and a DPoP proof"}"#;
+
 fn quote(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for c in v.chars().filter(|c| !c.is_control()) {
@@ -82,6 +107,19 @@ mod tests {
         );
         assert_eq!(www_authenticate("", "", None), "Bearer");
         assert_eq!(www_authenticate("", "s", None), r#"Bearer scope="s""#);
+    }
+
+    #[test]
+    fn dpop_challenges() {
+        assert_eq!(dpop_challenge("ES256", None, None), r#"DPoP algs="ES256""#);
+        assert_eq!(
+            dpop_challenge("ES256 RS256", Some("invalid_dpop_proof"), Some("bad \"htu\"")),
+            r#"DPoP error="invalid_dpop_proof", error_description="bad \"htu\"", algs="ES256 RS256""#
+        );
+        assert_eq!(
+            bearer_error("invalid_token", "The token is DPoP-bound"),
+            r#"Bearer error="invalid_token", error_description="The token is DPoP-bound""#
+        );
     }
 
     #[test]

@@ -56,6 +56,36 @@ pub fn bearer_token(header: &[u8]) -> Result<&[u8], TokenError> {
     check(token)
 }
 
+/// The scheme of an `Authorization` header that carries an access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    /// RFC 9449 section 7.1: the token is bound to the key of the `DPoP` proof.
+    Dpop,
+}
+
+/// Extracts the token and its scheme: `Bearer`, or also `DPoP` when `dpop` is allowed
+/// (otherwise a `DPoP` scheme is "not bearer", as before DPoP support).
+pub fn auth_token(header: &[u8], dpop: bool) -> Result<(Scheme, &[u8]), TokenError> {
+    match bearer_token(header) {
+        Ok(t) => Ok((Scheme::Bearer, t)),
+        Err(TokenError::NotBearer) if dpop => {
+            let value = trim(header);
+            let end = value.iter().position(|c| is_ws(*c)).unwrap_or(value.len());
+            let (scheme, rest) = value.split_at(end);
+            if !scheme.eq_ignore_ascii_case(b"dpop") {
+                return Err(TokenError::NotBearer);
+            }
+            let token = trim(rest);
+            if token.is_empty() {
+                return Err(TokenError::Malformed);
+            }
+            check(token).map(|t| (Scheme::Dpop, t))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Validates a token taken from another source (cookie, custom header, query argument).
 pub fn source_token(value: &[u8]) -> Result<&[u8], TokenError> {
     let token = trim(value);
@@ -125,6 +155,19 @@ mod tests {
         assert_eq!(bearer_token(&long), Err(TokenError::TooLong));
         let max = [b"Bearer ".as_slice(), &[b'a'; MAX_TOKEN_LEN]].concat();
         assert!(bearer_token(&max).is_ok());
+    }
+
+    #[test]
+    fn dpop_scheme_only_when_allowed() {
+        assert_eq!(
+            auth_token(b"DPoP Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU", true),
+            Ok((Scheme::Dpop, &b"Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"[..]))
+        );
+        assert_eq!(auth_token(b"dpop abc", false), Err(TokenError::NotBearer));
+        assert_eq!(auth_token(b"Bearer abc", true), Ok((Scheme::Bearer, &b"abc"[..])));
+        assert_eq!(auth_token(b"DPoP ", true), Err(TokenError::Malformed));
+        assert_eq!(auth_token(b"DPoPx abc", true), Err(TokenError::NotBearer));
+        assert_eq!(auth_token(b"Basic abc", true), Err(TokenError::NotBearer));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use nginx_sys::{
 use phantom_core::index;
 
 use super::index::{tree_key, Index};
-use super::{Node, Shared, ACTIVE, INACTIVE, PENDING};
+use super::{Node, Shared, ACTIVE, INACTIVE, JTI, PENDING};
 use crate::cache::Entry;
 use crate::status::metrics::{count, Counter};
 
@@ -92,10 +92,10 @@ impl Locked {
     fn list(&self, kind: u8) -> *mut ngx_queue_t {
         // SAFETY: sh is our locked header.
         unsafe {
-            if kind == INACTIVE {
-                &mut (*self.sh).neg_lru
-            } else {
-                &mut (*self.sh).lru
+            match kind {
+                INACTIVE => &mut (*self.sh).neg_lru,
+                JTI => &mut (*self.sh).jti_lru,
+                _ => &mut (*self.sh).lru,
             }
         }
     }
@@ -157,8 +157,10 @@ impl Locked {
             (*node).rb.key = tree_key(digest);
             ngx_rbtree_insert(&mut (*self.sh).tree, &mut (*node).rb);
             ngx_queue_insert_after(self.list(kind), &mut (*node).lru);
-            if kind != PENDING {
-                (*self.sh).entries += 1;
+            match kind {
+                ACTIVE | INACTIVE => (*self.sh).entries += 1,
+                JTI => (*self.sh).jti_count += 1,
+                _ => {}
             }
             if kind == INACTIVE {
                 (*self.sh).neg_bytes += charge(size);
@@ -193,8 +195,10 @@ impl Locked {
         // SAFETY: per contract.
         unsafe {
             let kind = (*node).kind;
-            if kind != PENDING {
-                (*self.sh).entries = (*self.sh).entries.saturating_sub(1);
+            match kind {
+                ACTIVE | INACTIVE => (*self.sh).entries = (*self.sh).entries.saturating_sub(1),
+                JTI => (*self.sh).jti_count = (*self.sh).jti_count.saturating_sub(1),
+                _ => {}
             }
             if kind == INACTIVE {
                 let len = (*node).jwt_len as usize + (*node).scope_len as usize;
@@ -246,15 +250,24 @@ impl Locked {
         }
     }
 
+    /// Reclaims up to `n` remembered proofs past their window from the tail.
+    pub fn expire_proofs(&self, now_ms: i64, n: usize) {
+        self.expire_list(JTI, now_ms, n);
+    }
+
     /// Reclaims up to `n` entries past their keep time from each list's tail.
     pub fn expire(&self, now_ms: i64, n: usize) {
-        for kind in [ACTIVE, INACTIVE] {
-            for _ in 0..n {
-                match self.tail(kind) {
-                    // SAFETY: t is a live entry.
-                    Some(t) if unsafe { (*t).keep_ms } <= now_ms => unsafe { self.remove(t) },
-                    _ => break,
-                }
+        for kind in [ACTIVE, INACTIVE, JTI] {
+            self.expire_list(kind, now_ms, n);
+        }
+    }
+
+    fn expire_list(&self, kind: u8, now_ms: i64, n: usize) {
+        for _ in 0..n {
+            match self.tail(kind) {
+                // SAFETY: t is a live entry.
+                Some(t) if unsafe { (*t).keep_ms } <= now_ms => unsafe { self.remove(t) },
+                _ => break,
             }
         }
     }

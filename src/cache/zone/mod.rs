@@ -26,7 +26,7 @@ use index::insert_node;
 use locked::{read_entry, Locked};
 
 /// Marks a zone laid out by this version of the module (checked when a reload reuses it).
-const MAGIC: u64 = 0x5054_4b43_4143_4832; // "PTKCACH2"
+const MAGIC: u64 = 0x5054_4b43_4143_4833; // "PTKCACH3"
 
 /// Entries bigger than this share of the zone are not cached at all.
 const MAX_SHARE: usize = 4;
@@ -44,6 +44,11 @@ struct Shared {
     entries: u64,
     /// Slab bytes taken by inactive entries.
     neg_bytes: u64,
+    /// DPoP proofs seen (`jti` replay cache), oldest at the tail, and how many.
+    jti_lru: ngx_queue_t,
+    jti_count: u64,
+    /// Key of the stateless DPoP nonces, random per zone (all workers, kept across reload).
+    nonce_key: [u8; 32],
 }
 
 #[repr(C)]
@@ -72,6 +77,11 @@ const INACTIVE: u8 = 0;
 const ACTIVE: u8 = 1;
 /// A worker is introspecting this token; others wait for its result (no data follows).
 const PENDING: u8 = 2;
+/// A DPoP proof already used (`jti` replay cache; no data follows).
+const JTI: u8 = 3;
+
+/// Share of the zone the replay cache may take, as a divisor (10%).
+const JTI_SHARE: usize = 10;
 
 /// The shared zone of one `phantom_token_cache_zone`.
 pub struct Zone {
@@ -171,6 +181,11 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
         ngx_rbtree_init(&mut (*sh).tree, &mut (*sh).sentinel, Some(insert_node));
         nginx_sys::ngx_queue_init(&mut (*sh).lru);
         nginx_sys::ngx_queue_init(&mut (*sh).neg_lru);
+        nginx_sys::ngx_queue_init(&mut (*sh).jti_lru);
+        if random_key(&mut (*sh).nonce_key).is_err() {
+            ngx_shmtx_unlock(&mut (*pool).mutex);
+            return NGX_ERROR as ngx_int_t;
+        }
         (*pool).data = sh as *mut c_void;
         // Allocation failures are handled by eviction, so don't log them as critical.
         (*pool).set_log_nomem(0);
@@ -179,7 +194,56 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
     NGX_OK as ngx_int_t
 }
 
+/// 32 random bytes from the kernel (read once per zone, in the master).
+fn random_key(key: &mut [u8; 32]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(key)
+}
+
+/// Why a proof could not be remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayError {
+    /// Seen before, within its window.
+    Replayed,
+    /// The replay cache holds only live proofs and has no room: fail closed.
+    Full,
+}
+
 impl Zone {
+    /// Remembers a DPoP proof (`key` = its digest) until `expires_ms`, in one critical
+    /// section: of two workers presenting the same proof, exactly one succeeds.
+    pub fn remember_proof(&self, key: &[u8; 32], expires_ms: i64, now_ms: i64) -> Result<(), ReplayError> {
+        let Some(l) = self.lock() else {
+            return Err(ReplayError::Full);
+        };
+        if let Some(node) = l.find(key) {
+            // SAFETY: node is a live entry of the locked tree.
+            if unsafe { (*node).keep_ms } > now_ms {
+                return Err(ReplayError::Replayed);
+            }
+            // SAFETY: as above.
+            unsafe { l.remove(node) };
+        }
+        l.expire_proofs(now_ms, 4);
+        let budget = (self.size() / JTI_SHARE / 128) as u64;
+        // SAFETY: sh is our locked header.
+        if unsafe { (*l.sh).jti_count } >= budget {
+            return Err(ReplayError::Full);
+        }
+        if l.insert(key, expires_ms, expires_ms, JTI, (&[], &[]), 0, now_ms) {
+            Ok(())
+        } else {
+            Err(ReplayError::Full)
+        }
+    }
+
+    /// The zone's DPoP nonce key (fixed once the zone is laid out).
+    pub fn nonce_key(&self) -> Option<[u8; 32]> {
+        let l = self.lock()?;
+        // SAFETY: sh is our locked header.
+        Some(unsafe { (*l.sh).nonce_key })
+    }
+
     fn lock(&self) -> Option<Locked> {
         // SAFETY: shm was set at configuration; addr is mapped in every worker.
         let pool = unsafe { self.shm.as_ref()?.shm.addr } as *mut ngx_slab_pool_t;
