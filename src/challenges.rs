@@ -52,7 +52,10 @@ fn dpop_rejection(
             dpop(None, None),
         ],
         DpopReject::Downgrade | DpopReject::Required => {
-            vec![dpop(Some("invalid_token"), Some("DPoP-bound token required"))]
+            vec![dpop(
+                Some("invalid_token"),
+                Some("DPoP-bound token required"),
+            )]
         }
         DpopReject::Ambiguous => vec![
             bearer_error("invalid_request", "Bearer token with a DPoP proof"),

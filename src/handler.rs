@@ -16,12 +16,12 @@ use phantom_core::digest::keyed_digest;
 use phantom_core::token::{auth_token, source_token, Scheme, TokenError};
 
 use crate::cache::{CacheStatus, Entry, Level, Lookup, Stored, ZoneConf};
+use crate::config::DpopMode;
 use crate::ctx::{self, Ctx, Phase};
 use crate::decide::{decide, Outcome};
 use crate::introspect::{self, Reply};
 use crate::respond::{self, Challenge, DpopReject, Reject};
 use crate::status::metrics::{self, Counter};
-use crate::config::DpopMode;
 use crate::{coalesce, forward, headers, pop, LocConf, Module};
 
 /// What a pass of the handler ends with.

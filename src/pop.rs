@@ -31,14 +31,23 @@ pub fn check_request(
     let mode = conf.pop.dpop();
     let r: *const ngx_http_request_t = request.into();
     // SAFETY: r is the valid request the handler runs for.
-    let proofs: Vec<&[u8]> = unsafe { headers::values(&(*r).headers_in.headers, b"dpop") }.collect();
+    let proofs: Vec<&[u8]> =
+        unsafe { headers::values(&(*r).headers_in.headers, b"dpop") }.collect();
     match scheme {
         Scheme::Bearer if mode == DpopMode::Required => {
-            ngx_log_error!(NGX_LOG_INFO, request.log(), "DPoP is required but the token came as Bearer");
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                request.log(),
+                "DPoP is required but the token came as Bearer"
+            );
             Err(Reject::Dpop(DpopReject::Required))
         }
         Scheme::Bearer if mode == DpopMode::On && !proofs.is_empty() => {
-            ngx_log_error!(NGX_LOG_INFO, request.log(), "A Bearer token came with a DPoP proof");
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                request.log(),
+                "A Bearer token came with a DPoP proof"
+            );
             Err(Reject::Dpop(DpopReject::Ambiguous))
         }
         Scheme::Bearer => Ok(None),
@@ -82,9 +91,15 @@ fn verify(
         Ok(v) => Ok(v),
         Err(ProofError::Invalid(why)) => Err(invalid(why)),
         Err(ProofError::UseNonce) => {
-            ngx_log_error!(NGX_LOG_INFO, request.log(), "DPoP proof without a valid nonce");
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                request.log(),
+                "DPoP proof without a valid nonce"
+            );
             let key = nonce_key.unwrap_or([0; 32]);
-            Err(Reject::Dpop(DpopReject::UseNonce(dpop::make_nonce(&key, now))))
+            Err(Reject::Dpop(DpopReject::UseNonce(dpop::make_nonce(
+                &key, now,
+            ))))
         }
     }
 }
@@ -99,7 +114,11 @@ fn request_url(request: &Request, conf: &LocConf) -> Option<String> {
     let path = core::str::from_utf8(path).ok()?;
     let base = match conf.pop.url {
         // SAFETY: the complex value was compiled at configuration time.
-        Some(cv) => request.get_complex_value(unsafe { &*cv })?.to_str().ok()?.to_string(),
+        Some(cv) => request
+            .get_complex_value(unsafe { &*cv })?
+            .to_str()
+            .ok()?
+            .to_string(),
         None => {
             let scheme = if req.connection.is_null() || unsafe { (*req.connection).ssl }.is_null() {
                 "http"
@@ -108,7 +127,10 @@ fn request_url(request: &Request, conf: &LocConf) -> Option<String> {
             };
             // SAFETY: host is NULL or an element of the request's header list.
             let host = unsafe { req.headers_in.host.as_ref() }?;
-            format!("{scheme}://{}", core::str::from_utf8(host.value.as_bytes()).ok()?)
+            format!(
+                "{scheme}://{}",
+                core::str::from_utf8(host.value.as_bytes()).ok()?
+            )
         }
     };
     Some(format!("{}{path}", base.trim_end_matches('/')))
@@ -126,8 +148,14 @@ pub fn check_binding(
     match (proof, &binding.jkt) {
         (Some(p), Some(jkt)) if *jkt == p.jkt => {}
         (Some(_), _) => {
-            ngx_log_error!(NGX_LOG_INFO, log, "The DPoP proof's key is not the token's (cnf.jkt)");
-            return Err(Reject::Dpop(DpopReject::Binding("Invalid DPoP key binding")));
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                log,
+                "The DPoP proof's key is not the token's (cnf.jkt)"
+            );
+            return Err(Reject::Dpop(DpopReject::Binding(
+                "Invalid DPoP key binding",
+            )));
         }
         (None, Some(_)) => {
             ngx_log_error!(NGX_LOG_INFO, log, "A DPoP-bound token came as Bearer");
@@ -139,11 +167,19 @@ pub fn check_binding(
         return Ok(());
     }
     let Some(der) = client_certificate(request, conf) else {
-        ngx_log_error!(NGX_LOG_INFO, log, "A certificate-bound token came without a client certificate");
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            log,
+            "A certificate-bound token came without a client certificate"
+        );
         return Err(token_rejected(proof));
     };
     if binding.x5t_s256.as_deref() != Some(dpop::x5t_s256(&der).as_str()) {
-        ngx_log_error!(NGX_LOG_INFO, log, "The client certificate is not the token's (cnf.x5t#S256)");
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            log,
+            "The client certificate is not the token's (cnf.x5t#S256)"
+        );
         return Err(token_rejected(proof));
     }
     Ok(())
@@ -170,11 +206,23 @@ fn client_certificate(request: &Request, conf: &LocConf) -> Option<Vec<u8>> {
 }
 
 /// Remembers the proof until it leaves the window; a second use is a replay.
-pub fn remember(request: &Request, conf: &LocConf, zone: &ZoneConf, proof: &Verified) -> Result<(), Reject> {
-    let key = phantom_core::digest::keyed_digest(b"dpop-jti", &dpop::replay_key(&proof.jkt, &proof.jti));
+pub fn remember(
+    request: &Request,
+    conf: &LocConf,
+    zone: &ZoneConf,
+    proof: &Verified,
+) -> Result<(), Reject> {
+    let key =
+        phantom_core::digest::keyed_digest(b"dpop-jti", &dpop::replay_key(&proof.jkt, &proof.jti));
     let window = conf.pop.window() as i64;
-    let until = proof.iat.saturating_add(window + FUTURE_LEEWAY + 1).saturating_mul(1000);
-    match zone.zone.remember_proof(&key, until, crate::handler::now_ms()) {
+    let until = proof
+        .iat
+        .saturating_add(window + FUTURE_LEEWAY + 1)
+        .saturating_mul(1000);
+    match zone
+        .zone
+        .remember_proof(&key, until, crate::handler::now_ms())
+    {
         Ok(()) => Ok(()),
         Err(ReplayError::Replayed) => {
             ngx_log_error!(NGX_LOG_INFO, request.log(), "Invalid DPoP proof: replayed");
@@ -182,7 +230,10 @@ pub fn remember(request: &Request, conf: &LocConf, zone: &ZoneConf, proof: &Veri
         }
         Err(ReplayError::Full) => {
             ngx_log_error!(NGX_LOG_ERR, request.log(), "DPoP replay cache of zone \"{}\" is full of live proofs; refusing (enlarge the zone or shorten phantom_token_dpop_window)", zone.name);
-            Err(Reject::Unavailable { retry_after: Some(1), unreachable: false })
+            Err(Reject::Unavailable {
+                retry_after: Some(1),
+                unreachable: false,
+            })
         }
     }
 }

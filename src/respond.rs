@@ -94,7 +94,7 @@ impl Reject {
     }
 
     /// Curity's module 2.0: an unreachable server is a 502, a 503 carries no `Retry-After`.
-    fn as_curity(self) -> Reject {
+    fn into_curity(self) -> Reject {
         match self {
             Reject::Unavailable {
                 unreachable: true, ..
@@ -121,7 +121,7 @@ pub unsafe fn send(r: *mut ngx_http_request_t, reject: Reject) -> ngx_int_t {
         return 500;
     };
     let reject = match conf.compat() {
-        Compat::Curity => reject.as_curity(),
+        Compat::Curity => reject.into_curity(),
         Compat::Off => reject,
     };
     // SAFETY: r is valid and its response not sent.

@@ -25,8 +25,8 @@ use crate::Module;
 mod directives;
 mod pop;
 use directives::*;
-pub use pop::{DpopMode, Mtls, PopConf};
 use pop::{set_dpop, set_dpop_algs, set_dpop_url, set_dpop_window, set_mtls};
+pub use pop::{DpopMode, Mtls, PopConf};
 
 /// Per-location settings, merged down from `http` and `server`.
 pub struct LocConf {

@@ -63,7 +63,11 @@ const WINDOW: u64 = 60;
 
 fn merge_flag(this: &mut ngx_flag_t, prev: ngx_flag_t) {
     if *this == NGX_CONF_UNSET as ngx_flag_t {
-        *this = if prev == NGX_CONF_UNSET as ngx_flag_t { 0 } else { prev };
+        *this = if prev == NGX_CONF_UNSET as ngx_flag_t {
+            0
+        } else {
+            prev
+        };
     }
 }
 
@@ -111,7 +115,11 @@ impl PopConf {
 const DUPLICATE: *mut c_char = c"is duplicate".as_ptr() as *mut c_char;
 
 /// `phantom_token_dpop off | on | required;`
-pub extern "C" fn set_dpop(cf: *mut ngx_conf_t, _: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+pub extern "C" fn set_dpop(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
     // SAFETY: directive handler contract.
     let (lcf, args) = unsafe { (loc(conf), args(cf)) };
     if lcf.pop.dpop.is_some() {
@@ -200,7 +208,11 @@ pub extern "C" fn set_dpop_window(
 }
 
 /// `phantom_token_mtls off | on | <complex value>;`
-pub extern "C" fn set_mtls(cf: *mut ngx_conf_t, _: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+pub extern "C" fn set_mtls(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
     // SAFETY: directive handler contract.
     let (lcf, args) = unsafe { (loc(conf), args(cf)) };
     if lcf.pop.mtls.is_some() {
@@ -236,9 +248,11 @@ pub extern "C" fn set_mtls(cf: *mut ngx_conf_t, _: *mut ngx_command_t, conf: *mu
 /// `cf` must be a valid configuration context.
 unsafe fn tls_certificate(cf: *mut ngx_conf_t) -> Option<*mut ngx_http_complex_value_t> {
     // SAFETY: cf is valid; the copy lives in the configuration pool.
-    let name = unsafe { nginx_sys::ngx_str_t::from_bytes((*cf).pool, b"$ssl_client_escaped_cert") }?;
+    let name =
+        unsafe { nginx_sys::ngx_str_t::from_bytes((*cf).pool, b"$ssl_client_escaped_cert") }?;
     // SAFETY: the pool-allocated name outlives the cycle's configuration.
-    let value = unsafe { ngx::core::Pool::from_ngx_pool((*cf).pool) }.calloc_type::<nginx_sys::ngx_str_t>();
+    let value =
+        unsafe { ngx::core::Pool::from_ngx_pool((*cf).pool) }.calloc_type::<nginx_sys::ngx_str_t>();
     if value.is_null() {
         return None;
     }

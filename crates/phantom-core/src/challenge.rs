@@ -72,8 +72,7 @@ pub fn bearer_error(error: &str, description: &str) -> String {
     )
 }
 
-pub const BAD_REQUEST_BODY: &str =
-    r#"{"code":"invalid_request","message":"The request carries both a Bearer token and a DPoP proof"}"#;
+pub const BAD_REQUEST_BODY: &str = r#"{"code":"invalid_request","message":"The request carries both a Bearer token and a DPoP proof"}"#;
 
 fn quote(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
@@ -113,7 +112,11 @@ mod tests {
     fn dpop_challenges() {
         assert_eq!(dpop_challenge("ES256", None, None), r#"DPoP algs="ES256""#);
         assert_eq!(
-            dpop_challenge("ES256 RS256", Some("invalid_dpop_proof"), Some("bad \"htu\"")),
+            dpop_challenge(
+                "ES256 RS256",
+                Some("invalid_dpop_proof"),
+                Some("bad \"htu\"")
+            ),
             r#"DPoP error="invalid_dpop_proof", error_description="bad \"htu\"", algs="ES256 RS256""#
         );
         assert_eq!(

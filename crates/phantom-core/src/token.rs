@@ -161,10 +161,16 @@ mod tests {
     fn dpop_scheme_only_when_allowed() {
         assert_eq!(
             auth_token(b"DPoP Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU", true),
-            Ok((Scheme::Dpop, &b"Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"[..]))
+            Ok((
+                Scheme::Dpop,
+                &b"Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"[..]
+            ))
         );
         assert_eq!(auth_token(b"dpop abc", false), Err(TokenError::NotBearer));
-        assert_eq!(auth_token(b"Bearer abc", true), Ok((Scheme::Bearer, &b"abc"[..])));
+        assert_eq!(
+            auth_token(b"Bearer abc", true),
+            Ok((Scheme::Bearer, &b"abc"[..]))
+        );
         assert_eq!(auth_token(b"DPoP ", true), Err(TokenError::Malformed));
         assert_eq!(auth_token(b"DPoPx abc", true), Err(TokenError::NotBearer));
         assert_eq!(auth_token(b"Basic abc", true), Err(TokenError::NotBearer));

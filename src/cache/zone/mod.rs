@@ -212,7 +212,12 @@ pub enum ReplayError {
 impl Zone {
     /// Remembers a DPoP proof (`key` = its digest) until `expires_ms`, in one critical
     /// section: of two workers presenting the same proof, exactly one succeeds.
-    pub fn remember_proof(&self, key: &[u8; 32], expires_ms: i64, now_ms: i64) -> Result<(), ReplayError> {
+    pub fn remember_proof(
+        &self,
+        key: &[u8; 32],
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), ReplayError> {
         let Some(l) = self.lock() else {
             return Err(ReplayError::Full);
         };
