@@ -126,6 +126,7 @@ fn a_rate_limited_introspection_is_a_429_with_retry_after() {
         "limit_req zone=introspect; limit_req_status 429; limit_req_log_level info;",
     );
     let (mut ok, mut limited) = (0, 0);
+    let started = std::time::Instant::now();
     for i in 0..30 {
         let r = s.get_bearer("/", &format!("random-{i}"));
         match r.status {
@@ -141,10 +142,12 @@ fn a_rate_limited_introspection_is_a_429_with_retry_after() {
             other => panic!("unexpected {other}"),
         }
     }
-    assert!(limited >= 20, "{ok} introspected, {limited} limited");
+    // limit_req at 5 r/s without burst lets one through per 200 ms.
+    let allowed = 2 + (started.elapsed().as_secs_f64() * 5.0) as usize;
+    assert!(limited >= 1 && limited + ok == 30, "{ok} introspected, {limited} limited");
     assert!(
-        s.ids.introspections() <= 8,
-        "{} reached the identity server",
+        s.ids.introspections() <= allowed,
+        "{} reached the identity server, at most {allowed} allowed",
         s.ids.introspections()
     );
     assert!(
