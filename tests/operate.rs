@@ -247,7 +247,7 @@ fn metrics_count_exactly_across_workers_and_survive_reload() {
     assert_eq!(s.get_bearer("/", "e1").status, 502);
     s.ids.set_fault(Fault::Unavailable { retry_after: None });
     assert_eq!(s.get_bearer("/", "u1").status, 503);
-    s.ids.set_fault(Fault::Delay(Duration::from_millis(600)));
+    s.ids.set_fault(Fault::Delay(Duration::from_millis(1500)));
     let t2 = s.ids.issue("read", 300);
     let threads: Vec<_> = (0..6)
         .map(|_| {
