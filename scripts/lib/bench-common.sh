@@ -15,13 +15,13 @@ prepare() {
 
 b64() { printf '%s' "$1" | base64 -w0 | tr '+/' '-_' | tr -d '='; }
 
-# A JWT (exp in 2100, scope "read") of exactly $1 bytes.
+# A JWT (exp in 2100, scope "read", plus the JSON members in $2) of exactly $1 bytes.
 jwt_of_size() {
-  local want=$1 head sig body jwt pad=""
+  local want=$1 extra=${2:-} head sig body jwt pad=""
   head=$(b64 '{"alg":"RS256","typ":"at+jwt","kid":"k1"}')
   sig=$(b64 signature-bytes-signature-bytes-signature)
   while :; do
-    body=$(b64 "{\"sub\":\"bench\",\"scope\":\"read\",\"exp\":4102444800,\"pad\":\"$pad\"}")
+    body=$(b64 "{\"sub\":\"bench\",\"scope\":\"read\",\"exp\":4102444800,$extra\"pad\":\"$pad\"}")
     jwt="$head.$body.$sig"
     [ ${#jwt} -ge "$want" ] && break
     pad="${pad}x"
@@ -90,7 +90,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$worker/stat"; }
 measure() {
   local name=$1 secs=$2 before after out reqs non2xx
   shift 2
-  taskset -c 1 wrk -t1 -c16 -d2s "$@" >/dev/null
+  [ "${WARMUP:-1}" = 1 ] && taskset -c 1 wrk -t1 -c16 -d2s "$@" >/dev/null
   before=$(cpu_ticks)
   out=$(taskset -c 1 wrk -t1 -c16 -d"${secs}s" "$@")
   after=$(cpu_ticks)
