@@ -1,7 +1,9 @@
 //! Interoperability with a certified OpenID provider the project did not write: oidc-provider
 //! (npm, pinned in tests/oidc/package.json), started from tests/oidc/server.mjs with Node.js.
 //! The module introspects its opaque client_credentials tokens and gets RFC 9701 JWT
-//! introspection responses (`phantom_token_response_format rfc9701`).
+//! introspection responses (`phantom_token_response_format rfc9701`). The DPoP tests (RFC 9449)
+//! get DPoP-bound tokens from it and call the gateway with proofs made by the `dpop` npm library
+//! (tests/oidc/dpop-client.mjs), not by the project's own code.
 
 mod support;
 
@@ -17,12 +19,15 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::Value;
-use support::http::request;
+use support::http::{raw, request};
 use support::*;
 
 /// The clients registered in tests/oidc/server.mjs.
 const API_CLIENT: (&str, &str) = ("api-client", "api-secret");
 const GATEWAY: (&str, &str) = ("gateway", "gateway-secret");
+/// The DPoP client of tests/oidc/server.mjs (`dpop_bound_access_tokens`), which
+/// tests/oidc/dpop-client.mjs uses.
+const DPOP_CLIENT_ID: &str = "dpop-client";
 
 /// A JWT-shaped token (`{"alg":"none"}.{"sub":"x"}.sig`): oidc-provider refuses to introspect it.
 const JWT_SHAPED: &str = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2ln";
@@ -211,6 +216,76 @@ impl Oidc {
     }
 }
 
+/// What tests/oidc/dpop-client.mjs printed: a DPoP-bound token of oidc-provider and proofs
+/// for it, all made by the `dpop` library with one key.
+struct DpopClient {
+    token: String,
+    token_type: String,
+    /// The key's RFC 7638 thumbprint as the library computes it.
+    jkt: String,
+    /// Proofs for `GET <gateway URL>` with `ath`, each with its own `jti`.
+    get: Vec<String>,
+    /// A proof for `POST <gateway URL>` with `ath`.
+    post: String,
+}
+
+impl Oidc {
+    /// Runs tests/oidc/dpop-client.mjs: an ES256 key pair, a DPoP-bound client_credentials
+    /// token from this provider (with a library-made proof for its token endpoint) and `count`
+    /// proofs for `GET url` plus one for `POST url`.
+    fn dpop_client(&self, url: &str, count: usize) -> DpopClient {
+        self.dpop_client_alg("ES256", url, count)
+    }
+
+    /// `dpop_client` with a key for `alg`, a name the library knows (ES256, Ed25519, PS256,
+    /// RS256).
+    fn dpop_client_alg(&self, alg: &str, url: &str, count: usize) -> DpopClient {
+        let out = Command::new("node")
+            .arg(root().join("tests/oidc/dpop-client.mjs"))
+            .env("DPOP_ALG", alg)
+            .arg(self.issuer())
+            .arg(url)
+            .arg(count.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start node: {e}"));
+        assert!(
+            out.status.success(),
+            "dpop-client.mjs failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "dpop-client.mjs printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        let text = |key: &str| {
+            v[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {key} in {v}"))
+                .to_string()
+        };
+        let get: Vec<String> = v["proofs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no proofs in {v}"))
+            .iter()
+            .map(|p| p.as_str().expect("a proof").to_string())
+            .collect();
+        assert_eq!(get.len(), count, "{v}");
+        assert_eq!(v["htu"], url, "{v}");
+        assert_eq!(v["alg"], alg, "{v}");
+        DpopClient {
+            token: text("token"),
+            token_type: text("token_type"),
+            jkt: text("jkt"),
+            get,
+            post: text("post_proof"),
+        }
+    }
+}
+
 impl Drop for Oidc {
     fn drop(&mut self) {
         self.kill();
@@ -289,6 +364,59 @@ impl Interop {
             None,
         )
     }
+}
+
+impl Interop {
+    /// The gateway with `phantom_token_dpop on`, the cache and the cache recipe (hiding the
+    /// provider's `Cache-Control: no-store`), so that later requests are cache hits.
+    fn start_dpop() -> Interop {
+        Interop::start_dpop_with("")
+    }
+
+    /// `start_dpop` with more directives in the protected location.
+    fn start_dpop_with(extra: &str) -> Interop {
+        Interop::start(
+            "phantom_token_cache_zone c:1m;",
+            &format!("phantom_token_dpop on; phantom_token_cache c; {extra}"),
+            GATEWAY,
+            "proxy_hide_header Cache-Control;",
+        )
+    }
+
+    /// The URL the DPoP client calls and puts in its proofs' `htu`. Requests go to it with the
+    /// matching `Host` header (see `call`), from which the module builds the URL it checks.
+    fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api", self.nginx.port)
+    }
+
+    /// `GET /api` with `Host: 127.0.0.1:<port>`, as a client of `api_url` sends it, and the
+    /// given `Authorization` and `DPoP` headers.
+    fn call(&self, authorization: &str, proof: Option<&str>) -> Response {
+        let mut req = format!(
+            "GET /api HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
+             Authorization: {authorization}\r\n",
+            self.nginx.port
+        );
+        if let Some(p) = proof {
+            req.push_str(&format!("DPoP: {p}\r\n"));
+        }
+        req.push_str("\r\n");
+        raw(self.nginx.port, req.as_bytes())
+    }
+
+    fn call_dpop(&self, token: &str, proof: &str) -> Response {
+        self.call(&format!("DPoP {token}"), Some(proof))
+    }
+}
+
+/// All `WWW-Authenticate` values of a response, joined with ` | `.
+fn challenges(r: &Response) -> String {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
+        .map(|(_, v)| v.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// The JSON object in one part of a compact JWS.
@@ -488,5 +616,153 @@ fn no_store_introspection_responses_are_not_cached() {
     // Each request was introspected and the response was not storable.
     assert_eq!(first.header("x-cache"), Some("NOSTORE"));
     assert_eq!(second.header("x-cache"), Some("NOSTORE"));
+    t.nginx.assert_clean_log();
+}
+
+/// oidc-provider's DPoP-bound token (its cnf.jkt in the RFC 9701 response) with a proof from
+/// the `dpop` library: the API gets `Bearer <JWT>` and neither the opaque token nor the proof.
+#[test]
+fn dpop_bound_token_with_library_proof_becomes_bearer_jwt_upstream() {
+    let t = Interop::start_dpop();
+    let c = t.oidc.dpop_client(&t.api_url(), 2);
+    assert_eq!(c.token_type, "DPoP");
+    assert_eq!(c.token.matches('.').count(), 0, "not opaque: {}", c.token);
+
+    let r = t.call_dpop(&c.token, &c.get[0]);
+    assert_eq!(
+        r.status,
+        200,
+        "{} {}\n{}",
+        challenges(&r),
+        r.text(),
+        t.nginx.error_log()
+    );
+    assert_eq!(r.header("x-cache"), Some("MISS"));
+    let up = t.echo.last().expect("the API got the request");
+    assert!(up.header("dpop").is_none(), "the proof reached the API");
+    for (name, value) in &up.headers {
+        assert!(
+            !value.contains(&c.token),
+            "the opaque token reached the API in {name}"
+        );
+    }
+    let jwt = up
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .expect("Bearer <JWT> upstream")
+        .to_string();
+    assert_eq!(jws_part(&jwt, 0)["typ"], "token-introspection+jwt");
+    let payload = jws_part(&jwt, 1);
+    let ti = &payload["token_introspection"];
+    assert_eq!(ti["active"], true, "{payload}");
+    assert_eq!(ti["client_id"], DPOP_CLIENT_ID, "{payload}");
+    assert_eq!(ti["token_type"], "DPoP", "{payload}");
+    // The provider's thumbprint of the key it bound the token to is the library's.
+    assert_eq!(ti["cnf"]["jkt"], c.jkt.as_str(), "{payload}");
+
+    // A second proof of the same key: a cache hit, the proof still checked.
+    let r = t.call_dpop(&c.token, &c.get[1]);
+    assert_eq!(r.status, 200, "{}", challenges(&r));
+    assert_eq!(r.header("x-cache"), Some("HIT"));
+    assert_eq!(
+        t.echo.last().unwrap().header("authorization"),
+        Some(format!("Bearer {jwt}").as_str())
+    );
+    // The first proof again: its jti was seen.
+    let r = t.call_dpop(&c.token, &c.get[0]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(
+        challenges(&r).contains(r#"error="invalid_dpop_proof""#),
+        "{}",
+        challenges(&r)
+    );
+    assert_eq!(t.echo.requests(), 2);
+    assert_eq!(t.oidc.introspections(), 1);
+    t.nginx.assert_clean_log();
+}
+
+/// The DPoP-bound token sent as a Bearer token is refused (RFC 9449 section 7.2), before and
+/// after the gateway has cached its introspection.
+#[test]
+fn dpop_bound_token_sent_as_bearer_is_rejected() {
+    let t = Interop::start_dpop();
+    let c = t.oidc.dpop_client(&t.api_url(), 1);
+    let bearer = format!("Bearer {}", c.token);
+    let check = |r: &Response| {
+        assert_eq!(r.status, 401, "{}\n{}", r.text(), t.nginx.error_log());
+        let ch = challenges(r);
+        assert!(
+            ch.contains(r#"Bearer "#) && ch.contains(r#"error="invalid_token""#),
+            "{ch}"
+        );
+        assert!(ch.contains("DPoP algs="), "{ch}");
+    };
+    check(&t.call(&bearer, None));
+    assert_eq!(t.echo.requests(), 0);
+
+    // With its proof it is granted; as Bearer it still is not, cache hit or not.
+    let r = t.call_dpop(&c.token, &c.get[0]);
+    assert_eq!(r.status, 200, "{}", challenges(&r));
+    check(&t.call(&bearer, None));
+    assert_eq!(t.echo.requests(), 1);
+    assert!(t.nginx.wait_log("A DPoP-bound token came as Bearer"));
+    t.nginx.assert_clean_log();
+}
+
+/// A library-made proof for `POST` sent with a `GET` is an invalid proof; the token itself is
+/// fine, as a right proof shows after.
+#[test]
+fn library_proof_for_the_wrong_method_is_invalid_dpop_proof() {
+    let t = Interop::start_dpop();
+    let c = t.oidc.dpop_client(&t.api_url(), 1);
+    let r = t.call_dpop(&c.token, &c.post);
+    assert_eq!(r.status, 401, "{}\n{}", r.text(), t.nginx.error_log());
+    let ch = challenges(&r);
+    assert!(
+        ch.starts_with("DPoP ") && ch.contains(r#"error="invalid_dpop_proof""#),
+        "{ch}"
+    );
+    assert_eq!(t.echo.requests(), 0);
+
+    let r = t.call_dpop(&c.token, &c.get[0]);
+    assert_eq!(r.status, 200, "{}", challenges(&r));
+    assert_eq!(t.echo.requests(), 1);
+    t.nginx.assert_clean_log();
+}
+
+/// Keys and proofs of each algorithm the `dpop` library makes, with the JWS `alg` names it
+/// uses (`Ed25519`, RFC 9864, for EdDSA on Ed25519): the provider binds the token to the key,
+/// the gateway accepts the proof.
+#[test]
+fn library_proofs_of_each_algorithm_are_accepted() {
+    let t = Interop::start_dpop_with("phantom_token_dpop_algs ES256 EdDSA PS256 RS256;");
+    for (i, alg) in ["ES256", "Ed25519", "PS256", "RS256"]
+        .into_iter()
+        .enumerate()
+    {
+        let c = t.oidc.dpop_client_alg(alg, &t.api_url(), 1);
+        assert_eq!(jws_part(&c.get[0], 0)["alg"], alg);
+        let r = t.call_dpop(&c.token, &c.get[0]);
+        assert_eq!(
+            r.status,
+            200,
+            "{alg}: {}\n{}",
+            challenges(&r),
+            t.nginx.error_log()
+        );
+        assert_eq!(t.echo.requests(), i + 1);
+        let up = t.echo.last().unwrap();
+        assert!(up.header("dpop").is_none());
+        let jwt = up
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .expect("Bearer <JWT> upstream");
+        let payload = jws_part(jwt, 1);
+        assert_eq!(
+            payload["token_introspection"]["cnf"]["jkt"],
+            c.jkt.as_str(),
+            "{alg}: {payload}"
+        );
+    }
     t.nginx.assert_clean_log();
 }

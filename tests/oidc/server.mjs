@@ -5,6 +5,10 @@
 //
 // - client "api-client" / "api-secret": the API caller, grant client_credentials, opaque access
 //   tokens (no resource indicators, so oidc-provider issues opaque tokens);
+// - client "dpop-client" / "dpop-secret": like api-client, but registered with
+//   dpop_bound_access_tokens, so its token requests need a DPoP proof (RFC 9449) and its opaque
+//   tokens are DPoP-bound: token_type DPoP, and introspection answers cnf.jkt (features.dPoP is
+//   on by default; tests/oidc/dpop-client.mjs is that client);
 // - client "gateway" / "gateway-secret": the gateway, which introspects (RFC 7662) and gets
 //   RFC 9701 JWT introspection responses (introspection_signed_response_alg RS256) when it
 //   sends Accept: application/token-introspection+jwt;
@@ -43,6 +47,15 @@ const provider = new Provider(issuer, {
       scope: 'read write',
     },
     {
+      client_id: 'dpop-client',
+      client_secret: 'dpop-secret',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      scope: 'read write',
+      dpop_bound_access_tokens: true,
+    },
+    {
       client_id: 'gateway',
       client_secret: 'gateway-secret',
       grant_types: [],
@@ -60,10 +73,15 @@ const provider = new Provider(issuer, {
     // Only the gateway may introspect; any token of this provider.
     introspection: { enabled: true, allowedPolicy: async (ctx, client) => client.clientId === 'gateway' },
     jwtIntrospection: { enabled: true },
+    // On by default in oidc-provider 9; explicit because the DPoP tests depend on it. No nonces.
+    dPoP: { enabled: true },
     // A client may revoke its own tokens.
     revocation: { enabled: true, allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId },
   },
   ttl: { ClientCredentials: 600 },
+  // DPoP proofs the token endpoint accepts: the default (ES256, Ed25519, EdDSA) and the RSA
+  // algorithms, so that every algorithm the dpop library makes can be tried at the gateway.
+  enabledJWA: { dPoPSigningAlgValues: ['ES256', 'Ed25519', 'EdDSA', 'PS256', 'RS256'] },
 });
 
 let introspections = 0;
