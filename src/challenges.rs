@@ -13,7 +13,8 @@ pub fn of(conf: &LocConf, reject: &Reject) -> Vec<String> {
     let ch = &conf.challenges;
     let mode = conf.pop.dpop();
     let algs = conf.pop.algs_text();
-    let dpop = |error: Option<&str>, why: Option<&str>| dpop_challenge(&algs, error, why);
+    let realm = conf.realm.as_deref().unwrap_or("api");
+    let dpop = |error: Option<&str>, why: Option<&str>| dpop_challenge(realm, &algs, error, why);
     // Curity's module has no DPoP and no error parameters: its exact challenges only.
     let curity = conf.compat() == Compat::Curity;
     let bearer = match reject {
@@ -21,7 +22,7 @@ pub fn of(conf: &LocConf, reject: &Reject) -> Vec<String> {
         Reject::Unauthorized(Challenge::InvalidRequest) => &ch.invalid_request,
         Reject::Unauthorized(Challenge::InvalidToken) => &ch.invalid_token,
         Reject::Forbidden => &ch.insufficient_scope,
-        Reject::Dpop(d) if !curity => return dpop_rejection(mode, d, dpop),
+        Reject::Dpop(d) if !curity => return dpop_rejection(mode, d, realm, dpop),
         _ => return Vec::new(),
     };
     match (mode, reject) {
@@ -38,6 +39,7 @@ pub fn of(conf: &LocConf, reject: &Reject) -> Vec<String> {
 fn dpop_rejection(
     mode: DpopMode,
     reject: &DpopReject,
+    realm: &str,
     dpop: impl Fn(Option<&str>, Option<&str>) -> String,
 ) -> Vec<String> {
     match reject {
@@ -48,7 +50,7 @@ fn dpop_rejection(
         )],
         DpopReject::Binding(why) => vec![dpop(Some("invalid_token"), Some(why))],
         DpopReject::Downgrade if mode == DpopMode::On => vec![
-            bearer_error("invalid_token", "The token is DPoP-bound"),
+            bearer_error(realm, "invalid_token", "The token is DPoP-bound"),
             dpop(None, None),
         ],
         DpopReject::Downgrade | DpopReject::Required => {
@@ -58,7 +60,7 @@ fn dpop_rejection(
             )]
         }
         DpopReject::Ambiguous => vec![
-            bearer_error("invalid_request", "Bearer token with a DPoP proof"),
+            bearer_error(realm, "invalid_request", "Bearer token with a DPoP proof"),
             dpop(Some("invalid_request"), None),
         ],
     }

@@ -695,7 +695,7 @@ fn dpop_bound_token_sent_as_bearer_is_rejected() {
             ch.contains(r#"Bearer "#) && ch.contains(r#"error="invalid_token""#),
             "{ch}"
         );
-        assert!(ch.contains("DPoP algs="), "{ch}");
+        assert!(ch.contains("DPoP realm=\"api\", algs="), "{ch}");
     };
     check(&t.call(&bearer, None));
     assert_eq!(t.echo.requests(), 0);

@@ -144,7 +144,10 @@ fn a_rate_limited_introspection_is_a_429_with_retry_after() {
     }
     // limit_req at 5 r/s without burst lets one through per 200 ms.
     let allowed = 2 + (started.elapsed().as_secs_f64() * 5.0) as usize;
-    assert!(limited >= 1 && limited + ok == 30, "{ok} introspected, {limited} limited");
+    assert!(
+        limited >= 1 && limited + ok == 30,
+        "{ok} introspected, {limited} limited"
+    );
     assert!(
         s.ids.introspections() <= allowed,
         "{} reached the identity server, at most {allowed} allowed",

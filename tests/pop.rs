@@ -153,7 +153,7 @@ fn each_proof_failure_is_a_401_invalid_dpop_proof() {
         assert_eq!(r.status, 401, "{what}");
         let ch = challenge(&r);
         assert!(
-            ch.contains(r#"DPoP error="invalid_dpop_proof""#)
+            ch.contains(r#"DPoP realm="api", error="invalid_dpop_proof""#)
                 && ch.contains(r#"algs="ES256 RS256""#),
             "{what}: {ch}"
         );
@@ -190,14 +190,17 @@ fn binding_mismatch_and_bearer_downgrade_are_invalid_token() {
     let r = d.call(&token, &[&d.proof("GET", HTU, now(), &token)]);
     assert_eq!(r.status, 401);
     let ch = challenge(&r);
-    assert!(ch.contains(r#"DPoP error="invalid_token""#), "{ch}");
+    assert!(
+        ch.contains(r#"DPoP realm="api", error="invalid_token""#),
+        "{ch}"
+    );
     // The bound token sent as Bearer.
     let token = d.bound(&d.key.jkt());
     let r = d.s.get_bearer("/api", &token);
     assert_eq!(r.status, 401);
     let ch = challenge(&r);
     assert!(
-        ch.contains(r#"Bearer error="invalid_token""#) && ch.contains("DPoP algs"),
+        ch.contains(r#"Bearer realm="api", error="invalid_token""#) && ch.contains("DPoP realm"),
         "{ch}"
     );
     // An unbound token as Bearer still works with `on`.
@@ -221,12 +224,12 @@ fn required_mode_offers_only_dpop() {
     let d = Dpop::start("phantom_token_dpop required;");
     let r = d.s.get("/api", &[]);
     assert_eq!(r.status, 401);
-    assert_eq!(challenge(&r), r#"DPoP algs="ES256""#);
+    assert_eq!(challenge(&r), r#"DPoP realm="api", algs="ES256""#);
     let plain = d.s.ids.issue("read", 300);
     let r = d.s.get_bearer("/api", &plain);
     assert_eq!(r.status, 401);
     assert!(
-        challenge(&r).starts_with(r#"DPoP error="invalid_token""#),
+        challenge(&r).starts_with(r#"DPoP realm="api", error="invalid_token""#),
         "{}",
         challenge(&r)
     );
@@ -242,7 +245,10 @@ fn required_mode_offers_only_dpop() {
 fn on_mode_offers_both_schemes_when_there_is_no_token() {
     let d = Dpop::start("phantom_token_dpop on;");
     let r = d.s.get("/api", &[]);
-    assert_eq!(challenge(&r), r#"Bearer realm="api" | DPoP algs="ES256""#);
+    assert_eq!(
+        challenge(&r),
+        r#"Bearer realm="api" | DPoP realm="api", algs="ES256""#
+    );
 }
 
 #[test]

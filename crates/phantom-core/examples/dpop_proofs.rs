@@ -25,12 +25,22 @@ fn main() {
             key
         }
     };
-    let iat = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs() as i64;
+    let iat = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     writeln!(out, "{}", key.jkt()).expect("write");
     for i in 0..count {
         let proof = key
-            .proof("GET", htu, iat, &format!("bench-{iat}-{i}"), Some(token.as_bytes()), None)
+            .proof(
+                "GET",
+                htu,
+                iat,
+                &format!("bench-{iat}-{i}"),
+                Some(token.as_bytes()),
+                None,
+            )
             .expect("proof");
         writeln!(out, "{proof}").expect("write");
     }

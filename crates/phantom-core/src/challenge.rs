@@ -50,9 +50,17 @@ pub fn www_authenticate(realm: &str, scope: &str, error: Option<BearerError>) ->
     }
 }
 
-/// `DPoP [error="..", error_description="..", ]algs=".."` (RFC 9449 section 7.1).
-pub fn dpop_challenge(algs: &str, error: Option<&str>, description: Option<&str>) -> String {
+/// `DPoP [realm="..", ][error="..", error_description="..", ]algs=".."` (RFC 9449 7.1).
+pub fn dpop_challenge(
+    realm: &str,
+    algs: &str,
+    error: Option<&str>,
+    description: Option<&str>,
+) -> String {
     let mut params: Vec<String> = Vec::new();
+    if !realm.is_empty() {
+        params.push(format!("realm=\"{}\"", quote(realm)));
+    }
     if let Some(e) = error {
         params.push(format!("error=\"{}\"", quote(e)));
     }
@@ -63,10 +71,14 @@ pub fn dpop_challenge(algs: &str, error: Option<&str>, description: Option<&str>
     format!("DPoP {}", params.join(", "))
 }
 
-/// `Bearer error="invalid_token", error_description=".."` for a bound token sent as Bearer.
-pub fn bearer_error(error: &str, description: &str) -> String {
+/// `Bearer [realm="..", ]error="..", error_description=".."` (a bound token sent as Bearer).
+pub fn bearer_error(realm: &str, error: &str, description: &str) -> String {
+    let realm = match realm {
+        "" => String::new(),
+        r => format!("realm=\"{}\", ", quote(r)),
+    };
     format!(
-        "Bearer error=\"{}\", error_description=\"{}\"",
+        "Bearer {realm}error=\"{}\", error_description=\"{}\"",
         quote(error),
         quote(description)
     )
@@ -110,9 +122,17 @@ mod tests {
 
     #[test]
     fn dpop_challenges() {
-        assert_eq!(dpop_challenge("ES256", None, None), r#"DPoP algs="ES256""#);
+        assert_eq!(
+            dpop_challenge("", "ES256", None, None),
+            r#"DPoP algs="ES256""#
+        );
+        assert_eq!(
+            dpop_challenge("api", "ES256", None, None),
+            r#"DPoP realm="api", algs="ES256""#
+        );
         assert_eq!(
             dpop_challenge(
+                "",
                 "ES256 RS256",
                 Some("invalid_dpop_proof"),
                 Some("bad \"htu\"")
@@ -120,8 +140,8 @@ mod tests {
             r#"DPoP error="invalid_dpop_proof", error_description="bad \"htu\"", algs="ES256 RS256""#
         );
         assert_eq!(
-            bearer_error("invalid_token", "The token is DPoP-bound"),
-            r#"Bearer error="invalid_token", error_description="The token is DPoP-bound""#
+            bearer_error("api", "invalid_token", "The token is DPoP-bound"),
+            r#"Bearer realm="api", error="invalid_token", error_description="The token is DPoP-bound""#
         );
     }
 
