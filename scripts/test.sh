@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests of the pure crates and the integration tests,
 # which start the real nginx with the module, the development identity server and an echo API,
-# and the interoperability tests against oidc-provider (Node.js, installed by scripts/oidc-provider.sh).
+# and the interoperability tests against oidc-provider and the dpop client library (Node.js,
+# installed by scripts/oidc-provider.sh).
 #
 # Against another nginx (e.g. Debian's), set NGINX_BUILD_DIR to its configured objs
 # directory and TEST_NGINX_BINARY to the binary (see README, "Distribution nginx").
