@@ -142,10 +142,10 @@ fn decide_body(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome 
         }
         Verdict::Active { jwt, info } => {
             reply.exp = info.exp;
-            Outcome::Decided(Entry::Active {
-                jwt: Rc::from(jwt.as_slice()),
-                scope: Rc::from(info.scope.as_str()),
-            })
+            Outcome::Decided(Entry::active(
+                Rc::from(jwt.as_slice()),
+                Rc::from(info.scope.as_str()),
+            ))
         }
         Verdict::Inactive => Outcome::Decided(Entry::Inactive),
         Verdict::Invalid(reason) => {

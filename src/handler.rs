@@ -430,15 +430,19 @@ fn inactive(ctx: &Ctx) -> Reject {
 
 /// The token's binding to the request (DPoP key, client certificate), then the proof is
 /// remembered against replay: the last checks before a grant.
-fn bound(request: &Request, conf: &LocConf, ctx: &mut Ctx, jwt: &[u8]) -> Result<(), Reject> {
+fn bound(
+    request: &Request,
+    conf: &LocConf,
+    ctx: &mut Ctx,
+    jwt: &[u8],
+    binding: &core::cell::OnceCell<phantom_core::dpop::Binding>,
+) -> Result<(), Reject> {
     if !conf.pop.binds() {
         return Ok(());
     }
-    let claims = ctx
-        .claims
-        .get_or_insert_with(|| crate::variables::claims_of(jwt));
-    let binding = phantom_core::dpop::binding(claims);
-    pop::check_binding(request, conf, ctx.proof.as_ref(), &binding)?;
+    let binding =
+        binding.get_or_init(|| phantom_core::dpop::binding(&crate::variables::claims_of(jwt)));
+    pop::check_binding(request, conf, ctx.proof.as_ref(), binding)?;
     if let (Some(proof), Some(zone)) = (&ctx.proof, zone(request, conf)) {
         if !ctx.proof_remembered {
             pop::remember(request, conf, zone, proof)?;
@@ -451,7 +455,12 @@ fn bound(request: &Request, conf: &LocConf, ctx: &mut Ctx, jwt: &[u8]) -> Result
 /// Checks required scopes, then puts `Bearer <JWT>` into the upstream request.
 fn grant(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, entry: Entry) -> Step {
     let r: *mut ngx_http_request_t = request.into();
-    let Entry::Active { jwt, scope } = &entry else {
+    let Entry::Active {
+        jwt,
+        scope,
+        binding,
+    } = &entry
+    else {
         return DECLINED;
     };
     if let Some(required) = &conf.required_scopes {
@@ -479,7 +488,7 @@ fn grant(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, entry: Entry) -> 
             return Step::Reject(Reject::Unauthorized(Challenge::InvalidToken));
         }
     }
-    if let Err(reject) = bound(request, conf, ctx, jwt) {
+    if let Err(reject) = bound(request, conf, ctx, jwt, binding) {
         return Step::Reject(reject);
     }
     let fill = |buf: &mut [u8]| {

@@ -6,7 +6,7 @@ mod l1;
 mod zone;
 
 use core::ffi::{c_char, c_void};
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
 use nginx_sys::{ngx_command_t, ngx_conf_t, NGX_LOG_EMERG};
@@ -14,6 +14,7 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ngx_conf_log_error;
 
 use crate::config::{args, parse_seconds, parse_size, MainConf};
+use phantom_core::dpop::Binding;
 
 pub use zone::{ReplayError, Stale, Stored, Usage, Zone};
 
@@ -65,8 +66,24 @@ const PENDING_MS: i64 = 5000;
 /// A cached introspection result.
 #[derive(Clone, Debug)]
 pub enum Entry {
-    Active { jwt: Rc<[u8]>, scope: Rc<str> },
+    Active {
+        jwt: Rc<[u8]>,
+        scope: Rc<str>,
+        /// The JWT's confirmation claims, read once per entry in this worker (L1 hits
+        /// share it), only where a location checks bindings.
+        binding: Rc<OnceCell<Binding>>,
+    },
     Inactive,
+}
+
+impl Entry {
+    pub fn active(jwt: Rc<[u8]>, scope: Rc<str>) -> Entry {
+        Entry::Active {
+            jwt,
+            scope,
+            binding: Rc::default(),
+        }
+    }
 }
 
 /// One `phantom_token_cache_zone`: its parameters, its shared zone and this worker's L1.

@@ -327,9 +327,9 @@ pub unsafe fn read_entry(node: *const Node) -> Entry {
         for i in jwt_len..jwt_len + scope_len {
             scope.push(*at(i));
         }
-        Entry::Active {
-            jwt: jwt.assume_init(),
-            scope: Rc::from(String::from_utf8_lossy(&scope).as_ref()),
-        }
+        Entry::active(
+            jwt.assume_init(),
+            Rc::from(String::from_utf8_lossy(&scope).as_ref()),
+        )
     }
 }

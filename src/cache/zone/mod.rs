@@ -315,7 +315,7 @@ impl Zone {
         now_ms: i64,
     ) -> Stored {
         let (jwt, scope): (&[u8], &[u8]) = match entry {
-            Entry::Active { jwt, scope } => (jwt, scope.as_bytes()),
+            Entry::Active { jwt, scope, .. } => (jwt, scope.as_bytes()),
             Entry::Inactive => (&[], &[]),
         };
         let need = size_of::<Node>() + jwt.len() + scope.len();
