@@ -1,6 +1,8 @@
 //! The development identity server: issues opaque tokens and introspects them into JWTs.
 //!
-//! `POST /oauth/token` (client_credentials), `POST /oauth/introspect` (Basic client auth;
+//! `POST /oauth/token` (client_credentials; with a `DPoP` proof the token is DPoP-bound,
+//! RFC 9449 §5, and the development-only form parameter `cnf_x5t_s256` binds it to a client
+//! certificate's thumbprint, RFC 8705), `POST /oauth/introspect` (Basic client auth;
 //! `Accept: application/jwt` -> JWT or 204, `application/token-introspection+jwt` -> RFC 9701,
 //! otherwise RFC 7662 JSON with a `jwt` member), `GET /health`, and `/admin/fault`,
 //! `/admin/stats` to script failures.
@@ -14,6 +16,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+
+use phantom_core::dpop::{self, Alg, ProofInput};
 
 use crate::http::{Recorded, Reply};
 use crate::jwt;
@@ -59,7 +63,21 @@ struct Token {
     iat: i64,
     sub: String,
     claims: Map<String, Value>,
+    /// The token's `cnf` claim (RFC 7800): `jkt` for DPoP, `x5t#S256` for a certificate;
+    /// empty for a Bearer token.
+    cnf: Map<String, Value>,
     revoked: bool,
+}
+
+impl Token {
+    /// Whether the token is DPoP-bound (`token_type` `DPoP`, RFC 9449 §5 and §6.2).
+    fn token_type(&self) -> &'static str {
+        if self.cnf.contains_key("jkt") {
+            "DPoP"
+        } else {
+            "bearer"
+        }
+    }
 }
 
 struct State {
@@ -208,6 +226,7 @@ fn insert(s: &mut State, token: &str, scope: &str, lifetime: u64) {
         iat,
         sub,
         claims: Map::new(),
+        cnf: Map::new(),
         revoked: false,
     };
     s.tokens.insert(token.to_string(), t);
@@ -296,11 +315,100 @@ fn token_endpoint(state: &Mutex<State>, req: &Recorded) -> Reply {
         .get("scope")
         .cloned()
         .unwrap_or_else(|| "read".into());
+    let cnf = match confirmation(req, &fields) {
+        Ok(cnf) => cnf,
+        Err(reply) => return reply,
+    };
     let lifetime = s.config.token_lifetime;
     let token = new_token();
     insert(&mut s, &token, &scope, lifetime);
-    Reply::json(200, &json!({ "access_token": token, "token_type": "bearer", "expires_in": lifetime, "scope": scope }))
+    let mut token_type = "bearer";
+    if let Some(t) = s.tokens.get_mut(&token) {
+        t.cnf = cnf;
+        token_type = t.token_type();
+    }
+    Reply::json(200, &json!({ "access_token": token, "token_type": token_type, "expires_in": lifetime, "scope": scope }))
         .with("Cache-Control", "no-store")
+}
+
+/// Algorithms the token endpoint accepts in DPoP proofs.
+pub const DPOP_ALGS: [Alg; 4] = [Alg::Es256, Alg::Rs256, Alg::Ps256, Alg::EdDsa];
+/// Maximum age in seconds of a DPoP proof at the token endpoint.
+pub const DPOP_WINDOW: u64 = 60;
+
+/// The `cnf` claim of a token requested with `req`: `jkt` of the key of a valid `DPoP` proof
+/// (RFC 9449 §5), `x5t#S256` from the form parameter `cnf_x5t_s256`. The latter is for
+/// development only: it lets a demo bind a token to a certificate without TLS; a real
+/// authorization server takes the thumbprint from the mutual-TLS connection (RFC 8705 §3).
+fn confirmation(
+    req: &Recorded,
+    fields: &HashMap<String, String>,
+) -> Result<Map<String, Value>, Reply> {
+    let mut cnf = Map::new();
+    let proofs: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("dpop"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    match proofs.as_slice() {
+        [] => {}
+        [proof] => {
+            let jkt = verify_token_request_proof(req, proof).map_err(|why| {
+                Reply::json(
+                    400,
+                    &json!({ "error": "invalid_dpop_proof", "error_description": why }),
+                )
+            })?;
+            cnf.insert("jkt".into(), jkt.into());
+        }
+        _ => {
+            return Err(Reply::json(
+                400,
+                &json!({ "error": "invalid_dpop_proof", "error_description": "more than one DPoP header" }),
+            ))
+        }
+    }
+    if let Some(x5t) = fields.get("cnf_x5t_s256") {
+        if x5t.is_empty() {
+            return Err(Reply::json(
+                400,
+                &json!({ "error": "invalid_request", "error_description": "cnf_x5t_s256 is empty" }),
+            ));
+        }
+        cnf.insert("x5t#S256".into(), x5t.clone().into());
+    }
+    Ok(cnf)
+}
+
+/// Verifies a token request's proof (`htm` POST, `htu` this endpoint as the client addressed
+/// it, no `ath`) and returns the RFC 7638 thumbprint of its key.
+fn verify_token_request_proof(req: &Recorded, proof: &str) -> Result<String, String> {
+    let host = req.header("host").unwrap_or("");
+    let path = req.target.split('?').next().unwrap_or("");
+    let url = format!("http://{host}{path}");
+    let input = ProofInput {
+        proof: proof.as_bytes(),
+        method: req.method.as_bytes(),
+        url: &url,
+        token: b"",
+        now: now(),
+        window: DPOP_WINDOW,
+        algs: &DPOP_ALGS,
+        nonce_key: None,
+    };
+    dpop::verify_proof(&input).map_err(|e| e.to_string())?;
+    // The signature verified with the header's `jwk`: the token is bound to that key.
+    let header = proof
+        .split('.')
+        .next()
+        .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|h| serde_json::from_slice::<Map<String, Value>>(&h).ok())
+        .ok_or("DPoP proof header is not a JSON object")?;
+    match header.get("jwk") {
+        Some(Value::Object(jwk)) => dpop::thumbprint(jwk).map_err(str::to_string),
+        _ => Err("DPoP proof has no jwk header".into()),
+    }
 }
 
 fn set_fault(state: &Mutex<State>, req: &Recorded) -> Reply {
@@ -387,6 +495,9 @@ fn access_claims(cfg: &IdConfig, port: u64, t: &Token) -> Map<String, Value> {
     c.insert("iat".into(), t.iat.into());
     c.insert("exp".into(), t.exp.into());
     c.insert("jti".into(), new_token().into());
+    if !t.cnf.is_empty() {
+        c.insert("cnf".into(), Value::Object(t.cnf.clone()));
+    }
     c.extend(t.claims.clone());
     c
 }
@@ -404,7 +515,7 @@ fn answer(cfg: &IdConfig, port: u64, active: Option<&Token>, accept: &str, now: 
             Some(t) => {
                 let mut o = access_claims(cfg, port, t);
                 o.insert("active".into(), true.into());
-                o.insert("token_type".into(), "bearer".into());
+                o.insert("token_type".into(), t.token_type().into());
                 Value::Object(o)
             }
             None => json!({ "active": false }),
@@ -434,7 +545,7 @@ fn answer(cfg: &IdConfig, port: u64, active: Option<&Token>, accept: &str, now: 
     }
     let mut o = access_claims(cfg, port, t);
     o.insert("active".into(), true.into());
-    o.insert("token_type".into(), "bearer".into());
+    o.insert("token_type".into(), t.token_type().into());
     o.insert("jwt".into(), access.into());
     cache(Reply::json(200, &Value::Object(o)), t)
 }

@@ -2,7 +2,11 @@
 //!
 //! Both serve real HTTP/1.1 on 127.0.0.1 with one thread per connection; the identity
 //! server can be told to fail in the ways a gateway must survive.
+//!
+//! The identity server issues DPoP-bound tokens for requests with a valid `DPoP` proof, and
+//! [`client`] makes proofs (the `phantom-devsvr dpop-proof` command of the demo).
 
+pub mod client;
 mod echo;
 mod http;
 mod idsvr;
@@ -11,7 +15,7 @@ mod serve;
 
 pub use echo::EchoServer;
 pub use http::Recorded;
-pub use idsvr::{Fault, IdConfig, IdServer};
+pub use idsvr::{Fault, IdConfig, IdServer, DPOP_ALGS, DPOP_WINDOW};
 pub use jwt::DEV_KEY;
 
 /// Decodes a JWT payload without verifying it (a test helper).

@@ -1,19 +1,31 @@
-//! `phantom-devsvr idsvr|echo [options]`: the development servers as a program.
+//! `phantom-devsvr idsvr|echo [options]`: the development servers as a program;
+//! `phantom-devsvr dpop-proof ...`: DPoP proofs for the demo's curl commands.
 
+use std::path::Path;
 use std::process::exit;
 
+use devsvr::client::{load_or_create_key, proof_now};
 use devsvr::{EchoServer, IdConfig, IdServer};
 
 const USAGE: &str = "usage:
   phantom-devsvr idsvr [--listen 127.0.0.1:8443] [--client-id gateway] [--client-secret secret]
                        [--lifetime 300] [--jwt-size 0]
-  phantom-devsvr echo  [--listen 127.0.0.1:9000]";
+  phantom-devsvr echo  [--listen 127.0.0.1:9000]
+  phantom-devsvr dpop-proof --key <file> --htm <method> --htu <url> [--token <access token>]
+                            [--nonce <server nonce>]
+  phantom-devsvr dpop-proof --key <file> --jkt
+      Prints a DPoP proof (RFC 9449) signed with the ES256 key in <file> (PKCS#8, base64;
+      created if missing), or the key's thumbprint (the cnf.jkt of tokens bound to it).";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((cmd, opts)) = args.split_first() else {
         fail("missing command")
     };
+    if cmd == "dpop-proof" {
+        dpop_proof(opts);
+        return;
+    }
     let mut listen = None;
     let mut cfg = IdConfig::default();
     for pair in opts.chunks(2) {
@@ -49,6 +61,44 @@ fn main() {
     println!("listening on {addr}");
     loop {
         std::thread::park();
+    }
+}
+
+/// `dpop-proof`: prints a proof, or with `--jkt` the key's thumbprint.
+fn dpop_proof(opts: &[String]) {
+    let (mut key, mut htm, mut htu, mut token, mut nonce) = (None, None, None, None, None);
+    let mut jkt = false;
+    let mut it = opts.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--jkt" {
+            jkt = true;
+            continue;
+        }
+        let slot = match flag.as_str() {
+            "--key" => &mut key,
+            "--htm" => &mut htm,
+            "--htu" => &mut htu,
+            "--token" => &mut token,
+            "--nonce" => &mut nonce,
+            _ => fail(&format!("unknown option {flag}")),
+        };
+        let Some(value) = it.next() else {
+            fail(&format!("{flag} needs a value"))
+        };
+        *slot = Some(value.clone());
+    }
+    let key = key.unwrap_or_else(|| fail("dpop-proof needs --key"));
+    let key = load_or_create_key(Path::new(&key)).unwrap_or_else(|e| fail(&e));
+    if jkt {
+        println!("{}", key.jkt());
+        return;
+    }
+    let (Some(htm), Some(htu)) = (htm, htu) else {
+        fail("dpop-proof needs --htm and --htu (or --jkt)")
+    };
+    match proof_now(&key, &htm, &htu, token.as_deref(), nonce.as_deref()) {
+        Ok(proof) => println!("{proof}"),
+        Err(e) => fail(&format!("cannot sign: {e}")),
     }
 }
 
