@@ -18,7 +18,7 @@ trap 'stop "$dir/gw"; stop "$dir/be"' EXIT
 declare -A rps cpu
 
 cat >"$dir/fill.lua" <<'LUA'
-local prefix, n, i = os.getenv("PREFIX"), tonumber(os.getenv("N")), 0
+local prefix, n, i = os.getenv("PREFIX"), tonumber(os.getenv("N")), tonumber(os.getenv("START"))
 request = function()
   i = i % n + 1
   return wrk.format(nil, "/hit", { Authorization = "Bearer " .. prefix .. i })
@@ -39,12 +39,15 @@ plain='location /plain { proxy_pass http://api; }'
 status='location = /metrics { phantom_token_status; }'
 entries() { curl -s "$url/metrics" | awk -v z="$1" '$1 == "phantom_token_zone_entries{zone=\"" z "\"}" {print $2}'; }
 
-# fill <prefix> <n> <zone>: requests the n tokens until the zone holds them all.
+# fill <prefix> <n> <zone>: requests the n tokens, each round going on where the zone's count
+# stands, until the zone holds them all.
 fill() {
-  local rounds=0
-  while [ "$(entries "$3")" -lt "$2" ] && [ $rounds -lt 60 ]; do
-    PREFIX=$1 N=$2 taskset -c 1 wrk -t1 -c32 -d5s -s "$dir/fill.lua" "$url" >/dev/null
+  local rounds=0 base held=0
+  base=$(entries "$3")
+  while [ "$held" -lt "$2" ] && [ $rounds -lt 100 ]; do
+    START=$held PREFIX=$1 N=$2 taskset -c 1 wrk -t1 -c32 -d5s -s "$dir/fill.lua" "$url" >/dev/null
     rounds=$((rounds + 1))
+    held=$(($(entries "$3") - base))
   done
 }
 
@@ -62,7 +65,7 @@ stop "$dir/gw"
 
 echo "== density: 1 KiB JWTs in a 10 MiB zone"
 gateway "$dir/gw" "phantom_token_cache_zone z:10m;" "$hit $status"
-PREFIX=d N=40000 taskset -c 1 wrk -t1 -c32 -d6s -s "$dir/fill.lua" "$url" >/dev/null
+START=0 PREFIX=d N=40000 taskset -c 1 wrk -t1 -c32 -d6s -s "$dir/fill.lua" "$url" >/dev/null
 dense=$(entries z)
 stop "$dir/gw"
 
