@@ -531,19 +531,24 @@ fn an_identity_server_rejecting_the_token_is_a_401() {
     );
 }
 
-#[test]
-fn no_store_anywhere_in_cache_control_is_not_cached_and_says_why() {
+/// A cached location whose identity server sends `cache_control` on introspection responses.
+fn cached_with_cache_control(cache_control: &str, introspect: &str, workers: usize) -> Stack {
     let cfg = IdConfig {
-        cache_control: Some("max-age=abc, no-store".into()),
+        cache_control: Some(cache_control.into()),
         ..IdConfig::default()
     };
-    let s = Stack::with_workers(
-        1,
+    Stack::with_workers(
+        workers,
         cfg,
         "phantom_token_cache_zone c:1m;",
         "phantom_token_cache c; add_header X-Cache $phantom_token_cache_status always;",
-        "",
-    );
+        introspect,
+    )
+}
+
+#[test]
+fn no_store_anywhere_in_cache_control_is_not_cached_and_says_why() {
+    let s = cached_with_cache_control("max-age=abc, no-store", "", 1);
     let token = s.ids.issue("read", 300);
     for _ in 0..3 {
         let r = s.get_bearer("/", &token);
@@ -563,16 +568,7 @@ fn no_store_anywhere_in_cache_control_is_not_cached_and_says_why() {
 
 #[test]
 fn hiding_cache_control_caches_until_exp() {
-    let cfg = IdConfig {
-        cache_control: Some("no-store".into()),
-        ..IdConfig::default()
-    };
-    let s = Stack::with_ids(
-        cfg,
-        "phantom_token_cache_zone c:1m;",
-        "phantom_token_cache c; add_header X-Cache $phantom_token_cache_status always;",
-        "proxy_hide_header Cache-Control;",
-    );
+    let s = cached_with_cache_control("no-store", "proxy_hide_header Cache-Control;", 2);
     let token = s.ids.issue("read", 300);
     assert_eq!(s.get_bearer("/", &token).header("x-cache"), Some("MISS"));
     assert_eq!(s.get_bearer("/", &token).header("x-cache"), Some("HIT"));
