@@ -29,6 +29,10 @@ pub fn check_request(
     zone: Option<&ZoneConf>,
 ) -> Result<Option<Verified>, Reject> {
     let mode = conf.pop.dpop();
+    // The common case, DPoP off: no header scan on the hot path (the scheme is Bearer then).
+    if mode == DpopMode::Off {
+        return Ok(None);
+    }
     let r: *const ngx_http_request_t = request.into();
     // SAFETY: r is the valid request the handler runs for.
     let proofs: Vec<&[u8]> =
