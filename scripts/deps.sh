@@ -2,7 +2,7 @@
 # Installs the Debian packages the build and tests need, if any is missing.
 # Usage: scripts/deps.sh [extra-package ...]
 set -euo pipefail
-pkgs=(libclang-dev libssl-dev libpcre2-dev zlib1g-dev curl pkg-config wrk openssl "$@")
+pkgs=(libclang-dev libssl-dev libpcre2-dev zlib1g-dev curl pkg-config wrk openssl redis-server "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
