@@ -4,8 +4,9 @@
 //! RFC 9449 §5, and the development-only form parameter `cnf_x5t_s256` binds it to a client
 //! certificate's thumbprint, RFC 8705), `POST /oauth/introspect` (Basic client auth;
 //! `Accept: application/jwt` -> JWT or 204, `application/token-introspection+jwt` -> RFC 9701,
-//! otherwise RFC 7662 JSON with a `jwt` member), `GET /health`, and `/admin/fault`,
-//! `/admin/stats` to script failures.
+//! otherwise RFC 7662 JSON with a `jwt` member), `POST /oauth/revoke` (RFC 7009; the
+//! revocation is then announced to the configured purge URLs), `GET /health`, and
+//! `/admin/fault`, `/admin/stats` to script failures.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use phantom_core::dpop::{self, Alg, ProofInput};
 
 use crate::http::{Recorded, Reply};
 use crate::jwt;
+use crate::purge;
 use crate::serve::{Action, Server};
 
 #[derive(Clone, Debug)]
@@ -33,6 +35,9 @@ pub struct IdConfig {
     pub jwt_size: usize,
     /// `None`: `max-age=<remaining lifetime>`; `Some("")`: no header; `Some(v)`: `v`.
     pub cache_control: Option<String>,
+    /// Plain `http://host:port/path` URLs told of each revocation (`POST`, form body
+    /// `token=<token>`), e.g. gateways' purge locations; empty: none.
+    pub purge_urls: Vec<String>,
 }
 
 impl Default for IdConfig {
@@ -43,6 +48,7 @@ impl Default for IdConfig {
             token_lifetime: 300,
             jwt_size: 0,
             cache_control: None,
+            purge_urls: Vec::new(),
         }
     }
 }
@@ -86,6 +92,8 @@ struct State {
     tokens: HashMap<String, Token>,
     introspections: usize,
     last: Option<Recorded>,
+    /// Each purge notification sent: URL and status code or error.
+    purges: Vec<(String, Result<u16, String>)>,
 }
 
 pub struct IdServer {
@@ -125,6 +133,7 @@ impl IdServer {
             tokens: HashMap::new(),
             introspections: 0,
             last: None,
+            purges: Vec::new(),
         }));
         let server = listen(addr, &state)?;
         let addr = server.addr();
@@ -175,12 +184,16 @@ impl IdServer {
         });
     }
 
+    /// Revokes a token as `POST /oauth/revoke` does: introspection answers inactive from
+    /// now on, and if the token is known the purge URLs are told (before this returns).
     pub fn revoke(&self, token: &str) {
-        self.with(|s| {
-            if let Some(t) = s.tokens.get_mut(token) {
-                t.revoked = true;
-            }
-        });
+        revoke_and_purge(&self.state, token);
+    }
+
+    /// The purge notifications sent so far, in order: URL and the response's status code,
+    /// or why none was received.
+    pub fn purge_results(&self) -> Vec<(String, Result<u16, String>)> {
+        self.with(|s| s.purges.clone())
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -237,6 +250,7 @@ fn route(state: &Mutex<State>, port: u64, req: &Recorded) -> Action {
     match (req.method.as_str(), path) {
         ("POST", "/oauth/introspect") => introspect(state, port, req),
         ("POST", "/oauth/token") => Action::Reply(token_endpoint(state, req)),
+        ("POST", "/oauth/revoke") => Action::Reply(revoke_endpoint(state, req)),
         ("POST", "/admin/fault") => Action::Reply(set_fault(state, req)),
         ("GET", "/admin/stats") => {
             let n = state.lock().map(|s| s.introspections).unwrap_or(0);
@@ -329,6 +343,52 @@ fn token_endpoint(state: &Mutex<State>, req: &Recorded) -> Reply {
     }
     Reply::json(200, &json!({ "access_token": token, "token_type": token_type, "expires_in": lifetime, "scope": scope }))
         .with("Cache-Control", "no-store")
+}
+
+/// `POST /oauth/revoke` (RFC 7009): 200 with an empty body, also for unknown tokens
+/// (`token_type_hint` is ignored: there are only access tokens).
+fn revoke_endpoint(state: &Mutex<State>, req: &Recorded) -> Reply {
+    let fields = form(&req.body);
+    let client = {
+        let s = state.lock().unwrap_or_else(|e| e.into_inner());
+        client_ok(&s.config, req, &fields)
+    };
+    if !client {
+        return Reply::json(401, &json!({ "error": "invalid_client" }))
+            .with("WWW-Authenticate", "Basic realm=\"idsvr\"");
+    }
+    let Some(token) = fields.get("token").filter(|t| !t.is_empty()) else {
+        return Reply::json(400, &json!({ "error": "invalid_request" }));
+    };
+    revoke_and_purge(state, token);
+    Reply::empty(200).with("Cache-Control", "no-store")
+}
+
+/// Marks `token` revoked; if it is known, `POST`s it to each purge URL, without holding the
+/// lock (a gateway may introspect meanwhile), and records the results. Failures are logged
+/// and never fail the revocation.
+fn revoke_and_purge(state: &Mutex<State>, token: &str) {
+    let urls = {
+        let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
+        let s = &mut *guard;
+        match s.tokens.get_mut(token) {
+            Some(t) => {
+                t.revoked = true;
+                s.config.purge_urls.clone()
+            }
+            None => return,
+        }
+    };
+    for url in urls {
+        let result = purge::notify(&url, token);
+        match &result {
+            Ok(code) if (200..300).contains(code) => {}
+            Ok(code) => eprintln!("phantom-devsvr: purge {url}: status {code}"),
+            Err(e) => eprintln!("phantom-devsvr: purge {url}: {e}"),
+        }
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.purges.push((url, result));
+    }
 }
 
 /// Algorithms the token endpoint accepts in DPoP proofs.

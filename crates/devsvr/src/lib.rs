@@ -11,6 +11,7 @@ mod echo;
 mod http;
 mod idsvr;
 mod jwt;
+mod purge;
 mod serve;
 
 pub use echo::EchoServer;
