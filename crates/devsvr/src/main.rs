@@ -9,7 +9,9 @@ use devsvr::{EchoServer, IdConfig, IdServer};
 
 const USAGE: &str = "usage:
   phantom-devsvr idsvr [--listen 127.0.0.1:8443] [--client-id gateway] [--client-secret secret]
-                       [--lifetime 300] [--jwt-size 0]
+                       [--lifetime 300] [--jwt-size 0] [--purge-url http://host:port/path]...
+      --purge-url (repeatable; also PHANTOM_DEVSVR_PURGE_URLS, comma-separated): revocations
+      at POST /oauth/revoke are announced there (POST, form body token=<token>).
   phantom-devsvr echo  [--listen 127.0.0.1:9000]
   phantom-devsvr dpop-proof --key <file> --htm <method> --htu <url> [--token <access token>]
                             [--nonce <server nonce>]
@@ -28,6 +30,14 @@ fn main() {
     }
     let mut listen = None;
     let mut cfg = IdConfig::default();
+    if let Ok(urls) = std::env::var("PHANTOM_DEVSVR_PURGE_URLS") {
+        cfg.purge_urls.extend(
+            urls.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(String::from),
+        );
+    }
     for pair in opts.chunks(2) {
         let [flag, value] = pair else {
             fail(&format!("{} needs a value", pair[0]))
@@ -38,11 +48,22 @@ fn main() {
             "--client-secret" => cfg.client_secret = value.clone(),
             "--lifetime" => cfg.token_lifetime = number(flag, value),
             "--jwt-size" => cfg.jwt_size = number(flag, value) as usize,
+            "--purge-url" => {
+                if !value.starts_with("http://") {
+                    fail(&format!(
+                        "--purge-url needs a plain http:// URL, got {value}"
+                    ))
+                }
+                cfg.purge_urls.push(value.clone())
+            }
             _ => fail(&format!("unknown option {flag}")),
         }
     }
     let addr = match cmd.as_str() {
         "idsvr" => {
+            for url in &cfg.purge_urls {
+                eprintln!("phantom-devsvr: revocations are announced to {url}");
+            }
             let s = IdServer::start_on(listen.as_deref().unwrap_or("127.0.0.1:8443"), cfg);
             let s = s.unwrap_or_else(|e| fail(&format!("cannot listen: {e}")));
             let a = s.addr();
