@@ -15,6 +15,7 @@ pub mod index;
 pub mod introspection;
 pub mod jwt;
 pub mod metrics;
+pub mod purge;
 pub mod scope;
 pub mod source;
 pub mod token;

@@ -4,10 +4,14 @@
 //! - [`keys`]: the key file (HMAC and seal keys, Redis credentials) and HMAC'd Redis key names,
 //!   so Redis never sees a token, subject or client id.
 //! - [`seal`]: values sealed with ChaCha20-Poly1305 and bound to their Redis key name.
+//! - [`notice`]: sealed purge notices on a Redis stream, and the `XADD` / `XREAD` around them.
+//! - [`tombstones`]: a fixed ring of recent purges, plain data for nginx shared memory.
 //!
 //! Nothing here does I/O; everything is total over untrusted input (replies from Redis, values
 //! read back from Redis), which may come from a compromised or confused server.
 
 pub mod keys;
+pub mod notice;
 pub mod resp;
 pub mod seal;
+pub mod tombstones;

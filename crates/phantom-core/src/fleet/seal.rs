@@ -143,11 +143,11 @@ fn encode(value: &Sealed, out: &mut Vec<u8>) -> Result<(), SealError> {
     Ok(())
 }
 
-/// A bounds-checked reader over the plaintext.
-struct Reader<'a>(&'a [u8]);
+/// A bounds-checked reader over a plaintext (also used by purge notices).
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], OpenError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], OpenError> {
         if n > self.0.len() {
             return Err(OpenError::BadPlaintext);
         }
@@ -156,13 +156,13 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], OpenError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], OpenError> {
         self.take(N)?
             .try_into()
             .map_err(|_| OpenError::BadPlaintext)
     }
 
-    fn bytes_u32(&mut self) -> Result<&'a [u8], OpenError> {
+    pub(crate) fn bytes_u32(&mut self) -> Result<&'a [u8], OpenError> {
         let n = u32::from_be_bytes(self.array()?);
         let n = usize::try_from(n).map_err(|_| OpenError::BadPlaintext)?;
         self.take(n)
@@ -244,18 +244,37 @@ fn seal_plaintext(
     Ok(out)
 }
 
-/// Seals `value` for the Redis key `redis_key` under the key file's first seal key.
-pub fn seal(keys: &KeyFile, redis_key: &str, value: &Sealed) -> Result<Vec<u8>, SealError> {
+/// Seals any plaintext in the version 1 envelope, bound to `redis_key`, under the key file's
+/// first seal key. Shared with purge notices, which differ only in their plaintext.
+pub(crate) fn seal_bytes(
+    keys: &KeyFile,
+    redis_key: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
     let Some(sk) = keys.seal_keys().first() else {
         return Err(SealError::Crypto); // parse_key_file guarantees one; never reached
     };
+    seal_plaintext(&sk.kid, &sk.key, redis_key, plaintext)
+}
+
+/// Seals `value` for the Redis key `redis_key` under the key file's first seal key.
+pub fn seal(keys: &KeyFile, redis_key: &str, value: &Sealed) -> Result<Vec<u8>, SealError> {
     let mut plain = Vec::with_capacity(17 + 32 + 8 + value.scope.len() + value.jwt.len());
     encode(value, &mut plain)?;
-    seal_plaintext(&sk.kid, &sk.key, redis_key, &plain)
+    seal_bytes(keys, redis_key, &plain)
 }
 
 /// Opens a value read from the Redis key `redis_key` with any seal key the key file lists.
 pub fn open(keys: &KeyFile, redis_key: &str, bytes: &[u8]) -> Result<Sealed, OpenError> {
+    decode(&open_bytes(keys, redis_key, bytes)?)
+}
+
+/// Opens a version 1 envelope bound to `redis_key` and returns its authentic plaintext.
+pub(crate) fn open_bytes(
+    keys: &KeyFile,
+    redis_key: &str,
+    bytes: &[u8],
+) -> Result<Vec<u8>, OpenError> {
     let (&ver, rest) = bytes.split_first().ok_or(OpenError::BadEnvelope)?;
     let (&kid_len, rest) = rest.split_first().ok_or(OpenError::BadEnvelope)?;
     let kid_len = usize::from(kid_len);
@@ -272,15 +291,17 @@ pub fn open(keys: &KeyFile, redis_key: &str, bytes: &[u8]) -> Result<Sealed, Ope
     let header = bytes.get(..2 + kid_len).ok_or(OpenError::BadEnvelope)?;
     let aad = aad(header, redis_key);
     let mut buf = sealed.to_vec();
-    let plain = sk
+    let plain_len = sk
         .key
         .open_in_place(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(&aad),
             &mut buf,
         )
-        .map_err(|_| OpenError::Auth)?;
-    decode(plain)
+        .map_err(|_| OpenError::Auth)?
+        .len();
+    buf.truncate(plain_len);
+    Ok(buf)
 }
 
 #[cfg(test)]
