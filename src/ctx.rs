@@ -24,6 +24,8 @@ pub enum Phase {
     Coalesced,
     /// Waiting for another worker's introspection of the same token (polling the zone).
     Awaiting,
+    /// Waiting for Redis (the fleet tier): a shared entry, or the fleet lock.
+    Fleet,
     /// The exchange ended; `granted` tells whether the upstream gets a JWT.
     Done,
 }
@@ -63,6 +65,8 @@ pub struct Ctx {
     pub leading: bool,
     /// Re-runs the request while it waits for another worker (see `coalesce::poll_later`).
     pub timer: ngx_event_t,
+    /// The fleet tier's state for this request (see `cache::redis::ops`).
+    pub fleet: crate::cache::redis::ops::FleetCtx,
 }
 
 impl Drop for Ctx {
@@ -101,6 +105,7 @@ impl Ctx {
             leading: false,
             // SAFETY: a zeroed event is nginx's initial state for a timer-only event.
             timer: unsafe { core::mem::zeroed() },
+            fleet: Default::default(),
         }
     }
 
@@ -135,6 +140,7 @@ impl Ctx {
         self.granted = false;
         self.decision = None;
         self.stale = None;
+        self.fleet = Default::default();
     }
 
     /// Hands the outcome to the requests waiting on this leader, once.

@@ -15,6 +15,7 @@ use ngx::{ngx_log_debug_http, ngx_log_error};
 use phantom_core::digest::keyed_digest;
 use phantom_core::token::{auth_token, source_token, Scheme, TokenError};
 
+use crate::cache::redis::ops::{self, Found};
 use crate::cache::{CacheStatus, Entry, Level, Lookup, Stored, ZoneConf};
 use crate::config::DpopMode;
 use crate::ctx::{self, Ctx, Phase};
@@ -115,10 +116,11 @@ fn lookup_or_introspect(
     endpoint: ngx_str_t,
 ) -> Step {
     let r: *mut ngx_http_request_t = request.into();
-    let zone = zone(request, conf);
+    // `phantom_token_cache_max_age 0`: every request introspects.
+    let zone = zone(request, conf).filter(|_| conf.cache_max_age != Some(0));
     let mut elsewhere = false;
     if let Some(zone) = zone {
-        let found = zone.lookup(&ctx.digest, now_ms());
+        let found = zone.lookup(&ctx.digest, now_ms(), conf.cache_max_age);
         if !core::mem::replace(&mut ctx.looked, true) {
             count_lookup(&found);
         }
@@ -146,12 +148,82 @@ fn lookup_or_introspect(
         ctx.leading = true;
     }
     if let Some(zone) = zone {
-        if elsewhere || !zone.claim(&ctx.digest, now_ms()) {
+        if elsewhere || !zone.claim(&ctx.digest, now_ms(), conf.cache_max_age) {
             return await_other_worker(r, ctx);
         }
         ctx.claimed = Some(zone);
+        return ask_fleet(request, conf, ctx, endpoint);
     }
     introspect(request, conf, ctx, endpoint)
+}
+
+/// With `redis=`: asks the fleet before introspecting (this worker holds the zone's
+/// marker, so it speaks for the instance).
+fn ask_fleet(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> Step {
+    let r: *mut ngx_http_request_t = request.into();
+    let fleet = ctx.claimed.and_then(|z| z.fleet.as_ref());
+    let Some(fleet) = fleet else {
+        return introspect(request, conf, ctx, endpoint);
+    };
+    let token = ctx.token();
+    // SAFETY: r is the valid main request that owns ctx.
+    let sent = unsafe { ops::lookup(fleet, r, &mut ctx.fleet, &conf.context, token, now_ms()) };
+    if !sent {
+        metrics::count(Counter::RedisErrors);
+        return introspect(request, conf, ctx, endpoint);
+    }
+    ctx.phase = Phase::Fleet;
+    AGAIN
+}
+
+/// Redis answered the lookup, or the wait for another instance's lock is up.
+fn from_fleet(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> Step {
+    let r: *mut ngx_http_request_t = request.into();
+    let (Some(zone), now) = (ctx.claimed, now_ms()) else {
+        return introspect(request, conf, ctx, endpoint);
+    };
+    let Some(fleet) = zone.fleet.as_ref() else {
+        return introspect(request, conf, ctx, endpoint);
+    };
+    if ctx.fleet.reply.is_none() {
+        // Polling while another instance introspects.
+        if now - ctx.fleet.since_ms > fleet.lock_ms as i64 + 100 {
+            return introspect(request, conf, ctx, endpoint);
+        }
+        return ask_fleet(request, conf, ctx, endpoint);
+    }
+    let token = ctx.token();
+    match ops::found(fleet, &mut ctx.fleet, &conf.context, token, now) {
+        Found::Hit(sealed) => {
+            let young = conf
+                .cache_max_age
+                .is_none_or(|a| now - sealed.created_ms < a as i64);
+            let jwt = sealed.active.then_some(sealed.jwt.as_slice());
+            if !young || crate::purge::local::buried(zone, token, jwt, sealed.created_ms) {
+                return introspect(request, conf, ctx, endpoint);
+            }
+            let entry = ops::entry_of(&sealed);
+            ctx.claimed = None;
+            let times = (sealed.expires_ms, sealed.created_ms);
+            zone.store(&ctx.digest, &entry, times, sealed.expires_ms, now);
+            metrics::count(Counter::RedisHits);
+            ctx.cache_status = CacheStatus::Hit;
+            let outcome = Outcome::Decided(entry);
+            ctx.finish_flight(&outcome);
+            ctx.phase = Phase::Done;
+            apply(request, conf, ctx, outcome)
+        }
+        Found::Held => {
+            if ctx.fleet.since_ms == 0 {
+                ctx.fleet.since_ms = now;
+                metrics::count(Counter::WaitFleet);
+            }
+            // SAFETY: r is a valid main request; the timer lives in its context.
+            unsafe { coalesce::poll_later(r, &mut ctx.timer) };
+            AGAIN
+        }
+        Found::Lead | Found::Unavailable => introspect(request, conf, ctx, endpoint),
+    }
 }
 
 fn count_lookup(found: &Lookup) {
@@ -201,17 +273,17 @@ fn recheck(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_s
         return lookup_or_introspect(request, conf, ctx, endpoint);
     };
     let now = now_ms();
-    match zone.lookup(&ctx.digest, now) {
+    match zone.lookup(&ctx.digest, now, conf.cache_max_age) {
         Lookup::Hit(entry, _) => {
             let outcome = Outcome::Decided(entry);
             ctx.finish_flight(&outcome);
             ctx.phase = Phase::Done;
             apply(request, conf, ctx, outcome)
         }
-        Lookup::Miss(_, stale) if zone.claim(&ctx.digest, now) => {
+        Lookup::Miss(_, stale) if zone.claim(&ctx.digest, now, conf.cache_max_age) => {
             ctx.claimed = Some(zone);
             ctx.stale = stale;
-            introspect(request, conf, ctx, endpoint)
+            ask_fleet(request, conf, ctx, endpoint)
         }
         _ => await_other_worker(r, ctx),
     }
@@ -225,12 +297,14 @@ fn resume(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_st
             let outcome = decide(request, conf, &mut ctx.reply);
             record_introspection(ctx, &outcome);
             let outcome = stale_if_error(ctx, outcome);
-            store(request, ctx, &outcome);
+            store(request, conf, ctx, &outcome);
             ctx.finish_flight(&outcome);
             ctx.phase = Phase::Done;
             apply(request, conf, ctx, outcome)
         }
         Phase::Awaiting => recheck(request, conf, ctx, endpoint),
+        Phase::Fleet if ctx.fleet.op != 0 => AGAIN,
+        Phase::Fleet => from_fleet(request, conf, ctx, endpoint),
         Phase::Coalesced => match ctx.shared.take() {
             None => AGAIN,
             // The leader went away: start over with the token already extracted.
@@ -328,8 +402,9 @@ fn reject_token(request: &Request, e: TokenError) -> Step {
 }
 
 /// Caches a decided outcome until its expiry (positive) or for `negative_ttl` (inactive),
-/// in place of this worker's marker; withdraws the marker when nothing is stored.
-fn store(request: &Request, ctx: &mut Ctx, outcome: &Outcome) {
+/// in place of this worker's marker, and with `redis=` for the fleet; withdraws the marker
+/// when nothing is stored. A purge that came while the introspection ran wins.
+fn store(request: &Request, conf: &LocConf, ctx: &mut Ctx, outcome: &Outcome) {
     let Some(zone) = ctx.claimed.take() else {
         return;
     };
@@ -338,8 +413,48 @@ fn store(request: &Request, ctx: &mut Ctx, outcome: &Outcome) {
         zone.restore(&ctx.digest, stale, now);
         return;
     }
+    let until = storable_until(zone, ctx, outcome, now);
+    let token = ctx.token();
+    if let (Outcome::Decided(entry), Some(until)) = (outcome, until) {
+        let jwt = match entry {
+            Entry::Active { jwt, .. } => Some(&jwt[..]),
+            Entry::Inactive => None,
+        };
+        if crate::purge::local::buried(zone, token, jwt, ctx.intro_start_ms) {
+            zone.release(&ctx.digest);
+            return;
+        }
+        let exp_ms = ctx.reply.exp.saturating_mul(1000);
+        let times = (until, ctx.intro_start_ms);
+        metrics::count(match zone.store(&ctx.digest, entry, times, exp_ms, now) {
+            Stored::Yes => Counter::Stored,
+            Stored::TooBig => Counter::NotStoredTooBig,
+            Stored::NoRoom => Counter::NotStoredNotCacheable,
+        });
+        if let Some(fleet) = &zone.fleet {
+            ops::store(
+                fleet,
+                &mut ctx.fleet,
+                &conf.context,
+                token,
+                Some(entry),
+                times,
+                now,
+            );
+        }
+        return;
+    }
+    zone.release(&ctx.digest);
+    if let Some(fleet) = &zone.fleet {
+        ops::abandon(fleet, &mut ctx.fleet, &conf.context, token, now);
+    }
+    not_stored(request, ctx, zone, outcome);
+}
+
+/// Until when an outcome may be cached, if at all.
+fn storable_until(zone: &ZoneConf, ctx: &Ctx, outcome: &Outcome, now: i64) -> Option<i64> {
     let max_age = ctx.reply.max_age;
-    let until = match outcome {
+    match outcome {
         Outcome::Decided(Entry::Active { .. }) => phantom_core::ttl::positive_expiry_ms(
             now,
             ctx.reply.exp,
@@ -351,17 +466,12 @@ fn store(request: &Request, ctx: &mut Ctx, outcome: &Outcome) {
             phantom_core::ttl::negative_expiry_ms(now, zone.negative_ttl, max_age)
         }
         _ => None,
-    };
-    if let (Outcome::Decided(entry), Some(until)) = (outcome, until) {
-        let exp_ms = ctx.reply.exp.saturating_mul(1000);
-        metrics::count(match zone.store(&ctx.digest, entry, until, exp_ms, now) {
-            Stored::Yes => Counter::Stored,
-            Stored::TooBig => Counter::NotStoredTooBig,
-            Stored::NoRoom => Counter::NotStoredNotCacheable,
-        });
-        return;
     }
-    zone.release(&ctx.digest);
+}
+
+/// Counts (and explains, once) why a result was not cached.
+fn not_stored(request: &Request, ctx: &mut Ctx, zone: &ZoneConf, outcome: &Outcome) {
+    let max_age = ctx.reply.max_age;
     let storable = match outcome {
         Outcome::Decided(Entry::Active { .. }) => true,
         Outcome::Decided(Entry::Inactive) => zone.negative_ttl > 0,

@@ -27,6 +27,7 @@ mod handler;
 mod headers;
 mod introspect;
 mod pop;
+mod purge;
 mod respond;
 mod status;
 mod variables;
@@ -65,6 +66,25 @@ impl HttpModule for Module {
         let Some(mcf) = Module::main_conf_mut(cf) else {
             return Status::NGX_ERROR.into();
         };
+        for zone in mcf.zones.iter_mut() {
+            let Some(fleet) = zone.fleet.as_mut() else {
+                continue;
+            };
+            // SAFETY: cf is the configuration context of postconfiguration.
+            match unsafe { cache::redis::resolve(cf, &fleet.target) } {
+                Ok(addrs) => fleet.addrs = addrs,
+                Err(e) => {
+                    ngx::ngx_conf_log_error!(
+                        nginx_sys::NGX_LOG_EMERG,
+                        cf,
+                        "\"phantom_token_cache_zone\" \"{}\": {}",
+                        zone.name,
+                        e
+                    );
+                    return Status::NGX_ERROR.into();
+                }
+            }
+        }
         if mcf.metrics {
             // SAFETY: cf is the configuration context of postconfiguration.
             match unsafe { status::metrics::declare(cf) } {
@@ -104,7 +124,23 @@ extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         .unwrap_or(core::ptr::null_mut());
     // SAFETY: the zone is NULL or this cycle's metrics zone, initialised before workers start.
     unsafe { status::metrics::attach(zone) };
+    // SAFETY: as above.
+    if let Some(mcf) = unsafe { cycle.as_ref() }.and_then(Module::main_conf) {
+        cache::redis::start_worker(&mcf.zones);
+    }
     Status::NGX_OK.into()
+}
+
+/// Worker exit: close the fleet tier's connections (nginx would report them left open).
+extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
+    // SAFETY: nginx passes the worker's cycle.
+    if let Some(mcf) = unsafe { cycle.as_ref() }.and_then(Module::main_conf) {
+        for zone in &mcf.zones {
+            if let Some(fleet) = &zone.fleet {
+                fleet.shutdown();
+            }
+        }
+    }
 }
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
@@ -127,6 +163,7 @@ pub static mut ngx_http_phantom_token_module: ngx_module_t = ngx_module_t {
     commands: unsafe { ptr::addr_of_mut!(config::COMMANDS[0]) as *mut ngx_command_t },
     type_: NGX_HTTP_MODULE as _,
     init_process: Some(init_process),
+    exit_process: Some(exit_process),
     ..ngx_module_t::default()
 };
 

@@ -3,6 +3,7 @@
 //! Keys are SHA-256 digests of the opaque token; raw tokens are never stored.
 
 mod l1;
+pub mod redis;
 mod zone;
 
 use core::ffi::{c_char, c_void};
@@ -16,7 +17,7 @@ use ngx::ngx_conf_log_error;
 use crate::config::{args, parse_seconds, parse_size, MainConf};
 use phantom_core::dpop::Binding;
 
-pub use zone::{ReplayError, Stale, Stored, Usage, Zone};
+pub use zone::{Life, ReplayError, Stale, Stored, Usage, Zone};
 
 /// `$phantom_token_cache_status`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -97,20 +98,37 @@ pub struct ZoneConf {
     pub stale_if_error: u64,
     pub zone: Zone,
     l1: RefCell<l1::L1>,
+    /// The Redis tier (`redis=`), shared by the instances of a fleet.
+    pub fleet: Option<redis::Fleet>,
+    /// The introspection contexts of the locations using this zone (for purges by token).
+    pub contexts: RefCell<Vec<Vec<u8>>>,
 }
 
 impl ZoneConf {
-    /// Finds a fresh entry: L1 first, then the shared zone (refilling L1).
-    pub fn lookup(&self, digest: &[u8; 32], now_ms: i64) -> Lookup {
+    /// Finds a fresh entry: L1 first, then the shared zone (refilling L1). With `max_age`
+    /// (ms), an entry created longer ago than that is a miss.
+    pub fn lookup(&self, digest: &[u8; 32], now_ms: i64, max_age: Option<u64>) -> Lookup {
+        let young = |created: i64| max_age.is_none_or(|a| now_ms - created < a as i64);
+        // Read before the zone: a purge after it leaves this L1 behind, so it is dropped.
+        let epoch = self.zone.epoch();
         if let Ok(mut l1) = self.l1.try_borrow_mut() {
-            if let Some(e) = l1.get(digest, now_ms) {
-                return Lookup::Hit(e, Level::L1);
+            if let Some((e, created)) = l1.get(digest, now_ms, epoch) {
+                if young(created) {
+                    return Lookup::Hit(e, Level::L1);
+                }
             }
         }
         match self.zone.lookup(digest, now_ms) {
-            zone::Found::Fresh(entry, expires) => {
+            zone::Found::Fresh(_, life) if !young(life.created_ms) => {
+                Lookup::Miss(CacheStatus::Miss, None)
+            }
+            zone::Found::Fresh(entry, life) => {
                 if let Ok(mut l1) = self.l1.try_borrow_mut() {
-                    l1.put(*digest, entry.clone(), expires);
+                    l1.put(
+                        *digest,
+                        (entry.clone(), life.expires_ms, life.created_ms),
+                        epoch,
+                    );
                 }
                 Lookup::Hit(entry, Level::Zone)
             }
@@ -121,8 +139,11 @@ impl ZoneConf {
     }
 
     /// Tells other workers this one introspects `digest`; `false` if one already does.
-    pub fn claim(&self, digest: &[u8; 32], now_ms: i64) -> bool {
-        self.zone.claim(digest, now_ms + PENDING_MS, now_ms)
+    /// With `max_age` (ms), an entry older than that does not count as fresh.
+    pub fn claim(&self, digest: &[u8; 32], now_ms: i64, max_age: Option<u64>) -> bool {
+        let made_after = max_age.map_or(i64::MIN, |a| now_ms - a as i64);
+        self.zone
+            .claim(digest, now_ms + PENDING_MS, now_ms, made_after)
     }
 
     /// Withdraws this worker's marker (before storing, or when nothing is stored).
@@ -136,20 +157,26 @@ impl ZoneConf {
         &self,
         digest: &[u8; 32],
         entry: &Entry,
-        expires_ms: i64,
+        (expires_ms, created_ms): (i64, i64),
         exp_ms: i64,
         now_ms: i64,
     ) -> Stored {
+        let epoch = self.zone.epoch();
         let keep = match entry {
             Entry::Active { .. } if self.stale_if_error > 0 => expires_ms
                 .saturating_add(self.stale_if_error as i64 * 1000)
                 .min(exp_ms),
             _ => expires_ms,
         };
-        let stored = self.zone.store(digest, entry, expires_ms, keep, now_ms);
+        let life = Life {
+            expires_ms,
+            keep_ms: keep,
+            created_ms,
+        };
+        let stored = self.zone.store(digest, entry, life, now_ms);
         if stored == Stored::Yes {
             if let Ok(mut l1) = self.l1.try_borrow_mut() {
-                l1.put(*digest, entry.clone(), expires_ms);
+                l1.put(*digest, (entry.clone(), expires_ms, created_ms), epoch);
             }
         }
         stored
@@ -158,13 +185,12 @@ impl ZoneConf {
     /// Puts a stale entry back after it was served, so that it stays available while the
     /// identity server is down (never into L1, which serves only fresh entries).
     pub fn restore(&self, digest: &[u8; 32], stale: &Stale, now_ms: i64) {
-        self.zone.store(
-            digest,
-            &stale.entry,
-            stale.expires_ms,
-            stale.keep_ms,
-            now_ms,
-        );
+        let life = Life {
+            expires_ms: stale.expires_ms,
+            keep_ms: stale.keep_ms,
+            created_ms: stale.created_ms,
+        };
+        self.zone.store(digest, &stale.entry, life, now_ms);
     }
 }
 
@@ -202,7 +228,16 @@ pub extern "C" fn set_cache_zone(
         );
         return NGX_CONF_ERROR;
     }
+    let fleet = match spec.fleet.map(|f| load_fleet(f, &spec.name)).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"phantom_token_cache_zone\": {e}");
+            return NGX_CONF_ERROR;
+        }
+    };
     let mut zc = ZoneConf {
+        fleet,
+        contexts: RefCell::default(),
         name: spec.name,
         max_ttl: spec.max_ttl,
         negative_ttl: spec.negative_ttl,
@@ -231,6 +266,18 @@ struct ZoneSpec {
     stale_if_error: u64,
     /// Percent of the zone inactive entries may take.
     negative_share: u64,
+    /// The `redis*=` parameters, when `redis=` is given.
+    fleet: Option<redis::FleetSpec>,
+}
+
+/// Reads the key file of `redis_key=` (as root, at configuration time; `nginx -t` checks it).
+fn load_fleet(spec: redis::FleetSpec, zone: &str) -> Result<redis::Fleet, String> {
+    let path = &spec.key_file;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read redis_key file \"{path}\": {e}"))?;
+    let keys = phantom_core::fleet::keys::parse_key_file(&text)
+        .map_err(|e| format!("redis_key file \"{path}\": {e}"))?;
+    Ok(redis::Fleet::new(spec, keys, zone))
 }
 
 /// Largest per-worker L1 (entries); each is allocated up front by the LRU's table.
@@ -263,11 +310,16 @@ fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
         negative_share: 10,
         leeway: 5,
         l1: 512,
+        fleet: None,
     };
+    let mut fleet = redis::FleetSpec::new();
     for a in &args[1..] {
         let (k, v) = a
             .split_once('=')
             .ok_or_else(|| format!("invalid parameter \"{a}\""))?;
+        if redis::parse_param(&mut fleet, k, v, a)? {
+            continue;
+        }
         let secs = || {
             parse_seconds(v)
                 .filter(|s| *s <= MAX_TIME)
@@ -294,10 +346,16 @@ fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway=, stale_if_error=, negative_share= or l1=)"
+                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway=, stale_if_error=, negative_share=, l1=, redis=, redis_key=, redis_timeout=, redis_lock= or redis_prefix=)"
                 ))
             }
         }
+    }
+    match (fleet.target.is_empty(), fleet.key_file.is_empty()) {
+        (true, true) => {}
+        (false, false) => spec.fleet = Some(fleet),
+        (false, true) => return Err("\"redis=\" needs \"redis_key=\", the file of the keys that name and seal what Redis stores".into()),
+        (true, false) => return Err("\"redis_key=\" is given without \"redis=\"".into()),
     }
     Ok(spec)
 }

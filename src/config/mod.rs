@@ -10,7 +10,7 @@ use nginx_sys::{
     NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
     NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
-use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::core::NGX_CONF_ERROR;
 use ngx::http::HttpModuleMainConf;
 use ngx::{ngx_conf_log_error, ngx_string};
 use phantom_core::challenge::{www_authenticate, BearerError};
@@ -23,6 +23,7 @@ use crate::cache;
 use crate::Module;
 
 mod directives;
+mod fleet;
 mod pop;
 use directives::*;
 use pop::{set_dpop, set_dpop_algs, set_dpop_url, set_dpop_window, set_mtls};
@@ -53,6 +54,12 @@ pub struct LocConf {
     pub cache: Option<usize>,
     /// Derived at merge: `WWW-Authenticate` values, built once.
     pub challenges: Challenges,
+    /// `phantom_token_cache_max_age` (ms): cached decisions older than this are not used.
+    pub cache_max_age: Option<u64>,
+    /// `phantom_token_purge`: the zone this location's purge handler empties (not inherited).
+    pub purge_name: Option<String>,
+    /// Derived at merge: its index into `MainConf::zones`.
+    pub purge: Option<usize>,
 }
 
 /// `phantom_token_compat`: whose exact responses the module gives.
@@ -94,6 +101,9 @@ impl Default for LocConf {
             context: Vec::new(),
             cache: None,
             challenges: Challenges::default(),
+            cache_max_age: None,
+            purge_name: None,
+            purge: None,
         }
     }
 }
@@ -169,6 +179,7 @@ impl LocConf {
         }
         merge_opt(&mut self.format, &prev.format);
         merge_opt(&mut self.compat, &prev.compat);
+        merge_opt(&mut self.cache_max_age, &prev.cache_max_age);
         self.pop.merge_from(&prev.pop);
     }
 }
@@ -239,7 +250,8 @@ pub unsafe fn merge_loc_conf(
     if let Some(endpoint) = conf.endpoint {
         conf.context = digest::context(endpoint.as_bytes(), &conf.format().key());
     }
-    NGX_CONF_OK
+    // SAFETY: cf is valid during merge.
+    unsafe { fleet::merge(cf, conf) }
 }
 
 const ANY: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
@@ -261,7 +273,7 @@ const fn cmd(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 24] = [
+pub static mut COMMANDS: [ngx_command_t; 26] = [
     cmd(
         ngx_string!("phantom_token"),
         ANY | NGX_CONF_FLAG,
@@ -416,6 +428,20 @@ pub static mut COMMANDS: [ngx_command_t; 24] = [
         set_compat,
         0,
     ),
+    cmd(
+        ngx_string!("phantom_token_cache_max_age"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        fleet::set_cache_max_age,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_purge"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        fleet::set_purge,
+        0,
+    ),
     // Accepted for configurations written for Curity's module 1.x, where it was removed in 2.0.
     cmd(
         ngx_string!("phantom_token_client_credential"),
@@ -466,5 +492,16 @@ pub fn parse_seconds(value: &str) -> Option<u64> {
     };
     // SAFETY: ngx_parse_time only reads `len` bytes of `data`.
     let n = unsafe { ngx_parse_time(&mut s, 1) };
+    u64::try_from(n).ok()
+}
+
+/// Parses an nginx time (`200ms`, `3s`, `1m`; a bare number is seconds) to milliseconds.
+pub fn parse_ms(value: &str) -> Option<u64> {
+    let mut s = ngx_str_t {
+        len: value.len(),
+        data: value.as_ptr() as *mut u8,
+    };
+    // SAFETY: ngx_parse_time only reads `len` bytes of `data`.
+    let n = unsafe { ngx_parse_time(&mut s, 0) };
     u64::try_from(n).ok()
 }

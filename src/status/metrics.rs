@@ -42,12 +42,16 @@ pub enum Counter {
     WaitWorkers,
     StaleServed,
     Purges,
+    RedisHits,
+    RedisErrors,
+    RedisBadValues,
+    WaitFleet,
 }
 
-pub const COUNTERS: usize = Counter::Purges as usize + 1;
+pub const COUNTERS: usize = Counter::WaitFleet as usize + 1;
 
-/// Marks the layout below ("PTKMETR1").
-const MAGIC: u64 = 0x5054_4b4d_4554_5231;
+/// Marks the layout below ("PTKMETR2").
+const MAGIC: u64 = 0x5054_4b4d_4554_5232;
 
 #[repr(C)]
 pub struct Metrics {

@@ -117,7 +117,7 @@ fn exposition(req: &ngx_http_request_t) -> String {
             "phantom_token_cache_hits_total",
             "Cache hits, by level.",
             "level",
-            &[("l1", L1Hits), ("zone", ZoneHits)],
+            &[("l1", L1Hits), ("zone", ZoneHits), ("redis", RedisHits)],
         ),
         family(
             "phantom_token_cache_misses_total",
@@ -157,13 +157,23 @@ fn exposition(req: &ngx_http_request_t) -> String {
             "phantom_token_coalesced_waits_total",
             "Requests that waited for another request's introspection.",
             "scope",
-            &[("worker", WaitWorker), ("workers", WaitWorkers)],
+            &[
+                ("worker", WaitWorker),
+                ("workers", WaitWorkers),
+                ("fleet", WaitFleet),
+            ],
         ),
         family(
             "phantom_token_cache_stale_served_total",
             "Entries served past their lifetime while the identity server was unavailable.",
             "",
             &[("", StaleServed)],
+        ),
+        family(
+            "phantom_token_redis_errors_total",
+            "Redis operations of the fleet tier that failed (timeout, connection, breaker open), or values that failed authentication.",
+            "reason",
+            &[("unavailable", RedisErrors), ("bad_value", RedisBadValues)],
         ),
         family(
             "phantom_token_cache_purges_total",

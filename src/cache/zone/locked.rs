@@ -16,7 +16,7 @@ use nginx_sys::{
 use phantom_core::index;
 
 use super::index::{tree_key, Index};
-use super::{Node, Shared, ACTIVE, INACTIVE, JTI, PENDING};
+use super::{Life, Node, Shared, ACTIVE, INACTIVE, JTI, PENDING};
 use crate::cache::Entry;
 use crate::status::metrics::{count, Counter};
 
@@ -45,6 +45,11 @@ fn charge(size: usize) -> u64 {
     } else {
         size.next_power_of_two().max(8) as u64
     }
+}
+
+/// Whole seconds, rounded up (an entry is never dropped before its keep time).
+fn seconds_up(ms: i64) -> u32 {
+    (ms.max(0).saturating_add(999) / 1000).min(u32::MAX as i64) as u32
 }
 
 /// How many leading bytes of `len` bytes of data go to a separate body allocation: the
@@ -106,8 +111,7 @@ impl Locked {
     pub fn insert(
         &self,
         digest: &[u8; 32],
-        expires_ms: i64,
-        keep_ms: i64,
+        life: Life,
         kind: u8,
         data: (&[u8], &[u8]),
         neg_budget: u64,
@@ -140,8 +144,9 @@ impl Locked {
             // SAFETY: as above.
             lru: unsafe { core::mem::zeroed() },
             digest: *digest,
-            expires_ms,
-            keep_ms: keep_ms.max(expires_ms),
+            expires_ms: life.expires_ms,
+            keep_s: seconds_up(life.keep_ms.max(life.expires_ms)),
+            created_s: (life.created_ms.max(0) / 1000).min(u32::MAX as i64) as u32,
             body,
             jwt_len: jwt.len() as u32,
             scope_len: scope.len() as u16,
@@ -218,7 +223,7 @@ impl Locked {
     unsafe fn evict(&self, node: *mut Node, now_ms: i64) {
         // SAFETY: per contract of the callers: node is live.
         unsafe {
-            if (*node).kind != PENDING && (*node).keep_ms > now_ms {
+            if (*node).kind != PENDING && (*node).keep_ms() > now_ms {
                 count(Counter::Evicted);
             }
             self.remove(node);
@@ -266,7 +271,7 @@ impl Locked {
         for _ in 0..n {
             match self.tail(kind) {
                 // SAFETY: t is a live entry.
-                Some(t) if unsafe { (*t).keep_ms } <= now_ms => unsafe { self.remove(t) },
+                Some(t) if unsafe { (*t).keep_ms() } <= now_ms => unsafe { self.remove(t) },
                 _ => break,
             }
         }

@@ -20,13 +20,16 @@ use nginx_sys::{
 };
 use ngx::http::HttpModule;
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::redis::FleetShared;
 use super::Entry;
 use crate::Module;
 use index::insert_node;
 use locked::{read_entry, Locked};
 
 /// Marks a zone laid out by this version of the module (checked when a reload reuses it).
-const MAGIC: u64 = 0x5054_4b43_4143_4833; // "PTKCACH3"
+const MAGIC: u64 = 0x5054_4b43_4143_4834; // "PTKCACH4"
 
 /// Entries bigger than this share of the zone are not cached at all.
 const MAX_SHARE: usize = 4;
@@ -49,6 +52,10 @@ struct Shared {
     jti_count: u64,
     /// Key of the stateless DPoP nonces, random per zone (all workers, kept across reload).
     nonce_key: [u8; 32],
+    /// Bumped by every purge: each worker drops its L1 when it sees a new value.
+    epoch: AtomicU64,
+    /// The fleet tier's shared state (breaker, stream cursor, tombstones).
+    fleet: FleetShared,
 }
 
 #[repr(C)]
@@ -60,8 +67,12 @@ struct Node {
     digest: [u8; 32],
     /// Served fresh until then.
     expires_ms: i64,
-    /// Kept until then (later than `expires_ms` only for `stale_if_error`).
-    keep_ms: i64,
+    /// Kept until then, in whole seconds (later than `expires_ms` only for
+    /// `stale_if_error`; `exp` is whole seconds anyway).
+    keep_s: u32,
+    /// When the introspection that produced the entry started, in whole seconds (rounded
+    /// down, so entries look older): `phantom_token_cache_max_age` and purge tombstones.
+    created_s: u32,
     /// The first `locked::body_len(data length)` bytes of the data, in an allocation of
     /// their own (or NULL). Kept to 120 bytes so a 128-byte slot leaves room for a short tail.
     body: *mut u8,
@@ -71,6 +82,35 @@ struct Node {
 }
 
 const _: () = assert!(size_of::<Node>() == 120);
+
+impl Node {
+    fn keep_ms(&self) -> i64 {
+        i64::from(self.keep_s) * 1000
+    }
+
+    fn created_ms(&self) -> i64 {
+        i64::from(self.created_s) * 1000
+    }
+}
+
+/// An entry's times: fresh until `expires_ms`, kept until `keep_ms`, made at `created_ms`.
+#[derive(Clone, Copy, Debug)]
+pub struct Life {
+    pub expires_ms: i64,
+    pub keep_ms: i64,
+    pub created_ms: i64,
+}
+
+impl Life {
+    /// A marker or remembered proof: kept exactly as long as it is live.
+    fn until(ms: i64, now_ms: i64) -> Life {
+        Life {
+            expires_ms: ms,
+            keep_ms: ms,
+            created_ms: now_ms,
+        }
+    }
+}
 
 /// `Node::kind`: what an entry holds.
 const INACTIVE: u8 = 0;
@@ -122,11 +162,12 @@ pub struct Stale {
     pub entry: Entry,
     pub expires_ms: i64,
     pub keep_ms: i64,
+    pub created_ms: i64,
 }
 
 /// Result of a shared-zone lookup.
 pub enum Found {
-    Fresh(Entry, i64),
+    Fresh(Entry, Life),
     Pending,
     Expired(Option<Stale>),
     Missing,
@@ -223,7 +264,7 @@ impl Zone {
         };
         if let Some(node) = l.find(key) {
             // SAFETY: node is a live entry of the locked tree.
-            if unsafe { (*node).keep_ms } > now_ms {
+            if unsafe { (*node).keep_ms() } > now_ms {
                 return Err(ReplayError::Replayed);
             }
             // SAFETY: as above.
@@ -235,7 +276,14 @@ impl Zone {
         if unsafe { (*l.sh).jti_count } >= budget {
             return Err(ReplayError::Full);
         }
-        if l.insert(key, expires_ms, expires_ms, JTI, (&[], &[]), 0, now_ms) {
+        if l.insert(
+            key,
+            Life::until(expires_ms, now_ms),
+            JTI,
+            (&[], &[]),
+            0,
+            now_ms,
+        ) {
             Ok(())
         } else {
             Err(ReplayError::Full)
@@ -283,13 +331,19 @@ impl Zone {
                     return Found::Pending;
                 }
                 l.touch(node);
-                return Found::Fresh(read_entry(node), n.expires_ms);
+                let life = Life {
+                    expires_ms: n.expires_ms,
+                    keep_ms: n.keep_ms(),
+                    created_ms: n.created_ms(),
+                };
+                return Found::Fresh(read_entry(node), life);
             }
-            if n.kind == ACTIVE && n.keep_ms > now_ms {
+            if n.kind == ACTIVE && n.keep_ms() > now_ms {
                 let stale = Stale {
                     entry: read_entry(node),
                     expires_ms: n.expires_ms,
-                    keep_ms: n.keep_ms,
+                    keep_ms: n.keep_ms(),
+                    created_ms: n.created_ms(),
                 };
                 return Found::Expired(Some(stale));
             }
@@ -303,17 +357,9 @@ impl Zone {
         }
     }
 
-    /// Stores `entry` (fresh until `expires_ms`, kept until `keep_ms`) in place of whatever
-    /// the zone holds for `digest` (this worker's marker, usually); an entry too large to
-    /// cache only withdraws the marker.
-    pub fn store(
-        &self,
-        digest: &[u8; 32],
-        entry: &Entry,
-        expires_ms: i64,
-        keep_ms: i64,
-        now_ms: i64,
-    ) -> Stored {
+    /// Stores `entry` in place of whatever the zone holds for `digest` (this worker's
+    /// marker, usually); an entry too large to cache only withdraws the marker.
+    pub fn store(&self, digest: &[u8; 32], entry: &Entry, life: Life, now_ms: i64) -> Stored {
         let (jwt, scope): (&[u8], &[u8]) = match entry {
             Entry::Active { jwt, scope, .. } => (jwt, scope.as_bytes()),
             Entry::Inactive => (&[], &[]),
@@ -336,15 +382,7 @@ impl Zone {
             Entry::Inactive => INACTIVE,
         };
         let data = (jwt, scope);
-        if l.insert(
-            digest,
-            expires_ms,
-            keep_ms,
-            kind,
-            data,
-            self.neg_budget,
-            now_ms,
-        ) {
+        if l.insert(digest, life, kind, data, self.neg_budget, now_ms) {
             Stored::Yes
         } else {
             Stored::NoRoom
@@ -377,17 +415,26 @@ impl Zone {
     /// Marks `digest` as being introspected until `until_ms`; `false` if the zone already
     /// holds a fresh entry or a marker for it (another worker got there first). An expired
     /// entry is replaced (the caller took its stale copy with the lookup).
-    pub fn claim(&self, digest: &[u8; 32], until_ms: i64, now_ms: i64) -> bool {
+    /// An entry made before `made_after_ms` is replaced as if expired (`cache_max_age`).
+    pub fn claim(&self, digest: &[u8; 32], until_ms: i64, now_ms: i64, made_after_ms: i64) -> bool {
         let Some(l) = self.lock() else { return true };
         if let Some(node) = l.find(digest) {
             // SAFETY: node is a live entry of the locked tree.
-            if unsafe { (*node).expires_ms } > now_ms {
+            let n = unsafe { &*node };
+            if n.expires_ms > now_ms && (n.kind == PENDING || n.created_ms() > made_after_ms) {
                 return false;
             }
             // SAFETY: as above.
             unsafe { l.remove(node) };
         }
-        l.insert(digest, until_ms, until_ms, PENDING, (&[], &[]), 0, now_ms);
+        l.insert(
+            digest,
+            Life::until(until_ms, now_ms),
+            PENDING,
+            (&[], &[]),
+            0,
+            now_ms,
+        );
         true
     }
 
@@ -399,6 +446,83 @@ impl Zone {
             if unsafe { (*node).kind } == PENDING {
                 unsafe { l.remove(node) };
             }
+        }
+    }
+}
+
+/// Purges: removal of cached decisions before their time, and what every worker must notice.
+impl Zone {
+    /// This zone's purge generation; L1s older than it are dropped. No lock: one atomic load.
+    pub fn epoch(&self) -> u64 {
+        self.shared()
+            .map_or(0, |sh| sh.epoch.load(Ordering::Acquire))
+    }
+
+    /// Tells every worker's L1 to drop what it holds.
+    pub fn bump_epoch(&self) {
+        if let Some(sh) = self.shared() {
+            sh.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The fleet state in this zone (atomics; the tombstones are behind [`Zone::tombstones`]).
+    pub fn fleet(&self) -> Option<&FleetShared> {
+        self.shared().map(|sh| &sh.fleet)
+    }
+
+    /// Runs `f` on the fleet state with the zone locked (tombstones, stream cursor).
+    pub fn fleet_locked<R>(&self, f: impl FnOnce(&mut FleetShared) -> R) -> Option<R> {
+        let l = self.lock()?;
+        // SAFETY: sh is our locked header.
+        Some(f(unsafe { &mut (*l.sh).fleet }))
+    }
+
+    /// Removes the decision cached for `digest` (markers stay); `true` if there was one.
+    pub fn purge(&self, digest: &[u8; 32]) -> bool {
+        let Some(l) = self.lock() else { return false };
+        match l.find(digest) {
+            // SAFETY: node is a live entry of the locked tree.
+            Some(node) if matches!(unsafe { (*node).kind }, ACTIVE | INACTIVE) => {
+                unsafe { l.remove(node) };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes every active entry whose JWT `matches`; returns how many. Walks the whole
+    /// active list under the lock: purges by subject or client are rare operator actions.
+    pub fn purge_matching(&self, mut matches: impl FnMut(&[u8]) -> bool) -> u64 {
+        let Some(l) = self.lock() else { return 0 };
+        let mut removed = 0;
+        // SAFETY: the list and its entries are consistent while the lock is held; the next
+        // link is read before an entry is removed.
+        unsafe {
+            let head: *mut ngx_queue_t = &mut (*l.sh).lru;
+            let mut q = (*head).next;
+            while q != head {
+                let next = (*q).next;
+                let node = (q as *mut u8).sub(core::mem::offset_of!(Node, lru)) as *mut Node;
+                if (*node).kind == ACTIVE {
+                    if let Entry::Active { jwt, .. } = read_entry(node) {
+                        if matches(&jwt) {
+                            l.remove(node);
+                            removed += 1;
+                        }
+                    }
+                }
+                q = next;
+            }
+        }
+        removed
+    }
+
+    fn shared(&self) -> Option<&Shared> {
+        // SAFETY: shm was set at configuration; data is our Shared once init ran, and it
+        // stays mapped for the cycle. Only atomics are read without the lock.
+        unsafe {
+            let pool = self.shm.as_ref()?.shm.addr as *mut ngx_slab_pool_t;
+            ((*pool).data as *const Shared).as_ref()
         }
     }
 }

@@ -565,7 +565,7 @@ mod tests {
             };
             assert!(verify_proof(&input).is_ok());
             let input = ProofInput {
-                now: -now,
+                now: now.wrapping_neg(),
                 window: u64::MAX,
                 ..at_now(&p)
             };

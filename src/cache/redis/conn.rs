@@ -1,0 +1,472 @@
+//! One Redis connection owned by a worker, driven by nginx's events (no thread, no blocking).
+//!
+//! Commands are pipelined: each submitted operation is a slot in a FIFO, answered in order.
+//! Any timeout, EOF, protocol error or unexpected byte closes the connection and fails every
+//! slot: a late reply must never answer the next command. The next submit reconnects, to the
+//! next address after a failed connect.
+
+use core::ffi::c_void;
+use core::ptr;
+use std::collections::VecDeque;
+
+use nginx_sys::{
+    ngx_close_connection, ngx_connection_log_error_e_NGX_ERROR_INFO, ngx_connection_t,
+    ngx_current_msec, ngx_cycle, ngx_del_timer, ngx_event_connect_peer, ngx_event_get_peer,
+    ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_log_t, ngx_msec_t,
+    ngx_peer_connection_t, NGX_AGAIN, NGX_ERROR, NGX_LOG_CRIT, NGX_OK,
+};
+use phantom_core::fleet::resp::{self, Limits, Reply};
+
+use super::waiters::{self, Value};
+use super::{Addr, Fleet};
+
+/// Most operations in flight on one connection; past it a submit fails (a miss, no wait).
+const MAX_SLOTS: usize = 1024;
+
+/// Most reply bytes buffered (a reply bigger than this is a protocol error).
+const MAX_INBUF: usize = 512 * 1024;
+
+/// Why a connection failed, for the breaker's log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    Connect,
+    Timeout,
+    Closed,
+    Protocol,
+    Auth,
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Connect => "connection failed",
+            Failure::Timeout => "timed out",
+            Failure::Closed => "connection closed",
+            Failure::Protocol => "invalid reply",
+            Failure::Auth => "authentication failed",
+        }
+    }
+}
+
+struct Slot {
+    replies: usize,
+    got: Vec<Value>,
+    waiter: u64,
+    deadline: ngx_msec_t,
+    /// The handshake's own slot: an error reply fails the connection.
+    auth: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Closed,
+    Connecting,
+    Ready,
+}
+
+/// A connection at a stable address (boxed; nginx's events point at it).
+pub struct Conn {
+    pc: ngx_peer_connection_t,
+    /// The cycle log with a raised level: nginx's own per-connection errors stay quiet; the
+    /// breaker logs state changes instead.
+    log: ngx_log_t,
+    /// The owner's addresses; the owner lives in the configuration, for the whole cycle.
+    addrs: *const Vec<Addr>,
+    addr: usize,
+    timeout_ms: ngx_msec_t,
+    auth: Option<Vec<u8>>,
+    owner: *const Fleet,
+    out: Vec<u8>,
+    sent: usize,
+    inbuf: Vec<u8>,
+    slots: VecDeque<Slot>,
+    state: State,
+    /// A reader connection waits in a blocking command: its timers must not hold a worker
+    /// that is shutting down.
+    cancelable: bool,
+}
+
+impl Conn {
+    pub fn new(
+        addrs: *const Vec<Addr>,
+        timeout_ms: u64,
+        auth: Option<Vec<u8>>,
+        owner: *const Fleet,
+    ) -> Box<Conn> {
+        Box::new(Conn {
+            // SAFETY: an all-zero peer connection is its documented initial state.
+            pc: unsafe { core::mem::zeroed() },
+            // SAFETY: filled from the cycle log before use.
+            log: unsafe { core::mem::zeroed() },
+            addrs,
+            addr: 0,
+            timeout_ms: timeout_ms as ngx_msec_t,
+            auth,
+            owner,
+            out: Vec::new(),
+            sent: 0,
+            inbuf: Vec::new(),
+            slots: VecDeque::new(),
+            state: State::Closed,
+            cancelable: false,
+        })
+    }
+
+    pub fn set_cancelable(&mut self) {
+        self.cancelable = true;
+    }
+
+    /// Queues `cmds` (already RESP-encoded) expecting `replies` replies for `waiter` (0 =
+    /// nobody waits), to be answered within `extra_ms` plus the timeout. `false`: not sent
+    /// (cannot connect, or too many in flight); the waiter is not called.
+    pub fn submit(&mut self, cmds: &[u8], replies: usize, waiter: u64, extra_ms: u64) -> bool {
+        if self.slots.len() >= MAX_SLOTS {
+            return false;
+        }
+        if self.state == State::Closed && !self.connect() {
+            return false;
+        }
+        // SAFETY: reading nginx's cached clock.
+        let now = unsafe { ngx_current_msec };
+        self.slots.push_back(Slot {
+            replies,
+            got: Vec::with_capacity(replies),
+            waiter,
+            deadline: now + self.timeout_ms + extra_ms as ngx_msec_t,
+            auth: false,
+        });
+        self.out.extend_from_slice(cmds);
+        self.arm_read_timer();
+        if self.state == State::Ready {
+            // SAFETY: a ready connection is live. A reader stays idle: nginx closes it at
+            // shutdown instead of waiting for its blocking read.
+            unsafe { self.set_idle(self.cancelable) };
+            self.flush();
+        }
+        true
+    }
+
+    /// Starts a connection to the current address; `false` if it failed at once.
+    fn connect(&mut self) -> bool {
+        // SAFETY: the owner's addresses live as long as the configuration.
+        let addrs = unsafe { &*self.addrs };
+        let Some(addr) = addrs.get(self.addr % addrs.len().max(1)) else {
+            return false;
+        };
+        // SAFETY: the cycle log outlives the worker; we copy it and raise its level.
+        unsafe {
+            self.log = *(*ngx_cycle).log;
+        }
+        self.log.log_level = NGX_LOG_CRIT as usize;
+        // SAFETY: zeroed is the initial state; the fields set below are what nginx reads.
+        self.pc = unsafe { core::mem::zeroed() };
+        self.pc.sockaddr = addr.sockaddr;
+        self.pc.socklen = addr.socklen;
+        self.pc.name = &addr.name as *const _ as *mut _;
+        self.pc.get = Some(ngx_event_get_peer);
+        self.pc.log = &mut self.log;
+        self.pc
+            .set_log_error(ngx_connection_log_error_e_NGX_ERROR_INFO);
+        // SAFETY: pc is filled as ngx_event_connect_peer requires; on success it owns a
+        // connection whose events we route to this (boxed, never moved) Conn.
+        let rc = unsafe { ngx_event_connect_peer(&mut self.pc) };
+        if rc != NGX_OK as isize && rc != NGX_AGAIN as isize {
+            // Failover: the next address is tried on the next submit.
+            self.addr += 1;
+            self.report(Failure::Connect);
+            return false;
+        }
+        let c = self.pc.connection;
+        // SAFETY: c is the live connection just made.
+        unsafe {
+            (*c).data = self as *mut Conn as *mut c_void;
+            (*(*c).read).handler = Some(on_read);
+            (*(*c).write).handler = Some(on_write);
+            (*c).log = &mut self.log;
+            (*(*c).read).log = &mut self.log;
+            (*(*c).write).log = &mut self.log;
+        }
+        self.out.clear();
+        self.sent = 0;
+        self.inbuf.clear();
+        if let Some(auth) = &self.auth {
+            self.out.extend_from_slice(auth);
+            // SAFETY: reading nginx's cached clock.
+            let now = unsafe { ngx_current_msec };
+            self.slots.push_back(Slot {
+                replies: 1,
+                got: Vec::new(),
+                waiter: 0,
+                deadline: now + self.timeout_ms,
+                auth: true,
+            });
+        }
+        if rc == NGX_AGAIN as isize {
+            self.state = State::Connecting;
+            // SAFETY: c is live; the timer is removed when the connection closes.
+            unsafe { nginx_sys::ngx_add_timer((*c).write, self.timeout_ms) };
+        } else {
+            self.state = State::Ready;
+        }
+        true
+    }
+
+    /// (Re)arms the read timer for the oldest slot's deadline.
+    fn arm_read_timer(&mut self) {
+        let c = self.pc.connection;
+        if c.is_null() || self.state == State::Closed {
+            return;
+        }
+        // SAFETY: c is live while the state is not Closed.
+        let rev = unsafe { (*c).read };
+        let Some(front) = self.slots.front() else {
+            // SAFETY: rev is the live connection's read event.
+            unsafe {
+                if (*rev).timer_set() != 0 {
+                    ngx_del_timer(rev);
+                }
+            }
+            return;
+        };
+        // SAFETY: as above; re-adding a set timer moves it.
+        unsafe {
+            let now = ngx_current_msec;
+            let left = front.deadline.saturating_sub(now).max(1);
+            nginx_sys::ngx_add_timer(rev, left);
+            (*rev).set_cancelable(u32::from(self.cancelable));
+        }
+    }
+
+    /// Marks the connection idle (closed by nginx when the worker shuts down) or busy.
+    ///
+    /// # Safety
+    /// The connection must be live.
+    unsafe fn set_idle(&mut self, idle: bool) {
+        // SAFETY: per contract.
+        unsafe { (*self.pc.connection).set_idle(u32::from(idle)) };
+    }
+
+    fn flush(&mut self) {
+        let c = self.pc.connection;
+        while self.sent < self.out.len() {
+            let rest = &self.out[self.sent..];
+            // SAFETY: c is live and ready; send writes from our buffer.
+            let n = unsafe {
+                ((*c).send.unwrap_or(fail_send))(c, rest.as_ptr() as *mut u8, rest.len())
+            };
+            if n > 0 {
+                self.sent += n as usize;
+                continue;
+            }
+            if n == NGX_AGAIN as isize {
+                // SAFETY: c is live.
+                if unsafe { ngx_handle_write_event((*c).write, 0) } != NGX_OK as isize {
+                    return self.fail(Failure::Closed);
+                }
+                return;
+            }
+            return self.fail(Failure::Closed);
+        }
+        self.out.clear();
+        self.sent = 0;
+    }
+
+    fn on_write(&mut self, ev: *mut ngx_event_t) {
+        // SAFETY: ev is our connection's live write event.
+        let timedout = unsafe { (*ev).timedout() } != 0;
+        if self.state == State::Connecting {
+            if timedout {
+                self.addr += 1;
+                return self.fail(Failure::Connect);
+            }
+            // SAFETY: the connect finished: the socket error tells how.
+            if unsafe { (*ev).timer_set() } != 0 {
+                unsafe { ngx_del_timer(ev) };
+            }
+            if !self.connected() {
+                self.addr += 1;
+                return self.fail(Failure::Connect);
+            }
+            self.state = State::Ready;
+        }
+        if self.state == State::Ready {
+            self.flush();
+        }
+    }
+
+    /// Whether a non-blocking connect succeeded (`SO_ERROR` is 0).
+    fn connected(&self) -> bool {
+        let mut err: libc::c_int = 0;
+        let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: fd is the live connection's socket; err/len are valid out-parameters.
+        let rc = unsafe {
+            libc::getsockopt(
+                (*self.pc.connection).fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                &mut err as *mut _ as *mut c_void,
+                &mut len,
+            )
+        };
+        rc == 0 && err == 0
+    }
+
+    /// Reads and parses; returns the completed waiters for the caller to run once this
+    /// connection is no longer borrowed.
+    fn on_read(&mut self, ev: *mut ngx_event_t) -> Vec<(u64, Result<Vec<Value>, ()>)> {
+        let c = self.pc.connection;
+        // SAFETY: c and ev are live.
+        let (closing, timedout) = unsafe { ((*c).close() != 0, (*ev).timedout() != 0) };
+        if closing {
+            return self.fail_collect(None);
+        }
+        if timedout {
+            return self.fail_collect(Some(Failure::Timeout));
+        }
+        let mut buf = [0u8; 16384];
+        loop {
+            // SAFETY: c is live; recv writes into our stack buffer.
+            let n = unsafe { ((*c).recv.unwrap_or(fail_recv))(c, buf.as_mut_ptr(), buf.len()) };
+            if n > 0 {
+                self.inbuf.extend_from_slice(&buf[..n as usize]);
+                if self.inbuf.len() > MAX_INBUF {
+                    return self.fail_collect(Some(Failure::Protocol));
+                }
+                continue;
+            }
+            if n == NGX_AGAIN as isize {
+                break;
+            }
+            // 0 is EOF; NGX_ERROR a socket error. Parse what came before, then fail.
+            let mut done = self.parse();
+            done.extend(self.fail_collect(Some(Failure::Closed)));
+            return done;
+        }
+        let done = self.parse();
+        if self.state == State::Closed {
+            return done;
+        }
+        // SAFETY: c is live.
+        if unsafe { ngx_handle_read_event((*c).read, 0) } != NGX_OK as isize {
+            let mut done = done;
+            done.extend(self.fail_collect(Some(Failure::Closed)));
+            return done;
+        }
+        self.arm_read_timer();
+        // SAFETY: c is live.
+        unsafe { self.set_idle(self.slots.is_empty() || self.cancelable) };
+        done
+    }
+
+    /// Parses complete replies off the buffer into their slots.
+    fn parse(&mut self) -> Vec<(u64, Result<Vec<Value>, ()>)> {
+        let mut done = Vec::new();
+        let mut pos = 0;
+        let limits = Limits::default();
+        loop {
+            let reply = match resp::parse(self.inbuf.get(pos..).unwrap_or_default(), &limits) {
+                Ok(Some((reply, used))) => {
+                    pos += used;
+                    reply
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    done.extend(self.fail_collect(Some(Failure::Protocol)));
+                    return done;
+                }
+            };
+            let Some(slot) = self.slots.front_mut() else {
+                // Bytes nobody asked for: out of sync.
+                done.extend(self.fail_collect(Some(Failure::Protocol)));
+                return done;
+            };
+            if slot.auth && matches!(reply, Reply::Error(_)) {
+                done.extend(self.fail_collect(Some(Failure::Auth)));
+                return done;
+            }
+            slot.got.push(Value::from(&reply));
+            if slot.got.len() >= slot.replies {
+                if let Some(slot) = self.slots.pop_front() {
+                    if slot.waiter != 0 {
+                        done.push((slot.waiter, Ok(slot.got)));
+                    }
+                }
+            }
+        }
+        self.inbuf.drain(..pos);
+        if pos > 0 {
+            // SAFETY: the owner outlives its connections.
+            unsafe { (*self.owner).answered() };
+        }
+        done
+    }
+
+    fn fail(&mut self, why: Failure) {
+        let done = self.fail_collect(Some(why));
+        waiters::complete_all(done);
+    }
+
+    /// Closes the connection, fails every slot; `why` is `None` for a quiet close (nginx
+    /// is shutting down).
+    fn fail_collect(&mut self, why: Option<Failure>) -> Vec<(u64, Result<Vec<Value>, ()>)> {
+        self.close();
+        let done = self
+            .slots
+            .drain(..)
+            .filter(|s| s.waiter != 0)
+            .map(|s| (s.waiter, Err(())))
+            .collect();
+        if let Some(why) = why {
+            self.report(why);
+        }
+        done
+    }
+
+    fn report(&self, why: Failure) {
+        // SAFETY: the owner outlives its connections.
+        unsafe { (*self.owner).failed(why) };
+    }
+
+    /// Closes the socket (timers and posted events go with it).
+    pub fn close(&mut self) {
+        let c = core::mem::replace(&mut self.pc.connection, ptr::null_mut());
+        self.state = State::Closed;
+        self.out.clear();
+        self.sent = 0;
+        self.inbuf.clear();
+        if !c.is_null() {
+            // SAFETY: c is the live connection this Conn opened; closing frees it.
+            unsafe { ngx_close_connection(c) };
+        }
+    }
+
+    /// Closes and fails every waiter (worker exit).
+    pub fn shutdown(&mut self) {
+        let done = self.fail_collect(None);
+        waiters::complete_all(done);
+    }
+}
+
+unsafe extern "C" fn fail_send(_: *mut ngx_connection_t, _: *mut u8, _: usize) -> isize {
+    NGX_ERROR as isize
+}
+
+unsafe extern "C" fn fail_recv(_: *mut ngx_connection_t, _: *mut u8, _: usize) -> isize {
+    NGX_ERROR as isize
+}
+
+unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
+    // SAFETY: the event belongs to a connection whose data is its boxed Conn, alive until
+    // the connection is closed (which removes the event).
+    let conn = unsafe { (*((*ev).data as *mut ngx_connection_t)).data } as *mut Conn;
+    // SAFETY: as above; the borrow ends before the waiters run.
+    let done = unsafe { (*conn).on_read(ev) };
+    waiters::complete_all(done);
+}
+
+unsafe extern "C" fn on_write(ev: *mut ngx_event_t) {
+    // SAFETY: as in `on_read`.
+    let conn = unsafe { (*((*ev).data as *mut ngx_connection_t)).data } as *mut Conn;
+    // SAFETY: as above.
+    unsafe { (*conn).on_write(ev) };
+}

@@ -1,0 +1,242 @@
+//! The fleet tier: a Redis (or Valkey) cache shared by the gateway instances of a fleet.
+//!
+//! Each worker owns one pipelined data connection per zone ([`conn`]); worker 0 of each
+//! instance also reads the purge stream ([`reader`]). Key names are HMACs and values are
+//! sealed (`phantom_core::fleet`), so Redis never sees a token or a JWT. Redis never fails a
+//! request: every error is a miss, and a breaker shared by the workers ([`FleetShared`])
+//! stops paying timeouts while Redis is down, logging once per change of state.
+
+mod conf;
+pub mod conn;
+pub mod ops;
+pub mod reader;
+pub mod waiters;
+
+use core::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::cell::RefCell;
+
+use nginx_sys::{ngx_cycle, ngx_str_t, sockaddr, socklen_t, NGX_LOG_NOTICE, NGX_LOG_WARN};
+use ngx::ngx_log_error;
+use phantom_core::fleet::keys::{redis_key, KeyFile};
+use phantom_core::fleet::resp;
+use phantom_core::fleet::tombstones::Tombstones;
+
+pub use conf::{parse_param, resolve, FleetSpec};
+use conn::{Conn, Failure};
+
+/// Worker start: attach each fleet to its zone's shared state; worker 0 (or a single
+/// process) reads the purge streams.
+pub fn start_worker(zones: &'static [crate::cache::ZoneConf]) {
+    // SAFETY: process globals, set before init_process runs.
+    let (worker, process) = unsafe { (nginx_sys::ngx_worker, nginx_sys::ngx_process) };
+    let reads = worker == 0
+        && matches!(
+            process as u32,
+            nginx_sys::NGX_PROCESS_WORKER | nginx_sys::NGX_PROCESS_SINGLE
+        );
+    for zone in zones {
+        let Some(fleet) = &zone.fleet else { continue };
+        fleet.attach(zone.zone.fleet());
+        if reads {
+            reader::Reader::start(zone, fleet, crate::handler::now_ms());
+        }
+    }
+}
+
+/// A Redis server address, resolved when the configuration is read (as `proxy_pass` does).
+pub struct Addr {
+    pub sockaddr: *mut sockaddr,
+    pub socklen: socklen_t,
+    pub name: ngx_str_t,
+}
+
+/// Consecutive failures that open the breaker.
+const TRIP_AFTER: u32 = 3;
+/// How long an open breaker keeps requests away from Redis before one probes it.
+const OPEN_MS: i64 = 1000;
+/// How long writes stop after Redis answered that it is full (`-OOM`).
+const FULL_MS: i64 = 5000;
+
+/// The fleet state every worker of an instance shares, in the cache zone.
+#[repr(C)]
+pub struct FleetShared {
+    /// 0: closed. Otherwise Redis is skipped until then; after it, one worker probes.
+    open_until_ms: AtomicI64,
+    /// Writes are skipped until then (Redis is full).
+    full_until_ms: AtomicI64,
+    failures: AtomicU32,
+    /// The purge stream's last applied entry id (ASCII), under the zone lock.
+    pub last_id: [u8; 48],
+    /// Recent purges (under the zone lock).
+    pub tombstones: Tombstones,
+}
+
+/// One zone's `redis=` tier.
+pub struct Fleet {
+    pub zone_name: String,
+    pub target: String,
+    pub keys: KeyFile,
+    pub timeout_ms: u64,
+    pub lock_ms: u64,
+    pub prefix: String,
+    pub addrs: Vec<Addr>,
+    /// The zone's shared state (set once the zone is known to the worker).
+    shared: core::cell::Cell<*const FleetShared>,
+    worker: RefCell<Option<Box<Conn>>>,
+    pub reader: RefCell<Option<Box<reader::Reader>>>,
+}
+
+impl Fleet {
+    pub fn new(spec: FleetSpec, keys: KeyFile, zone_name: &str) -> Fleet {
+        Fleet {
+            zone_name: zone_name.into(),
+            target: spec.target,
+            keys,
+            timeout_ms: spec.timeout_ms,
+            lock_ms: spec.lock_ms,
+            prefix: spec.prefix,
+            addrs: Vec::new(),
+            shared: core::cell::Cell::new(core::ptr::null()),
+            worker: RefCell::new(None),
+            reader: RefCell::new(None),
+        }
+    }
+
+    /// Points the breaker at the zone's shared state (at worker start).
+    pub fn attach(&self, shared: Option<&FleetShared>) {
+        self.shared
+            .set(shared.map_or(core::ptr::null(), |s| s as *const _));
+    }
+
+    fn shared(&self) -> Option<&FleetShared> {
+        // SAFETY: NULL or the zone's state, mapped for the life of the cycle.
+        unsafe { self.shared.get().as_ref() }
+    }
+
+    /// The `AUTH` command for new connections, from the key file.
+    fn auth(&self) -> Option<Vec<u8>> {
+        let pass = self.keys.redis_password()?;
+        Some(match self.keys.redis_user() {
+            Some(user) => resp::command(&[b"AUTH", user.as_bytes(), pass.as_bytes()]),
+            None => resp::command(&[b"AUTH", pass.as_bytes()]),
+        })
+    }
+
+    /// Sends `cmds` expecting `replies` replies for `waiter`; `false` when Redis is
+    /// skipped (breaker open) or unreachable right now.
+    pub fn submit(&self, cmds: &[u8], replies: usize, waiter: u64, now_ms: i64) -> bool {
+        if !self.allow(now_ms) {
+            return false;
+        }
+        let Ok(mut slot) = self.worker.try_borrow_mut() else {
+            return false;
+        };
+        let conn = slot.get_or_insert_with(|| {
+            Conn::new(
+                &self.addrs as *const Vec<Addr>,
+                self.timeout_ms,
+                self.auth(),
+                self as *const Fleet,
+            )
+        });
+        conn.submit(cmds, replies, waiter, 0)
+    }
+
+    /// Whether writes are worth sending (Redis is not known to be full).
+    pub fn writable(&self, now_ms: i64) -> bool {
+        self.shared()
+            .is_none_or(|s| s.full_until_ms.load(Ordering::Relaxed) <= now_ms)
+    }
+
+    /// Redis answered a write with `-OOM`: skip writes for a while (one log line).
+    pub fn full(&self, now_ms: i64) {
+        let Some(s) = self.shared() else { return };
+        let before = s.full_until_ms.swap(now_ms + FULL_MS, Ordering::Relaxed);
+        if before <= now_ms {
+            self.log(NGX_LOG_WARN as usize, "is full (OOM): writes paused");
+        }
+    }
+
+    /// The breaker: closed, open (skip), or half-open (exactly one caller probes).
+    fn allow(&self, now_ms: i64) -> bool {
+        let Some(s) = self.shared() else { return true };
+        let until = s.open_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return true;
+        }
+        if now_ms < until {
+            return false;
+        }
+        s.open_until_ms
+            .compare_exchange(until, now_ms + OPEN_MS, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// A connection failed: count it; the failure that opens the breaker logs one line.
+    pub fn failed(&self, why: Failure) {
+        let Some(s) = self.shared() else { return };
+        let now = crate::handler::now_ms();
+        let n = s.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if n < TRIP_AFTER {
+            return;
+        }
+        let opened = s
+            .open_until_ms
+            .compare_exchange(0, now + OPEN_MS, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if opened {
+            let msg = format!("unavailable ({}): going on without it", why.as_str());
+            self.log(NGX_LOG_WARN as usize, &msg);
+        } else {
+            s.open_until_ms.store(now + OPEN_MS, Ordering::Release);
+        }
+    }
+
+    /// A reply arrived: the breaker closes (one log line if it was open).
+    pub fn answered(&self) {
+        let Some(s) = self.shared() else { return };
+        s.failures.store(0, Ordering::Relaxed);
+        if s.open_until_ms.load(Ordering::Relaxed) != 0
+            && s.open_until_ms.swap(0, Ordering::AcqRel) != 0
+        {
+            self.log(NGX_LOG_NOTICE as usize, "available again");
+        }
+    }
+
+    fn log(&self, level: usize, what: &str) {
+        // SAFETY: the cycle log is valid in a worker.
+        let log = unsafe { (*ngx_cycle).log };
+        ngx_log_error!(
+            level,
+            log,
+            "phantom_token_cache_zone \"{}\": redis \"{}\" {}",
+            self.zone_name,
+            self.target,
+            what
+        );
+    }
+
+    /// A Redis key name for `item` under `label`.
+    pub fn key(&self, label: &str, context: &[u8], item: &[u8]) -> String {
+        redis_key(self.keys.name_key(), &self.prefix, label, context, item)
+    }
+
+    /// The purge stream of this zone.
+    pub fn stream_key(&self) -> String {
+        format!("{}purge:{}", self.prefix, self.zone_name)
+    }
+
+    /// Closes this worker's connections (worker exit).
+    pub fn shutdown(&self) {
+        if let Ok(mut w) = self.worker.try_borrow_mut() {
+            if let Some(conn) = w.as_mut() {
+                conn.shutdown();
+            }
+        }
+        if let Ok(mut r) = self.reader.try_borrow_mut() {
+            if let Some(reader) = r.as_mut() {
+                reader.shutdown();
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The request side of the fleet tier: the lookup with the fleet lock, and the store.
+//!
+//! A lookup pipelines `GET <entry>` and `SET <lock> <random> NX PX <redis_lock>` in one round
+//! trip. A hit fills the zone. A miss with the lock: this instance introspects for the fleet,
+//! then stores and releases the lock. A miss without it: another instance introspects, so
+//! this request polls until the entry appears or the lock expires (a holder that died blocks
+//! nobody longer than the lock time). Any error is a miss: introspect as without Redis.
+
+use nginx_sys::{ngx_http_request_t, ngx_post_event, ngx_posted_events};
+use phantom_core::fleet::resp::push_command;
+use phantom_core::fleet::seal::{self, Sealed};
+use phantom_core::purge::Kind;
+
+use super::waiters::{self, Outcome, Value};
+use super::Fleet;
+use crate::cache::Entry;
+use crate::ctx;
+use crate::status::metrics::{self, Counter};
+
+/// Deletes the lock only if it still holds our value (it may have expired and been taken).
+const RELEASE: &[u8] =
+    b"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/// A request's fleet state; dropping it (with the request) forgets its pending operation.
+#[derive(Default)]
+pub struct FleetCtx {
+    /// The operation this request waits for (0: none).
+    pub op: u64,
+    pub reply: Option<Outcome>,
+    /// Our lock value, while this request introspects for the fleet.
+    pub lock: Option<Vec<u8>>,
+    /// When this request started waiting for another instance's introspection.
+    pub since_ms: i64,
+}
+
+impl Drop for FleetCtx {
+    fn drop(&mut self) {
+        waiters::cancel(self.op);
+    }
+}
+
+/// What a lookup found.
+pub enum Found {
+    /// A shared entry, already opened and checked.
+    Hit(Sealed),
+    /// Nobody introspects this token: we hold the fleet lock.
+    Lead,
+    /// Another instance holds the lock: look again shortly.
+    Held,
+    /// Redis did not help (error, timeout, breaker): introspect.
+    Unavailable,
+}
+
+fn entry_key(fleet: &Fleet, context: &[u8], token: &[u8]) -> String {
+    fleet.key("t", context, token)
+}
+
+fn lock_key(fleet: &Fleet, context: &[u8], token: &[u8]) -> String {
+    fleet.key("lk", context, token)
+}
+
+/// Starts a lookup for the request; `false` if nothing was sent (introspect now).
+///
+/// # Safety
+/// `r` must be the valid main request whose context is `fc`'s owner.
+pub unsafe fn lookup(
+    fleet: &'static Fleet,
+    r: *mut ngx_http_request_t,
+    fc: &mut FleetCtx,
+    context: &[u8],
+    token: &[u8],
+    now_ms: i64,
+) -> bool {
+    let mut lock = vec![0u8; 16];
+    if ring_fill(&mut lock).is_err() {
+        return false;
+    }
+    let mut cmds = Vec::with_capacity(256);
+    push_command(
+        &mut cmds,
+        &[b"GET", entry_key(fleet, context, token).as_bytes()],
+    );
+    let px = fleet.lock_ms.to_string();
+    push_command(
+        &mut cmds,
+        &[
+            b"SET",
+            lock_key(fleet, context, token).as_bytes(),
+            &lock,
+            b"NX",
+            b"PX",
+            px.as_bytes(),
+        ],
+    );
+    let id = waiters::register(move |outcome| {
+        // SAFETY: the waiter is cancelled when the request's context is dropped, so `r` is
+        // alive whenever this runs.
+        unsafe {
+            if let Some(c) = ctx::get(r) {
+                c.fleet.op = 0;
+                c.fleet.reply = Some(outcome);
+            }
+            ngx_post_event((*(*r).connection).write, &raw mut ngx_posted_events);
+        }
+    });
+    if !fleet.submit(&cmds, 2, id, now_ms) {
+        waiters::cancel(id);
+        return false;
+    }
+    fc.op = id;
+    fc.reply = None;
+    fc.lock = Some(lock);
+    true
+}
+
+/// Reads the lookup's replies.
+pub fn found(fleet: &Fleet, fc: &mut FleetCtx, context: &[u8], token: &[u8], now_ms: i64) -> Found {
+    let lock = fc.lock.take();
+    let Some(Ok(replies)) = fc.reply.take() else {
+        metrics::count(Counter::RedisErrors);
+        return Found::Unavailable;
+    };
+    let (value, locked) = match replies.as_slice() {
+        [v, l] => (v, l),
+        _ => return Found::Unavailable,
+    };
+    let got_lock = matches!(locked, Value::Simple(ok) if ok == b"OK");
+    if let Value::Error(_) = locked {
+        if locked.error_code() == Some(b"OOM") {
+            fleet.full(now_ms);
+        }
+    }
+    if let Value::Bulk(bytes) = value {
+        let key = entry_key(fleet, context, token);
+        match seal::open(&fleet.keys, &key, bytes) {
+            Ok(sealed) if sealed.expires_ms > now_ms => {
+                if got_lock {
+                    if let Some(lock) = &lock {
+                        release(fleet, context, token, lock, now_ms);
+                    }
+                }
+                return Found::Hit(sealed);
+            }
+            Ok(_) => {}
+            Err(_) => metrics::count(Counter::RedisBadValues),
+        }
+    }
+    if got_lock {
+        fc.lock = lock;
+        Found::Lead
+    } else if matches!(locked, Value::Nil) {
+        Found::Held
+    } else {
+        Found::Unavailable
+    }
+}
+
+/// The cached entry a shared value stands for.
+pub fn entry_of(sealed: &Sealed) -> Entry {
+    if !sealed.active {
+        return Entry::Inactive;
+    }
+    Entry::active(
+        std::rc::Rc::from(sealed.jwt.as_slice()),
+        std::rc::Rc::from(sealed.scope.as_str()),
+    )
+}
+
+/// Writes an introspection result for the fleet (fire and forget), then releases our lock.
+#[allow(clippy::too_many_arguments)]
+pub fn store(
+    fleet: &'static Fleet,
+    fc: &mut FleetCtx,
+    context: &[u8],
+    token: &[u8],
+    entry: Option<&Entry>,
+    (expires_ms, created_ms): (i64, i64),
+    now_ms: i64,
+) {
+    let lock = fc.lock.take();
+    let mut cmds = Vec::new();
+    let mut replies = 0;
+    let px = expires_ms - now_ms;
+    if let (Some(entry), true, true) = (entry, px > 0, fleet.writable(now_ms)) {
+        let key = entry_key(fleet, context, token);
+        let (sealed, selectors) = sealed_of(fleet, entry, expires_ms, created_ms);
+        if let Ok(value) = seal::seal(&fleet.keys, &key, &sealed) {
+            let px = px.to_string();
+            push_command(
+                &mut cmds,
+                &[b"SET", key.as_bytes(), &value, b"PX", px.as_bytes()],
+            );
+            replies += 1;
+            for index in selectors {
+                push_command(&mut cmds, &[b"SADD", index.as_bytes(), key.as_bytes()]);
+                push_command(
+                    &mut cmds,
+                    &[b"PEXPIRE", index.as_bytes(), px.as_bytes(), b"NX"],
+                );
+                push_command(
+                    &mut cmds,
+                    &[b"PEXPIRE", index.as_bytes(), px.as_bytes(), b"GT"],
+                );
+                replies += 3;
+            }
+        }
+    }
+    if let Some(lock) = &lock {
+        push_release(fleet, &mut cmds, context, token, lock);
+        replies += 1;
+    }
+    if replies == 0 {
+        return;
+    }
+    let fleet_ptr = fleet as *const Fleet;
+    let id = waiters::register(move |outcome| {
+        // SAFETY: the fleet lives in the configuration, for the whole cycle.
+        let fleet = unsafe { &*fleet_ptr };
+        if let Ok(replies) = outcome {
+            if replies.iter().any(|v| v.error_code() == Some(b"OOM")) {
+                fleet.full(crate::handler::now_ms());
+            }
+        }
+    });
+    if !fleet.submit(&cmds, replies, id, now_ms) {
+        waiters::cancel(id);
+    }
+}
+
+/// The sealed form of an entry, and the index sets (by subject and client) it joins.
+fn sealed_of(
+    fleet: &Fleet,
+    entry: &Entry,
+    expires_ms: i64,
+    created_ms: i64,
+) -> (Sealed, Vec<String>) {
+    let mut sealed = Sealed {
+        created_ms,
+        expires_ms,
+        active: false,
+        sub_h: None,
+        cid_h: None,
+        scope: String::new(),
+        jwt: Vec::new(),
+    };
+    let mut selectors = Vec::new();
+    if let Entry::Active { jwt, scope, .. } = entry {
+        sealed.active = true;
+        sealed.scope = scope.to_string();
+        sealed.jwt = jwt.to_vec();
+        let claims = crate::variables::claims_of(jwt);
+        for kind in [Kind::Sub, Kind::ClientId] {
+            if let Some(value) = claims.get(kind.label()).and_then(|v| v.as_str()) {
+                selectors.push(index_key(fleet, kind, value.as_bytes()));
+            }
+        }
+    }
+    (sealed, selectors)
+}
+
+/// The Redis set listing the entries of a subject or client.
+pub fn index_key(fleet: &Fleet, kind: Kind, value: &[u8]) -> String {
+    let label = match kind {
+        Kind::Sub => "sub",
+        Kind::ClientId => "cid",
+        Kind::Token => "tok",
+    };
+    fleet.key(label, b"", value)
+}
+
+fn push_release(fleet: &Fleet, cmds: &mut Vec<u8>, context: &[u8], token: &[u8], lock: &[u8]) {
+    let key = lock_key(fleet, context, token);
+    push_command(cmds, &[b"EVAL", RELEASE, b"1", key.as_bytes(), lock]);
+}
+
+/// Releases the lock we took (fire and forget).
+fn release(fleet: &Fleet, context: &[u8], token: &[u8], lock: &[u8], now_ms: i64) {
+    let mut cmds = Vec::new();
+    push_release(fleet, &mut cmds, context, token, lock);
+    fleet.submit(&cmds, 1, 0, now_ms);
+}
+
+/// Releases the lock of a request whose result is not stored (errors, `no-store`).
+pub fn abandon(fleet: &Fleet, fc: &mut FleetCtx, context: &[u8], token: &[u8], now_ms: i64) {
+    if let Some(lock) = fc.lock.take() {
+        release(fleet, context, token, &lock, now_ms);
+    }
+}
+
+fn ring_fill(buf: &mut [u8]) -> Result<(), ()> {
+    use ring::rand::SecureRandom;
+    ring::rand::SystemRandom::new().fill(buf).map_err(|_| ())
+}

@@ -1,0 +1,66 @@
+//! A purge applied to this instance: the zone, every worker's L1, and a tombstone that
+//! keeps an older copy (from Redis, or from an introspection still in flight) out.
+
+use phantom_core::digest::keyed_digest;
+use phantom_core::fleet::tombstones::selector_hash;
+use phantom_core::purge::Kind;
+
+use crate::cache::ZoneConf;
+use crate::status::metrics::{self, Counter};
+
+/// Removes what the zone holds for the selector; returns how many entries went.
+pub fn apply(zone: &ZoneConf, kind: Kind, value: &[u8], t_ms: i64) -> u64 {
+    let removed = match kind {
+        Kind::Token => zone
+            .contexts
+            .borrow()
+            .iter()
+            .filter(|c| zone.zone.purge(&keyed_digest(c, value)))
+            .count() as u64,
+        Kind::Sub | Kind::ClientId => zone
+            .zone
+            .purge_matching(|jwt| claim_is(jwt, kind.label(), value)),
+    };
+    if let Some(key) = zone.zone.nonce_key() {
+        let hash = selector_hash(&key, kind, value);
+        zone.zone
+            .fleet_locked(|f| f.tombstones.add(kind, hash, t_ms));
+    }
+    zone.zone.bump_epoch();
+    for _ in 0..removed {
+        metrics::count(Counter::Purges);
+    }
+    removed
+}
+
+fn claim_is(jwt: &[u8], name: &str, value: &[u8]) -> bool {
+    crate::variables::claims_of(jwt)
+        .get(name)
+        .and_then(|v| v.as_str())
+        .is_some_and(|v| v.as_bytes() == value)
+}
+
+/// Whether a decision made at `created_ms` for `token` (and this JWT) was purged since.
+pub fn buried(zone: &ZoneConf, token: &[u8], jwt: Option<&[u8]>, created_ms: i64) -> bool {
+    if zone.zone.fleet_locked(|f| f.tombstones.is_empty()) != Some(false) {
+        return false;
+    }
+    let Some(key) = zone.zone.nonce_key() else {
+        return false;
+    };
+    let tok = selector_hash(&key, Kind::Token, token);
+    let claims = jwt.map(crate::variables::claims_of).unwrap_or_default();
+    let hash_of = |kind: Kind| {
+        claims
+            .get(kind.label())
+            .and_then(|v| v.as_str())
+            .map(|v| selector_hash(&key, kind, v.as_bytes()))
+    };
+    let (sub, cid) = (hash_of(Kind::Sub), hash_of(Kind::ClientId));
+    zone.zone
+        .fleet_locked(|f| {
+            f.tombstones
+                .buried(created_ms, Some(&tok), sub.as_ref(), cid.as_ref())
+        })
+        .unwrap_or(false)
+}
