@@ -2,6 +2,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod http;
+pub mod redis;
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
