@@ -1326,3 +1326,31 @@ fn fleet_configuration_errors_fail_nginx_t() {
     );
     assert!(!out.contains(&same), "a key in the error: {out}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Worker generations
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn reload_keeps_the_fleet_working_and_old_workers_exit_cleanly() {
+    let f = Fleet::start(2);
+    let (a, b) = (f.port(0), f.port(1));
+    let token = f.ids.issue("read", 300);
+    assert_eq!(get(a, &token), (200, "MISS".into()));
+    f.nodes[1].reload();
+    // The new generation of B reads Redis and follows the purge stream.
+    assert_eq!(get(b, &token), (200, "HIT".into()));
+    assert_eq!(f.ids.introspections(), 1);
+    f.ids.revoke(&token);
+    let r = purge(a, &format!("token={}", form_encode(&token)));
+    purge_ok(&r);
+    refused_everywhere_within_1s(&f, &token, Instant::now());
+    // The old workers closed their Redis connections: no "open socket ... left" alert, and
+    // they exited (the stream reader's blocking read does not hold them).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while f.nodes[1].error_log().matches("exited with code 0").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", f.nodes[1].error_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f.nodes[1].assert_clean_log();
+}

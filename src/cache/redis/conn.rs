@@ -401,9 +401,11 @@ impl Conn {
         done
     }
 
+    /// Fails the connection from inside a call into it (connect, send): the waiters run
+    /// from the event loop, after the caller is out.
     fn fail(&mut self, why: Failure) {
         let done = self.fail_collect(Some(why));
-        waiters::complete_all(done);
+        waiters::defer(done);
     }
 
     /// Closes the connection, fails every slot; `why` is `None` for a quiet close (nginx
@@ -440,10 +442,11 @@ impl Conn {
         }
     }
 
-    /// Closes and fails every waiter (worker exit).
+    /// Closes and forgets every waiter (worker exit).
     pub fn shutdown(&mut self) {
-        let done = self.fail_collect(None);
-        waiters::complete_all(done);
+        for (id, _) in self.fail_collect(None) {
+            waiters::cancel(id);
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+use nginx_sys::{ngx_cycle, ngx_event_t, ngx_post_event, ngx_posted_events};
 use phantom_core::fleet::resp::Reply;
 
 /// An owned reply.
@@ -68,6 +69,10 @@ type Callback = Box<dyn FnOnce(Outcome)>;
 thread_local! {
     static WAITERS: RefCell<HashMap<u64, Callback>> = RefCell::new(HashMap::new());
     static NEXT: Cell<u64> = const { Cell::new(1) };
+    /// Completions found while a caller was inside a connection (a failed send during a
+    /// submit): run from the event loop instead, never nested in the caller.
+    static DEFERRED: RefCell<Vec<(u64, Outcome)>> = const { RefCell::new(Vec::new()) };
+    static DEFER_EVENT: Cell<*mut ngx_event_t> = const { Cell::new(core::ptr::null_mut()) };
 }
 
 /// Registers `f`; the id goes with the operation.
@@ -92,4 +97,30 @@ pub fn complete_all(done: Vec<(u64, Outcome)>) {
             f(outcome);
         }
     }
+}
+
+/// Runs `done` from the event loop, after the current handler returns.
+pub fn defer(done: Vec<(u64, Outcome)>) {
+    if done.is_empty() {
+        return;
+    }
+    DEFERRED.with_borrow_mut(|d| d.extend(done));
+    let mut ev = DEFER_EVENT.get();
+    if ev.is_null() {
+        // One event per worker, for its whole life.
+        // SAFETY: an all-zero event is its initial state; handler and log are set below.
+        let mut boxed: Box<ngx_event_t> = Box::new(unsafe { core::mem::zeroed() });
+        boxed.handler = Some(run_deferred);
+        // SAFETY: the cycle log is valid in a worker.
+        boxed.log = unsafe { (*ngx_cycle).log };
+        ev = Box::into_raw(boxed);
+        DEFER_EVENT.set(ev);
+    }
+    // SAFETY: ev lives for the worker; posting twice is a no-op.
+    unsafe { ngx_post_event(ev, &raw mut ngx_posted_events) };
+}
+
+unsafe extern "C" fn run_deferred(_: *mut ngx_event_t) {
+    let done = DEFERRED.with_borrow_mut(core::mem::take);
+    complete_all(done);
 }
