@@ -1354,3 +1354,96 @@ fn reload_keeps_the_fleet_working_and_old_workers_exit_cleanly() {
     }
     f.nodes[1].assert_clean_log();
 }
+
+// ---------------------------------------------------------------------------------------
+// Redis credentials and the fleet lock
+// ---------------------------------------------------------------------------------------
+
+/// A key file with Redis credentials, and the same `name` key as `keys`.
+fn keys_with_credentials(keys: &KeyFile, user: &str, password: &str) -> KeyFile {
+    let text = format!(
+        "name  v1 {}\nseal  k1 {}\nredis_user {user}\nredis_password {password}\n",
+        base64url(&keys.name),
+        base64url(&random_bytes::<32>())
+    );
+    KeyFile::from_text(&text, keys.name)
+}
+
+#[test]
+fn an_acl_user_from_the_key_file_authenticates_and_a_wrong_password_fails_no_request() {
+    let mut f = Fleet::with(0, Opts::default());
+    f.redis.cmd_str(&[
+        "ACL",
+        "SETUSER",
+        "phantom",
+        "on",
+        ">s3cret-pw",
+        "~pt:*",
+        "+get",
+        "+set",
+        "+del",
+        "+unlink",
+        "+sadd",
+        "+pexpire",
+        "+eval",
+        "+xadd",
+        "+xread",
+        "+smembers",
+    ]);
+    let good = keys_with_credentials(&f.keys, "phantom", "s3cret-pw");
+    let bad = keys_with_credentials(&f.keys, "phantom", "wrong-pw");
+    let a = f.instance(&good, Opts::default());
+    let b = f.instance(&bad, Opts::default());
+    let token = f.ids.issue("read", 300);
+    assert_eq!(get(a.port, &token), (200, "MISS".into()));
+    eventually("the entry written as user phantom", || {
+        f.token_keys().len() == 1
+    });
+    // The wrong password: Redis is not used, and no request fails.
+    for _ in 0..5 {
+        assert_eq!(get(b.port, &f.ids.issue("read", 300)).0, 200);
+    }
+    assert_eq!(f.token_keys().len(), 1, "nothing written without a login");
+    let log = b.error_log();
+    assert!(log.contains("authentication failed"), "{log}");
+    assert!(!log.contains("wrong-pw") && !a.error_log().contains("s3cret-pw"));
+    assert!(
+        log.matches("redis").count() < 5,
+        "one line per change:\n{log}"
+    );
+    f.nodes.push(a);
+    f.nodes.push(b);
+}
+
+#[test]
+fn a_lock_holder_that_died_delays_others_by_at_most_the_lock_time() {
+    let f = Fleet::with(
+        1,
+        Opts {
+            zone: "redis_lock=1s",
+            ..Opts::default()
+        },
+    );
+    let token = f.ids.issue("read", 300);
+    // Another instance took the lock for this token and died: nobody releases it.
+    let context = phantom_core::digest::context(b"/_introspect", "jwt");
+    let lock = phantom_core::fleet::keys::redis_key(
+        &f.keys.name,
+        "pt:v1:",
+        "lk",
+        &context,
+        token.as_bytes(),
+    );
+    f.redis
+        .cmd(&[b"SET", lock.as_bytes(), b"dead-holder", b"PX", b"1000"]);
+    let start = Instant::now();
+    assert_eq!(get(f.port(0), &token), (200, "MISS".into()));
+    let waited = start.elapsed();
+    eprintln!("waited {waited:?} for a dead lock holder (redis_lock=1s)");
+    assert!(
+        waited >= Duration::from_millis(800),
+        "{waited:?}: the lock was ignored"
+    );
+    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+    assert_eq!(f.ids.introspections(), 1);
+}

@@ -78,6 +78,10 @@ pub struct Conn {
     owner: *const Fleet,
     out: Vec<u8>,
     sent: usize,
+    /// Commands held back until the server accepted `AUTH` (a failed login must not let
+    /// them run as the default user).
+    held: Vec<u8>,
+    handshaking: bool,
     inbuf: Vec<u8>,
     slots: VecDeque<Slot>,
     state: State,
@@ -105,6 +109,8 @@ impl Conn {
             owner,
             out: Vec::new(),
             sent: 0,
+            held: Vec::new(),
+            handshaking: false,
             inbuf: Vec::new(),
             slots: VecDeque::new(),
             state: State::Closed,
@@ -135,7 +141,11 @@ impl Conn {
             deadline: now + self.timeout_ms + extra_ms as ngx_msec_t,
             auth: false,
         });
-        self.out.extend_from_slice(cmds);
+        if self.handshaking {
+            self.held.extend_from_slice(cmds);
+        } else {
+            self.out.extend_from_slice(cmds);
+        }
         self.arm_read_timer();
         if self.state == State::Ready {
             // SAFETY: a ready connection is live. A reader stays idle: nginx closes it at
@@ -189,6 +199,8 @@ impl Conn {
         self.out.clear();
         self.sent = 0;
         self.inbuf.clear();
+        self.held.clear();
+        self.handshaking = self.auth.is_some();
         if let Some(auth) = &self.auth {
             self.out.extend_from_slice(auth);
             // SAFETY: reading nginx's cached clock.
@@ -346,6 +358,13 @@ impl Conn {
         if self.state == State::Closed {
             return done;
         }
+        if self.sent < self.out.len() {
+            // Commands released by the handshake.
+            self.flush();
+            if self.state == State::Closed {
+                return done;
+            }
+        }
         // SAFETY: c is live.
         if unsafe { ngx_handle_read_event((*c).read, 0) } != NGX_OK as isize {
             let mut done = done;
@@ -380,9 +399,14 @@ impl Conn {
                 done.extend(self.fail_collect(Some(Failure::Protocol)));
                 return done;
             };
-            if slot.auth && matches!(reply, Reply::Error(_)) {
-                done.extend(self.fail_collect(Some(Failure::Auth)));
-                return done;
+            if slot.auth {
+                if matches!(reply, Reply::Error(_)) {
+                    done.extend(self.fail_collect(Some(Failure::Auth)));
+                    return done;
+                }
+                self.handshaking = false;
+                let held = core::mem::take(&mut self.held);
+                self.out.extend_from_slice(&held);
             }
             slot.got.push(Value::from(&reply));
             if slot.got.len() >= slot.replies {
@@ -435,6 +459,8 @@ impl Conn {
         self.state = State::Closed;
         self.out.clear();
         self.sent = 0;
+        self.held.clear();
+        self.handshaking = false;
         self.inbuf.clear();
         if !c.is_null() {
             // SAFETY: c is the live connection this Conn opened; closing frees it.
