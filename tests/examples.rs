@@ -79,6 +79,13 @@ fn every_example_configuration_passes_nginx_t() {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("logs")).unwrap();
         self_signed(&dir);
+        // The fleet example's key file (redis_key=__PREFIX__/phantom-redis.key).
+        fs::write(
+            dir.join("phantom-redis.key"),
+            "name v1 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n\
+             seal k1 IB8eHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE\n",
+        )
+        .unwrap();
         let conf = dir.join("nginx.conf");
         fs::write(&conf, substitute(&fs::read_to_string(path).unwrap(), &dir)).unwrap();
         let (ok, out) = test_config_file(&dir, &conf);
