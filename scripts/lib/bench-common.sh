@@ -7,8 +7,11 @@
 prepare() {
   scripts/deps.sh wrk
   [ -n "${PHANTOM_MODULE:-}" ] || cargo build --release -q
-  nginx_bin=$(scripts/nginx-bin.sh release)
-  module="${PHANTOM_MODULE:-$(pwd)/target/release/libngx_phantom_token.so}"
+  # The build's output follows CARGO_TARGET_DIR (scripts/nginx-bin.sh assumes ./target).
+  local target
+  target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+  nginx_bin=$(ls -t "$target"/release/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -n 1)
+  module="${PHANTOM_MODULE:-$target/release/libngx_phantom_token.so}"
   dir=$(mktemp -d "/tmp/phantom-$1.XXXXXX")
   chmod 755 "$dir"
 }
@@ -37,7 +40,9 @@ temps() {
   echo "client_body_temp_path $1/cb; proxy_temp_path $1/px; fastcgi_temp_path $1/fc; uwsgi_temp_path $1/uw; scgi_temp_path $1/sc; access_log off;"
 }
 
-# backend <dir> <jwt>: API on :19101, identity server on :19102 (any token -> the JWT).
+# backend <dir> <jwt>: API on :19101, identity server on :19102 (any token -> the JWT), and
+# the same identity server on :19103 logging each request to <dir>/introspections.log (for
+# counting introspections; :19102 logs nothing, so the timed paths pay no log write).
 backend() {
   mkdir -p "$1"
   {
@@ -47,27 +52,34 @@ backend() {
     echo "  server { listen 127.0.0.1:19101; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
     echo "  server { listen 127.0.0.1:19102; location / { default_type application/jwt;"
     echo "    add_header Cache-Control \"max-age=86400\"; return 200 '$2'; } }"
+    echo "  server { listen 127.0.0.1:19103; access_log $1/introspections.log;"
+    echo "    location / { default_type application/jwt;"
+    echo "    add_header Cache-Control \"max-age=86400\"; return 200 '$2'; } }"
     echo "}"
   } >"$1/nginx.conf"
   "$nginx_bin" -p "$1" -c "$1/nginx.conf" -e "$1/error.log"
 }
 
-# gateway <dir> <http-lines> <server-lines>: one worker on CPU 0, listening on :19100, with
-# upstreams `api` and `ids` and the introspection location /_i.
+# gateway <dir> <http-lines> <server-lines> [port] [cpu-mask]: one worker (on CPU 0 unless
+# cpu-mask says otherwise), listening on :19100 (or port), with upstreams `api` and `ids` and
+# the introspection location /_i. Sets $worker, the worker's pid.
 gateway() {
+  local port=${4:-19100} cpus=${5:-01}
   mkdir -p "$1"
   {
     echo "load_module $module;"
     common "$1"
-    echo "worker_processes 1; worker_cpu_affinity 01;"
+    echo "worker_processes 1; worker_cpu_affinity $cpus;"
     echo "http { $(temps "$1")"
     echo "  upstream api { server 127.0.0.1:19101; keepalive 64; }"
     echo "  upstream ids { server 127.0.0.1:19102; keepalive 64; }"
     echo "  proxy_http_version 1.1; proxy_set_header Connection \"\";"
     echo "  $2"
-    echo "  server { listen 127.0.0.1:19100;"
+    echo "  server { listen 127.0.0.1:$port;"
+    # proxy_set_header here replaces the http block's list: Connection "" again, or nginx
+    # sends "Connection: close" and every introspection opens a new connection.
     echo "    location = /_i { internal; proxy_pass_request_headers off;"
-    echo "      proxy_set_header Accept application/jwt;"
+    echo "      proxy_set_header Connection \"\"; proxy_set_header Accept application/jwt;"
     echo "      proxy_set_header Content-Type application/x-www-form-urlencoded;"
     echo "      proxy_pass http://ids/introspect; }"
     echo "    $3"
@@ -86,7 +98,9 @@ stop() {
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$worker/stat"; }
 
-# measure <name> <secs> <wrk args...>: sets rps[name] and cpu[name] (gateway CPU µs/request).
+# measure <name> <secs> <wrk args...>: sets rps[name] and cpu[name] (gateway CPU µs/request),
+# and nreq[name] (requests completed in the timed run).
+declare -A nreq
 measure() {
   local name=$1 secs=$2 before after out reqs non2xx
   shift 2
@@ -97,6 +111,7 @@ measure() {
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
   if [ -n "$non2xx" ]; then echo "$name: $non2xx non-2xx responses" >&2; exit 1; fi
+  nreq[$name]=$reqs
   rps[$name]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   cpu[$name]=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
 }

@@ -1,0 +1,70 @@
+# The fleet tier's part of scripts/bench.sh (sourced after bench-common.sh): a throwaway
+# redis-server, a key file, the module's counters, and the introspections the identity server
+# on :19103 received.
+
+# free_port: a TCP port nothing listens on at 127.0.0.1 (from 20000 up).
+free_port() {
+  local p
+  for p in $(seq 20000 20999); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+  echo "no free port in 20000-20999" >&2
+  return 1
+}
+
+# start_redis <dir>: redis-server on a free port, without persistence, in the foreground of a
+# background job; sets redis_port and redis_pid (stop it with stop_redis).
+start_redis() {
+  redis_port=$(free_port)
+  /usr/bin/redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+    --daemonize no --dir "$1" --logfile "$1/redis.log" &
+  redis_pid=$!
+  local i
+  for i in $(seq 50); do
+    [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && return
+    sleep 0.1
+  done
+  echo "redis-server did not start on :$redis_port (see $1/redis.log)" >&2
+  return 1
+}
+
+stop_redis() {
+  [ -n "${redis_pid:-}" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  redis_pid=""
+}
+
+# fleet_key <file>: a key file (name key and seal key, 32 random bytes each), mode 0600.
+fleet_key() {
+  local k
+  k() { head -c 32 /dev/urandom | basenc --base64url | tr -d '='; }
+  (umask 077; printf 'name v1 %s\nseal k1 %s\n' "$(k)" "$(k)" >"$1")
+}
+
+# metric <port> <sample>: a counter from the gateway's /_status (0 when absent), e.g.
+#   metric 19100 'phantom_token_cache_hits_total{level="redis"}'
+metric() {
+  curl -s "http://127.0.0.1:$1/_status" |
+    awk -v s="$2" 'index($0, s " ") == 1 {v = $2} END {print v + 0}'
+}
+
+# introspections <be-dir>: requests the logging identity server (:19103) has received so far.
+introspections() { [ -f "$1/introspections.log" ] && wc -l <"$1/introspections.log" || echo 0; }
+
+# tokens.lua: one new token per request, "<prefix><n>" for n = 1, 2, ... The prefix is $TOKENS
+# or, without it, one of its own per wrk run (so measure's warm-up run never reuses the timed
+# run's tokens). With $LAST, the run stops once token LAST has been sent.
+tokens_lua() {
+  cat >"$1" <<'LUA'
+local prefix = os.getenv("TOKENS") or ("n" .. os.time() .. "x" .. math.floor(os.clock() * 1e6) .. "-")
+local last = tonumber(os.getenv("LAST") or "0")
+local path = os.getenv("URLPATH")
+local n = 0
+request = function()
+  if last == 0 or n < last then n = n + 1 end
+  return wrk.format("GET", path, { Authorization = "Bearer " .. prefix .. n })
+end
+response = function()
+  if last > 0 and n >= last then wrk.thread:stop() end
+end
+LUA
+}
