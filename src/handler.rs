@@ -193,7 +193,9 @@ fn from_fleet(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ng
         return ask_fleet(request, conf, ctx, endpoint);
     }
     let token = ctx.token();
-    match ops::found(fleet, &mut ctx.fleet, &conf.context, token, now) {
+    // SAFETY: r is the valid main request that owns ctx.
+    match unsafe { ops::found(fleet, r, &mut ctx.fleet, &conf.context, token, now) } {
+        Found::Asked => AGAIN,
         Found::Hit(sealed) => {
             let young = conf
                 .cache_max_age

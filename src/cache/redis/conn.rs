@@ -88,6 +88,8 @@ pub struct Conn {
     /// A reader connection waits in a blocking command: its timers must not hold a worker
     /// that is shutting down.
     cancelable: bool,
+    /// Writes what the requests of one event loop iteration queued, in one `send`.
+    flush_ev: ngx_event_t,
 }
 
 impl Conn {
@@ -115,6 +117,8 @@ impl Conn {
             slots: VecDeque::new(),
             state: State::Closed,
             cancelable: false,
+            // SAFETY: an all-zero event is its initial state; set up in `post_flush`.
+            flush_ev: unsafe { core::mem::zeroed() },
         })
     }
 
@@ -151,9 +155,25 @@ impl Conn {
             // SAFETY: a ready connection is live. A reader stays idle: nginx closes it at
             // shutdown instead of waiting for its blocking read.
             unsafe { self.set_idle(self.cancelable) };
-            self.flush();
+            self.post_flush();
         }
         true
+    }
+
+    /// Sends at the end of this event loop iteration: the commands of every request that
+    /// runs in it go out in one write (and their replies tend to come back in one read).
+    fn post_flush(&mut self) {
+        if self.flush_ev.handler.is_none() {
+            self.flush_ev.handler = Some(on_flush);
+            // SAFETY: the cycle log is valid in a worker.
+            self.flush_ev.log = unsafe { (*ngx_cycle).log };
+        }
+        self.flush_ev.data = self as *mut Conn as *mut c_void;
+        // SAFETY: the event lives in this boxed Conn; it is removed from the queue when the
+        // connection closes. Posting twice is a no-op.
+        unsafe {
+            nginx_sys::ngx_post_event(&mut self.flush_ev, &raw mut nginx_sys::ngx_posted_events)
+        };
     }
 
     /// Starts a connection to the current address; `false` if it failed at once.
@@ -260,6 +280,9 @@ impl Conn {
 
     fn flush(&mut self) {
         let c = self.pc.connection;
+        if c.is_null() || self.state != State::Ready {
+            return;
+        }
         while self.sent < self.out.len() {
             let rest = &self.out[self.sent..];
             // SAFETY: c is live and ready; send writes from our buffer.
@@ -455,6 +478,10 @@ impl Conn {
 
     /// Closes the socket (timers and posted events go with it).
     pub fn close(&mut self) {
+        if self.flush_ev.posted() != 0 {
+            // SAFETY: the event is in the posted queue.
+            unsafe { nginx_sys::ngx_delete_posted_event(&mut self.flush_ev) };
+        }
         let c = core::mem::replace(&mut self.pc.connection, ptr::null_mut());
         self.state = State::Closed;
         self.out.clear();
@@ -491,6 +518,13 @@ unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
     // SAFETY: as above; the borrow ends before the waiters run.
     let done = unsafe { (*conn).on_read(ev) };
     waiters::complete_all(done);
+}
+
+unsafe extern "C" fn on_flush(ev: *mut ngx_event_t) {
+    // SAFETY: data is the boxed Conn that posted the event; closing it unposts the event.
+    let conn = unsafe { (*ev).data } as *mut Conn;
+    // SAFETY: as above.
+    unsafe { (*conn).flush() };
 }
 
 unsafe extern "C" fn on_write(ev: *mut ngx_event_t) {

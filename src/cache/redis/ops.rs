@@ -1,10 +1,12 @@
 //! The request side of the fleet tier: the lookup with the fleet lock, and the store.
 //!
-//! A lookup pipelines `GET <entry>` and `SET <lock> <random> NX PX <redis_lock>` in one round
-//! trip. A hit fills the zone. A miss with the lock: this instance introspects for the fleet,
-//! then stores and releases the lock. A miss without it: another instance introspects, so
-//! this request polls until the entry appears or the lock expires (a holder that died blocks
-//! nobody longer than the lock time). Any error is a miss: introspect as without Redis.
+//! A lookup is a `GET <entry>`: a hit fills the zone, at the cost of one round trip and no
+//! write. After a miss, `SET <lock> <unique> NX PX <redis_lock>` and `GET <entry>` again (an
+//! instance may have stored and released in between): with the lock this instance
+//! introspects for the fleet, then stores and releases the lock; without it another instance
+//! introspects, so this request polls until the entry appears or the lock expires (a holder
+//! that died blocks nobody longer than the lock time). Any error is a miss: introspect as
+//! without Redis.
 
 use nginx_sys::{ngx_http_request_t, ngx_post_event, ngx_posted_events};
 use phantom_core::fleet::resp::push_command;
@@ -31,6 +33,10 @@ pub struct FleetCtx {
     pub lock: Option<Vec<u8>>,
     /// When this request started waiting for another instance's introspection.
     pub since_ms: i64,
+    /// The entry's key name while its `GET` is out (the value is sealed for it).
+    pub key: Option<String>,
+    /// The outstanding command is the lock's `SET NX`, not the `GET`.
+    pub locking: bool,
 }
 
 impl Drop for FleetCtx {
@@ -49,6 +55,8 @@ pub enum Found {
     Held,
     /// Redis did not help (error, timeout, breaker): introspect.
     Unavailable,
+    /// A miss: the lock was asked for; wait for the reply.
+    Asked,
 }
 
 fn entry_key(fleet: &Fleet, context: &[u8], token: &[u8]) -> String {
@@ -59,7 +67,7 @@ fn lock_key(fleet: &Fleet, context: &[u8], token: &[u8]) -> String {
     fleet.key("lk", context, token)
 }
 
-/// Starts a lookup for the request; `false` if nothing was sent (introspect now).
+/// Starts a lookup for the request (`GET`); `false` if nothing was sent (introspect now).
 ///
 /// # Safety
 /// `r` must be the valid main request whose context is `fc`'s owner.
@@ -71,27 +79,57 @@ pub unsafe fn lookup(
     token: &[u8],
     now_ms: i64,
 ) -> bool {
-    let mut lock = vec![0u8; 16];
-    if ring_fill(&mut lock).is_err() {
+    let key = entry_key(fleet, context, token);
+    let mut cmd = Vec::with_capacity(96);
+    push_command(&mut cmd, &[b"GET", key.as_bytes()]);
+    fc.key = Some(key);
+    fc.locking = false;
+    // SAFETY: per contract.
+    unsafe { send(fleet, r, fc, &cmd, 1, now_ms) }
+}
+
+/// After a miss: takes the fleet lock (`SET NX PX`), so that one instance introspects.
+///
+/// # Safety
+/// As for [`lookup`].
+unsafe fn take_lock(
+    fleet: &'static Fleet,
+    r: *mut ngx_http_request_t,
+    fc: &mut FleetCtx,
+    context: &[u8],
+    token: &[u8],
+    now_ms: i64,
+) -> bool {
+    let Some(lock) = lock_value() else {
         return false;
-    }
-    let mut cmds = Vec::with_capacity(256);
-    push_command(
-        &mut cmds,
-        &[b"GET", entry_key(fleet, context, token).as_bytes()],
-    );
+    };
     let px = fleet.lock_ms.to_string();
+    let key = lock_key(fleet, context, token);
+    let entry = entry_key(fleet, context, token);
+    let mut cmd = Vec::with_capacity(192);
     push_command(
-        &mut cmds,
-        &[
-            b"SET",
-            lock_key(fleet, context, token).as_bytes(),
-            &lock,
-            b"NX",
-            b"PX",
-            px.as_bytes(),
-        ],
+        &mut cmd,
+        &[b"SET", key.as_bytes(), &lock, b"NX", b"PX", px.as_bytes()],
     );
+    // Read again after the lock: a holder that stored and released between our GET and our
+    // SET left its entry, which this GET sees.
+    push_command(&mut cmd, &[b"GET", entry.as_bytes()]);
+    fc.key = Some(entry);
+    fc.lock = Some(lock);
+    fc.locking = true;
+    // SAFETY: per contract.
+    unsafe { send(fleet, r, fc, &cmd, 2, now_ms) }
+}
+
+/// Sends one command for the request; its reply wakes the request.
+unsafe fn send(
+    fleet: &'static Fleet,
+    r: *mut ngx_http_request_t,
+    fc: &mut FleetCtx,
+    cmd: &[u8],
+    replies: usize,
+    now_ms: i64,
+) -> bool {
     let id = waiters::register(move |outcome| {
         // SAFETY: the waiter is cancelled when the request's context is dropped, so `r` is
         // alive whenever this runs.
@@ -103,53 +141,72 @@ pub unsafe fn lookup(
             ngx_post_event((*(*r).connection).write, &raw mut ngx_posted_events);
         }
     });
-    if !fleet.submit(&cmds, 2, id, now_ms) {
+    if !fleet.submit(cmd, replies, id, now_ms) {
         waiters::cancel(id);
         return false;
     }
     fc.op = id;
     fc.reply = None;
-    fc.lock = Some(lock);
     true
 }
 
-/// Reads the lookup's replies.
-pub fn found(fleet: &Fleet, fc: &mut FleetCtx, context: &[u8], token: &[u8], now_ms: i64) -> Found {
-    let lock = fc.lock.take();
-    let Some(Ok(replies)) = fc.reply.take() else {
+/// Reads a reply: a hit, or after a miss the lock (which is then asked for: `Found::Asked`).
+///
+/// # Safety
+/// As for [`lookup`].
+pub unsafe fn found(
+    fleet: &'static Fleet,
+    r: *mut ngx_http_request_t,
+    fc: &mut FleetCtx,
+    context: &[u8],
+    token: &[u8],
+    now_ms: i64,
+) -> Found {
+    let Some(Ok(mut replies)) = fc.reply.take() else {
         metrics::count(Counter::RedisErrors);
         return Found::Unavailable;
     };
-    let (value, locked) = match replies.as_slice() {
-        [v, l] => (v, l),
-        _ => return Found::Unavailable,
-    };
-    let got_lock = matches!(locked, Value::Simple(ok) if ok == b"OK");
-    if let Value::Error(_) = locked {
-        if locked.error_code() == Some(b"OOM") {
-            fleet.full(now_ms);
-        }
-    }
-    if let Value::Bulk(bytes) = value {
-        let key = entry_key(fleet, context, token);
+    let value = replies.pop();
+    let locked = if fc.locking { replies.pop() } else { None };
+    let got_lock = matches!(&locked, Some(Value::Simple(ok)) if ok == b"OK");
+    if let Some(Value::Bulk(bytes)) = &value {
+        let key = fc.key.take().unwrap_or_default();
         match seal::open(&fleet.keys, &key, bytes) {
             Ok(sealed) if sealed.expires_ms > now_ms => {
-                if got_lock {
-                    if let Some(lock) = &lock {
-                        release(fleet, context, token, lock, now_ms);
-                    }
+                if let (true, Some(lock)) = (got_lock, fc.lock.take()) {
+                    release(fleet, context, token, &lock, now_ms);
                 }
                 return Found::Hit(sealed);
             }
             Ok(_) => {}
             Err(_) => metrics::count(Counter::RedisBadValues),
         }
+    } else if !matches!(value, Some(Value::Nil)) {
+        if let (true, Some(lock)) = (got_lock, fc.lock.take()) {
+            release(fleet, context, token, &lock, now_ms);
+        }
+        return Found::Unavailable;
     }
-    if got_lock {
-        fc.lock = lock;
-        Found::Lead
-    } else if matches!(locked, Value::Nil) {
-        Found::Held
+    if fc.locking {
+        return match locked {
+            _ if got_lock => Found::Lead,
+            Some(Value::Nil) => {
+                fc.lock = None;
+                Found::Held
+            }
+            other => {
+                fc.lock = None;
+                if other.as_ref().and_then(Value::error_code) == Some(b"OOM") {
+                    fleet.full(now_ms);
+                }
+                Found::Unavailable
+            }
+        };
+    }
+    // A miss: ask for the lock.
+    // SAFETY: per contract.
+    if unsafe { take_lock(fleet, r, fc, context, token, now_ms) } {
+        Found::Asked
     } else {
         Found::Unavailable
     }
@@ -287,7 +344,25 @@ pub fn abandon(fleet: &Fleet, fc: &mut FleetCtx, context: &[u8], token: &[u8], n
     }
 }
 
-fn ring_fill(buf: &mut [u8]) -> Result<(), ()> {
-    use ring::rand::SecureRandom;
-    ring::rand::SystemRandom::new().fill(buf).map_err(|_| ())
+thread_local! {
+    /// 8 random bytes drawn once per worker (after fork), and a counter.
+    static LOCK_SEED: core::cell::Cell<Option<([u8; 8], u64)>> = const { core::cell::Cell::new(None) };
+}
+
+/// A lock value unique to this request across the fleet: a per-worker random seed and a
+/// counter (the value only has to differ from every other holder's, not be secret).
+fn lock_value() -> Option<Vec<u8>> {
+    let (seed, n) = match LOCK_SEED.get() {
+        Some(s) => s,
+        None => {
+            use ring::rand::SecureRandom;
+            let mut seed = [0u8; 8];
+            ring::rand::SystemRandom::new().fill(&mut seed).ok()?;
+            (seed, 0)
+        }
+    };
+    LOCK_SEED.set(Some((seed, n.wrapping_add(1))));
+    let mut v = seed.to_vec();
+    v.extend_from_slice(&n.to_be_bytes());
+    Some(v)
 }
