@@ -4,6 +4,8 @@
 #   growth    CPU per hit with 1 thousand and with 1 million distinct cached tokens, wrk
 #             picking tokens at random (so the 1M case is served from the zone, not L1)
 #   metrics   CPU per hit with `phantom_token_status` configured (counting on) and without
+#   fleet     Redis memory per cached 1 KiB JWT (`redis=`), and how long a purge by subject
+#             takes over a zone of that many entries
 # Every CPU figure is the gateway worker's CPU time per request, as a ratio to plain
 # proxy_pass measured in the same gateway. Needs about 1.5 GB of RAM for the 1M zone.
 #
@@ -13,8 +15,9 @@ cd "$(dirname "$0")/.."
 secs="${1:-10}"
 many="${2:-1000000}"
 . scripts/lib/bench-common.sh
+. scripts/lib/bench-fleet.sh
 prepare scale
-trap 'stop "$dir/gw"; stop "$dir/be"' EXIT
+trap 'stop "$dir/gw"; stop "$dir/be"; stop_redis' EXIT
 declare -A rps cpu
 
 cat >"$dir/fill.lua" <<'LUA'
@@ -69,6 +72,25 @@ START=0 PREFIX=d N=40000 taskset -c 1 wrk -t1 -c32 -d6s -s "$dir/fill.lua" "$url
 dense=$(entries z)
 stop "$dir/gw"
 
+echo "== fleet: Redis memory per token, purge by subject over the zone"
+start_redis "$dir"
+fleet_key "$dir/fleet.key"
+redis_mem() { redis-cli -p "$redis_port" INFO memory | awk -F: '/^used_memory:/ {print $2 + 0}'; }
+gateway "$dir/gw" "upstream phantom_redis { server 127.0.0.1:$redis_port; }
+  phantom_token_cache_zone z:64m l1=0 redis=phantom_redis redis_key=$dir/fleet.key;" \
+  "$hit $status location = /purge { phantom_token_purge z; }"
+mem0=$(redis_mem)
+fill f 20000 z
+sleep 1
+mem1=$(redis_mem)
+in_redis=$(redis-cli -p "$redis_port" --scan --pattern 'pt:v1:t:*' | wc -l)
+zone_held=$(entries z)
+purge() { curl -s -o /dev/null -w '%{time_total}' -X POST -d "$1" "$url/purge"; }
+purge token=nothing >/dev/null
+purge_tok=$(purge token=nothing)
+purge_s=$(purge sub=nobody)
+stop "$dir/gw"
+
 echo "== growth: 1 thousand and $many distinct cached tokens"
 mib=$(( many * 1300 / 1048576 + 16 ))
 gateway "$dir/gw" "phantom_token_cache_zone z:${mib}m;" "$plain $hit $status"
@@ -91,5 +113,7 @@ row "hit, $many tokens" hit_many plain_growth
 echo
 echo "counting on vs off (hit/plain ratios): $(awk -v a="$(ratio hit_on plain_on)" -v b="$(ratio hit_off plain_off)" 'BEGIN {printf "%.3f", a / b}')x"
 echo "hit with $many vs 1k tokens: $(ratio hit_many hit_1k)x ($held entries held)"
+echo "redis: $in_redis entries take $((mem1 - mem0)) bytes = $(( (mem1 - mem0) / (in_redis > 0 ? in_redis : 1) )) bytes per token (1024-byte JWT, one subject index membership each)"
+echo "purge by subject over $zone_held zone entries: ${purge_s}s (the zone walked in steps of 256 entries, one per event loop iteration; by token: ${purge_tok}s)"
 echo "density: $dense entries of a 1024-byte JWT in 10 MiB = $(awk -v e="$dense" 'BEGIN {printf "%.0f", e / 10}') per MiB"
 echo "(gateway: 1 worker on CPU 0; wrk and the backend on CPU 1; ${secs}s per run; nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///'))"

@@ -1447,3 +1447,33 @@ fn a_lock_holder_that_died_delays_others_by_at_most_the_lock_time() {
     assert!(waited < Duration::from_millis(1500), "{waited:?}");
     assert_eq!(f.ids.introspections(), 1);
 }
+
+#[test]
+fn a_purge_by_subject_walks_a_large_zone_in_steps_and_misses_none() {
+    let f = Fleet::with(
+        1,
+        Opts {
+            workers: 1,
+            ..Opts::default()
+        },
+    );
+    let port = f.port(0);
+    // More entries than one step of the walk (256), interleaved in digest order.
+    let carol = issue_with(&f.ids, 400, serde_json::json!({ "sub": "carol" }));
+    let dave = issue_with(&f.ids, 400, serde_json::json!({ "sub": "dave" }));
+    for t in carol.iter().chain(&dave) {
+        assert_eq!(get(port, t).0, 200);
+    }
+    let r = purge(port, "sub=carol");
+    let (removed, redis_removed) = purge_ok(&r);
+    assert_eq!((removed, redis_removed), (400, 400), "{}", r.text());
+    let before = f.ids.introspections();
+    for t in dave.iter().step_by(20) {
+        assert_eq!(get(port, t), (200, "HIT".into()), "another subject stays");
+    }
+    for t in carol.iter().step_by(20) {
+        assert_eq!(get(port, t), (200, "MISS".into()), "purged");
+    }
+    assert_eq!(f.ids.introspections() - before, 20);
+    f.nodes[0].assert_clean_log();
+}

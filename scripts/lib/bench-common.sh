@@ -106,8 +106,15 @@ measure() {
   shift 2
   [ "${WARMUP:-1}" = 1 ] && taskset -c 1 wrk -t1 -c16 -d2s "$@" >/dev/null
   before=$(cpu_ticks)
+  # PERF=<name>: record a profile of the gateway worker while that path runs.
+  local perf=""
+  if [ "${PERF:-}" = "$name" ]; then
+    perf record -q -g -p "$worker" -o "$dir/perf-$name.data" -- sleep "$secs" 2>/dev/null &
+    perf=$!
+  fi
   out=$(taskset -c 1 wrk -t1 -c16 -d"${secs}s" "$@")
   after=$(cpu_ticks)
+  if [ -n "$perf" ]; then wait "$perf"; echo "profile: $dir/perf-$name.data" >&2; fi
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
   if [ -n "$non2xx" ]; then echo "$name: $non2xx non-2xx responses" >&2; exit 1; fi

@@ -8,36 +8,43 @@ use phantom_core::purge::Kind;
 use crate::cache::ZoneConf;
 use crate::status::metrics::{self, Counter};
 
-/// Removes what the zone holds for the selector; returns how many entries went.
-pub fn apply(zone: &ZoneConf, kind: Kind, value: &[u8], t_ms: i64) -> u64 {
-    let removed = match kind {
-        Kind::Token => zone
-            .contexts
-            .borrow()
-            .iter()
-            .filter(|c| zone.zone.purge(&keyed_digest(c, value)))
-            .count() as u64,
-        Kind::Sub | Kind::ClientId => zone
-            .zone
-            .purge_matching(|jwt| claim_is(jwt, kind.label(), value)),
-    };
+/// Removes what the zone holds for the selector, then calls `done` with how many entries
+/// went: at once for a token, after a walk over the zone for a subject or client. The
+/// tombstone is laid first, so a copy stored meanwhile (from Redis, or by an introspection
+/// in flight) is kept out.
+pub fn apply(
+    zone: &'static ZoneConf,
+    kind: Kind,
+    value: &[u8],
+    t_ms: i64,
+    done: impl FnOnce(u64) + 'static,
+) {
     if let Some(key) = zone.zone.nonce_key() {
         let hash = selector_hash(&key, kind, value);
         zone.zone
             .fleet_locked(|f| f.tombstones.add(kind, hash, t_ms));
     }
-    zone.zone.bump_epoch();
-    for _ in 0..removed {
-        metrics::count(Counter::Purges);
+    let count = move |removed: u64| {
+        for _ in 0..removed {
+            metrics::count(Counter::Purges);
+        }
+        done(removed);
+    };
+    match kind {
+        Kind::Token => {
+            let removed = zone
+                .contexts
+                .borrow()
+                .iter()
+                .filter(|c| zone.zone.purge(&keyed_digest(c, value)))
+                .count() as u64;
+            zone.zone.bump_epoch();
+            count(removed);
+        }
+        Kind::Sub | Kind::ClientId => {
+            super::walk::start(zone, kind, value.to_vec(), Box::new(count));
+        }
     }
-    removed
-}
-
-fn claim_is(jwt: &[u8], name: &str, value: &[u8]) -> bool {
-    crate::variables::claims_of(jwt)
-        .get(name)
-        .and_then(|v| v.as_str())
-        .is_some_and(|v| v.as_bytes() == value)
 }
 
 /// Whether a decision made at `created_ms` for `token` (and this JWT) was purged since.

@@ -8,6 +8,7 @@
 //! nginx's own access control; the answer is JSON.
 
 pub mod local;
+mod walk;
 
 use core::ffi::c_void;
 
@@ -134,21 +135,68 @@ unsafe fn purge(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(zone) = zone_of(request) else {
         return NGX_ERROR as ngx_int_t;
     };
+    let kind = selector.kind;
+    let selector_value = selector.value.clone();
     let now = now_ms();
-    let removed = local::apply(zone, selector.kind, &selector.value, now);
-    ngx_log_error!(
-        NGX_LOG_NOTICE,
-        request.log(),
-        "phantom_token_purge: {} entries removed from zone \"{}\" by {}",
-        removed,
-        zone.name,
-        selector.kind.label()
-    );
-    match &zone.fleet {
-        // SAFETY: r is valid and nothing was sent.
+    // The rest runs once the zone is purged (at once for a token; after a walk over the zone
+    // for a subject or client), unless the request is gone by then.
+    let id = waiters::register(move |outcome| {
+        let (removed, us) = match outcome.as_deref() {
+            Ok([Value::Int(n), Value::Int(us)]) => ((*n).max(0) as u64, *us),
+            _ => (0, 0),
+        };
+        // SAFETY: the waiter is cancelled by the request pool's cleanup, so r is alive.
+        let log = unsafe { (*(*r).connection).log };
+        ngx_log_error!(
+            NGX_LOG_NOTICE,
+            log,
+            "phantom_token_purge: {} entries removed from zone \"{}\" by {} in {} us",
+            removed,
+            zone.name,
+            selector.kind.label(),
+            us
+        );
+        // SAFETY: as above.
+        unsafe { purged(r, zone, selector, removed, now) };
+    });
+    // SAFETY: r->pool is valid; the cleanup forgets the waiter if the request ends first.
+    if !unsafe { forget_on_cleanup(r, id) } {
+        waiters::cancel(id);
+        return NGX_ERROR as ngx_int_t;
+    }
+    let started = std::time::Instant::now();
+    let value = selector_value.clone();
+    local::apply(zone, kind, &value, now, move |removed| {
+        let us = started.elapsed().as_micros() as i64;
+        waiters::complete_all(vec![(
+            id,
+            Ok(vec![Value::Int(removed as i64), Value::Int(us)]),
+        )]);
+    });
+    NGX_DONE as ngx_int_t
+}
+
+/// This instance is purged: answer, or tell the fleet first.
+unsafe fn purged(
+    r: *mut ngx_http_request_t,
+    zone: &'static ZoneConf,
+    selector: Selector,
+    removed: u64,
+    now: i64,
+) {
+    let rc = match &zone.fleet {
+        // SAFETY: r is alive (see the caller) and nothing was sent.
         None => unsafe { answer(r, 200, &purge::result_json(removed, None, None)) },
         // SAFETY: as above.
         Some(_) => unsafe { tell_fleet(r, zone, &selector, removed, now) },
+    };
+    if rc != NGX_DONE as ngx_int_t {
+        // SAFETY: as above; c is read before the request may be freed.
+        unsafe {
+            let c = (*r).connection;
+            ngx_http_finalize_request(r, rc);
+            ngx_http_run_posted_requests(c);
+        }
     }
 }
 

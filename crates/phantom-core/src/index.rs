@@ -62,6 +62,24 @@ pub fn attach_point<T: Tree>(t: &T, root: T::Node, digest: &[u8; 32]) -> (T::Nod
     }
 }
 
+/// The first node in order after `after` (the smallest node, with `None`): a walk that
+/// resumes by digest, so entries may be removed between its steps.
+pub fn first_after<T: Tree>(t: &T, root: T::Node, after: Option<&[u8; 32]>) -> Option<T::Node> {
+    let mut best = None;
+    let mut n = root;
+    while !t.is_nil(n) {
+        let later =
+            after.is_none_or(|d| order(t.key(n), t.digest(n), tree_key(d), d) == Ordering::Greater);
+        if later {
+            best = Some(n);
+            n = t.left(n);
+        } else {
+            n = t.right(n);
+        }
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +156,33 @@ mod tests {
             assert_eq!(a.digest(n), &crafted(tail));
         }
         assert!(find(&a, root, &crafted(6)).is_none());
+    }
+
+    #[test]
+    fn a_walk_by_first_after_visits_every_node_in_order() {
+        let mut a = Arena {
+            nodes: vec![(0, 0, [0; 32])],
+        };
+        let mut root = 0;
+        let tails = [5u8, 3, 8, 1, 4, 7, 9];
+        for tail in tails {
+            a.insert(&mut root, crafted(tail));
+        }
+        let mut other = [0u8; 32];
+        other[0] = 1;
+        a.insert(&mut root, other);
+        root = a.rotate_right(root);
+        let mut seen = Vec::new();
+        let mut after: Option<[u8; 32]> = None;
+        while let Some(n) = first_after(&a, root, after.as_ref()) {
+            seen.push(*a.digest(n));
+            after = Some(*a.digest(n));
+        }
+        let mut want: Vec<[u8; 32]> = tails.iter().map(|t| crafted(*t)).collect();
+        want.push(other);
+        want.sort_by(|x, y| order(tree_key(x), x, tree_key(y), y));
+        assert_eq!(seen, want);
+        assert!(first_after(&a, 0, None).is_none(), "an empty tree");
     }
 
     #[test]

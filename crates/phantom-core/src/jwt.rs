@@ -63,6 +63,29 @@ pub fn payload(jwt: &[u8]) -> Result<Map<String, Value>, JwtError> {
     }
 }
 
+/// A cheap test before [`payload`] when looking for a claim value in many JWTs (purges by
+/// subject walk the whole cache): `false` only when the decoded payload cannot contain
+/// `value` as a JSON string. Values JSON may escape (`"`, `\`, `/`, control or non-ASCII
+/// bytes) always give `true`.
+pub fn may_contain(jwt: &[u8], value: &[u8]) -> bool {
+    let plain = value
+        .iter()
+        .all(|c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\\' | b'/') || *c == b' ');
+    if !plain {
+        return true;
+    }
+    let Some(seg) = jwt.split(|c| *c == b'.').nth(1) else {
+        return false;
+    };
+    let Ok(bytes) = URL_SAFE_NO_PAD
+        .decode(seg)
+        .or_else(|_| URL_SAFE.decode(seg))
+    else {
+        return false;
+    };
+    value.is_empty() || bytes.windows(value.len()).any(|w| w == value)
+}
+
 /// What the module needs from a token's claims.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TokenInfo {
@@ -127,6 +150,18 @@ pub fn claim_text(claims: &Map<String, Value>, name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn may_contain_filters_only_what_cannot_match() {
+        let jwt = make(r#"{"sub":"alice","client_id":"web-app","n":"a\/b"}"#);
+        assert!(may_contain(jwt.as_bytes(), b"alice"));
+        assert!(may_contain(jwt.as_bytes(), b"web-app"));
+        assert!(!may_contain(jwt.as_bytes(), b"bob"));
+        // Values JSON may escape are never filtered out.
+        assert!(may_contain(jwt.as_bytes(), b"a/b"));
+        assert!(may_contain(jwt.as_bytes(), "é".as_bytes()));
+        assert!(!may_contain(b"not-a-jwt", b"alice"));
+    }
     use super::*;
 
     fn enc(v: &str) -> String {

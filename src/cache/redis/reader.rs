@@ -28,7 +28,7 @@ const MAX_BACKOFF_MS: u64 = 2000;
 pub struct Reader {
     conn: Box<Conn>,
     fleet: *const Fleet,
-    zone: *const ZoneConf,
+    zone: &'static ZoneConf,
     stream: String,
     last_id: String,
     backoff_ms: u64,
@@ -115,11 +115,11 @@ impl Reader {
 
     fn apply(&self, payload: Option<&[u8]>) {
         // SAFETY: the fleet and zone live for the cycle.
-        let (fleet, zone) = unsafe { (&*self.fleet, &*self.zone) };
+        let (fleet, zone) = (unsafe { &*self.fleet }, self.zone);
         let Some(payload) = payload else { return };
         match notice::open_notice(&fleet.keys, &self.stream, payload) {
             Ok(n) => {
-                crate::purge::local::apply(zone, n.kind, &n.value, n.t_ms);
+                crate::purge::local::apply(zone, n.kind, &n.value, n.t_ms, |_| {});
             }
             Err(_) => {
                 crate::status::metrics::count(crate::status::metrics::Counter::RedisBadValues)
@@ -128,8 +128,7 @@ impl Reader {
     }
 
     fn save_id(&self) {
-        // SAFETY: the zone lives for the cycle.
-        let zone = unsafe { &*self.zone };
+        let zone = self.zone;
         let id = self.last_id.as_bytes();
         zone.zone.fleet_locked(|f| {
             f.last_id = [0; 48];

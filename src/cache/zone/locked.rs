@@ -94,6 +94,13 @@ impl Locked {
         index::find(&Index { sentinel }, root, digest).map(|n| n as *mut Node)
     }
 
+    /// The entry after `after` in the index's order (the first one with `None`).
+    pub fn first_after(&self, after: Option<&[u8; 32]>) -> Option<*mut Node> {
+        // SAFETY: the tree is consistent while the lock is held.
+        let (root, sentinel) = unsafe { ((*self.sh).tree.root, (*self.sh).tree.sentinel) };
+        index::first_after(&Index { sentinel }, root, after).map(|n| n as *mut Node)
+    }
+
     fn list(&self, kind: u8) -> *mut ngx_queue_t {
         // SAFETY: sh is our locked header.
         unsafe {

@@ -490,19 +490,27 @@ impl Zone {
         }
     }
 
-    /// Removes every active entry whose JWT `matches`; returns how many. Walks the whole
-    /// active list under the lock: purges by subject or client are rare operator actions.
-    pub fn purge_matching(&self, mut matches: impl FnMut(&[u8]) -> bool) -> u64 {
-        let Some(l) = self.lock() else { return 0 };
+    /// One step of a walk over the zone in digest order: looks at up to `budget` entries
+    /// after `after` (moved along), removing the active ones whose JWT `matches`. Returns
+    /// how many went and whether the walk reached the end. The lock is held for one step
+    /// only, so other workers go on between steps.
+    pub fn purge_step(
+        &self,
+        after: &mut Option<[u8; 32]>,
+        budget: usize,
+        mut matches: impl FnMut(&[u8]) -> bool,
+    ) -> (u64, bool) {
+        let Some(l) = self.lock() else {
+            return (0, true);
+        };
         let mut removed = 0;
-        // SAFETY: the list and its entries are consistent while the lock is held; the next
-        // link is read before an entry is removed.
-        unsafe {
-            let head: *mut ngx_queue_t = &mut (*l.sh).lru;
-            let mut q = (*head).next;
-            while q != head {
-                let next = (*q).next;
-                let node = (q as *mut u8).sub(core::mem::offset_of!(Node, lru)) as *mut Node;
+        for _ in 0..budget {
+            let Some(node) = l.first_after(after.as_ref()) else {
+                return (removed, true);
+            };
+            // SAFETY: node is a live entry of the locked tree.
+            unsafe {
+                *after = Some((*node).digest);
                 if (*node).kind == ACTIVE {
                     if let Entry::Active { jwt, .. } = read_entry(node) {
                         if matches(&jwt) {
@@ -511,10 +519,9 @@ impl Zone {
                         }
                     }
                 }
-                q = next;
             }
         }
-        removed
+        (removed, false)
     }
 
     fn shared(&self) -> Option<&Shared> {
