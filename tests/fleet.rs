@@ -1477,3 +1477,69 @@ fn a_purge_by_subject_walks_a_large_zone_in_steps_and_misses_none() {
     assert_eq!(f.ids.introspections() - before, 20);
     f.nodes[0].assert_clean_log();
 }
+
+#[test]
+fn seal_key_rotation_reads_old_values_with_the_new_key_first() {
+    let f = Fleet::with(0, Opts::default());
+    let old = random_bytes::<32>();
+    let new = random_bytes::<32>();
+    let text = |lines: &str| format!("name  v1 {}\n{lines}", base64url(&f.keys.name));
+    // Step 1 everywhere: the old key seals, the new one is known. Step 2: the new key seals.
+    let step1 = KeyFile::from_text(
+        &text(&format!(
+            "seal k1 {}\nseal k2 {}\n",
+            base64url(&old),
+            base64url(&new)
+        )),
+        f.keys.name,
+    );
+    let step2 = KeyFile::from_text(
+        &text(&format!(
+            "seal k2 {}\nseal k1 {}\n",
+            base64url(&new),
+            base64url(&old)
+        )),
+        f.keys.name,
+    );
+    let a = f.instance(&step1, Opts::default());
+    let b = f.instance(&step2, Opts::default());
+    let sealed_old = f.ids.issue("read", 300);
+    assert_eq!(get(a.port, &sealed_old), (200, "MISS".into()));
+    eventually("sealed with k1", || f.token_keys().len() == 1);
+    assert_eq!(
+        get(b.port, &sealed_old),
+        (200, "HIT".into()),
+        "k1 still opens"
+    );
+    let sealed_new = f.ids.issue("read", 300);
+    assert_eq!(get(b.port, &sealed_new), (200, "MISS".into()));
+    eventually("sealed with k2", || f.token_keys().len() == 2);
+    assert_eq!(
+        get(a.port, &sealed_new),
+        (200, "HIT".into()),
+        "k2 known in step 1"
+    );
+    assert_eq!(f.ids.introspections(), 2);
+}
+
+#[test]
+fn a_dead_primary_fails_over_to_the_backup_server() {
+    let f = Fleet::with(0, Opts::default());
+    let dead = free_port();
+    let http = format!(
+        "upstream phantom_redis {{ server 127.0.0.1:{dead}; server 127.0.0.1:{} backup; }}
+         phantom_token_cache_zone jwt:10m redis=phantom_redis redis_key={} redis_timeout=200ms;",
+        f.redis.port,
+        f.keys.path().display()
+    );
+    let n = Nginx::start_workers(1, &http, &fleet_server(&f.ids, &f.echo, ""), "");
+    for _ in 0..10 {
+        assert_eq!(get(n.port, &f.ids.issue("read", 300)).0, 200);
+    }
+    // Once the breaker lets it try again, the next connection goes to the backup.
+    eventually("entries written through the backup", || {
+        assert_eq!(get(n.port, &f.ids.issue("read", 300)).0, 200);
+        !f.token_keys().is_empty()
+    });
+    assert!(!n.error_log().contains("[alert]"));
+}

@@ -355,6 +355,12 @@ impl Conn {
         if closing {
             return self.fail_collect(None);
         }
+        if self.state == State::Connecting {
+            // An error event before the connect completed (refused, reset): the next
+            // attempt goes to the next address.
+            self.addr += 1;
+            return self.fail_collect(Some(Failure::Connect));
+        }
         if timedout {
             return self.fail_collect(Some(Failure::Timeout));
         }
