@@ -47,9 +47,10 @@ fn charge(size: usize) -> u64 {
     }
 }
 
-/// Whole seconds, rounded up (an entry is never dropped before its keep time).
-fn seconds_up(ms: i64) -> u32 {
-    (ms.max(0).saturating_add(999) / 1000).min(u32::MAX as i64) as u32
+/// Whole seconds, rounded down: an entry is never kept (served stale) past its keep time;
+/// [`Node::keep_ms`] never goes below the expiry, which stays exact.
+fn seconds_down(ms: i64) -> u32 {
+    (ms.max(0) / 1000).min(u32::MAX as i64) as u32
 }
 
 /// How many leading bytes of `len` bytes of data go to a separate body allocation: the
@@ -152,7 +153,7 @@ impl Locked {
             lru: unsafe { core::mem::zeroed() },
             digest: *digest,
             expires_ms: life.expires_ms,
-            keep_s: seconds_up(life.keep_ms.max(life.expires_ms)),
+            keep_s: seconds_down(life.keep_ms),
             created_s: (life.created_ms.max(0) / 1000).min(u32::MAX as i64) as u32,
             body,
             jwt_len: jwt.len() as u32,

@@ -67,8 +67,8 @@ struct Node {
     digest: [u8; 32],
     /// Served fresh until then.
     expires_ms: i64,
-    /// Kept until then, in whole seconds (later than `expires_ms` only for
-    /// `stale_if_error`; `exp` is whole seconds anyway).
+    /// Kept until then, in whole seconds rounded down, and never before `expires_ms` (later
+    /// only for `stale_if_error`, whose window is whole seconds, as is `exp`).
     keep_s: u32,
     /// When the introspection that produced the entry started, in whole seconds (rounded
     /// down, so entries look older): `phantom_token_cache_max_age` and purge tombstones.
@@ -85,7 +85,7 @@ const _: () = assert!(size_of::<Node>() == 120);
 
 impl Node {
     fn keep_ms(&self) -> i64 {
-        i64::from(self.keep_s) * 1000
+        self.expires_ms.max(i64::from(self.keep_s) * 1000)
     }
 
     fn created_ms(&self) -> i64 {
