@@ -100,12 +100,15 @@ unsafe fn body_of(r: *mut ngx_http_request_t) -> Option<Vec<u8>> {
             if (*b).in_file() != 0 {
                 return None;
             }
+            cl = (*cl).next;
+            if (*b).pos.is_null() || (*b).last.is_null() {
+                continue; // an empty buffer (an empty body)
+            }
             let len = (*b).last.offset_from((*b).pos).max(0) as usize;
             if body.len() + len > MAX_BODY {
                 return None;
             }
             body.extend_from_slice(core::slice::from_raw_parts((*b).pos, len));
-            cl = (*cl).next;
         }
         Some(body)
     }

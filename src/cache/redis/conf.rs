@@ -87,6 +87,9 @@ unsafe fn from_upstream(cf: *mut ngx_conf_t, name: &str) -> Option<Vec<Addr>> {
     // SAFETY: cf is valid; the upstream module's main configuration exists in any http block.
     let umcf = NgxHttpUpstreamModule::main_conf(unsafe { &*cf })?;
     let blocks: &ngx_array_t = &umcf.upstreams;
+    if blocks.nelts == 0 || blocks.elts.is_null() {
+        return None;
+    }
     // SAFETY: upstreams is an array of pointers to server configurations.
     let blocks = unsafe {
         core::slice::from_raw_parts(
@@ -104,7 +107,7 @@ unsafe fn from_upstream(cf: *mut ngx_conf_t, name: &str) -> Option<Vec<Addr>> {
         }
         let mut primary = Vec::new();
         let mut backup = Vec::new();
-        if !us.servers.is_null() {
+        if !us.servers.is_null() && (*us.servers).nelts > 0 {
             // SAFETY: servers is an array of ngx_http_upstream_server_t.
             let servers = unsafe {
                 core::slice::from_raw_parts(
