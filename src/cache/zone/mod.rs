@@ -8,6 +8,7 @@
 
 mod index;
 mod locked;
+mod purge;
 
 use core::ffi::c_void;
 use core::mem::size_of;
@@ -20,7 +21,7 @@ use nginx_sys::{
 };
 use ngx::http::HttpModule;
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64;
 
 use super::redis::FleetShared;
 use super::Entry;
@@ -446,90 +447,6 @@ impl Zone {
             if unsafe { (*node).kind } == PENDING {
                 unsafe { l.remove(node) };
             }
-        }
-    }
-}
-
-/// Purges: removal of cached decisions before their time, and what every worker must notice.
-impl Zone {
-    /// This zone's purge generation; L1s older than it are dropped. No lock: one atomic load.
-    pub fn epoch(&self) -> u64 {
-        self.shared()
-            .map_or(0, |sh| sh.epoch.load(Ordering::Acquire))
-    }
-
-    /// Tells every worker's L1 to drop what it holds.
-    pub fn bump_epoch(&self) {
-        if let Some(sh) = self.shared() {
-            sh.epoch.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    /// The fleet state in this zone (atomics; the tombstones are behind [`Zone::tombstones`]).
-    pub fn fleet(&self) -> Option<&FleetShared> {
-        self.shared().map(|sh| &sh.fleet)
-    }
-
-    /// Runs `f` on the fleet state with the zone locked (tombstones, stream cursor).
-    pub fn fleet_locked<R>(&self, f: impl FnOnce(&mut FleetShared) -> R) -> Option<R> {
-        let l = self.lock()?;
-        // SAFETY: sh is our locked header.
-        Some(f(unsafe { &mut (*l.sh).fleet }))
-    }
-
-    /// Removes the decision cached for `digest` (markers stay); `true` if there was one.
-    pub fn purge(&self, digest: &[u8; 32]) -> bool {
-        let Some(l) = self.lock() else { return false };
-        match l.find(digest) {
-            // SAFETY: node is a live entry of the locked tree.
-            Some(node) if matches!(unsafe { (*node).kind }, ACTIVE | INACTIVE) => {
-                unsafe { l.remove(node) };
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// One step of a walk over the zone in digest order: looks at up to `budget` entries
-    /// after `after` (moved along), removing the active ones whose JWT `matches`. Returns
-    /// how many went and whether the walk reached the end. The lock is held for one step
-    /// only, so other workers go on between steps.
-    pub fn purge_step(
-        &self,
-        after: &mut Option<[u8; 32]>,
-        budget: usize,
-        mut matches: impl FnMut(&[u8]) -> bool,
-    ) -> (u64, bool) {
-        let Some(l) = self.lock() else {
-            return (0, true);
-        };
-        let mut removed = 0;
-        for _ in 0..budget {
-            let Some(node) = l.first_after(after.as_ref()) else {
-                return (removed, true);
-            };
-            // SAFETY: node is a live entry of the locked tree.
-            unsafe {
-                *after = Some((*node).digest);
-                if (*node).kind == ACTIVE {
-                    if let Entry::Active { jwt, .. } = read_entry(node) {
-                        if matches(&jwt) {
-                            l.remove(node);
-                            removed += 1;
-                        }
-                    }
-                }
-            }
-        }
-        (removed, false)
-    }
-
-    fn shared(&self) -> Option<&Shared> {
-        // SAFETY: shm was set at configuration; data is our Shared once init ran, and it
-        // stays mapped for the cycle. Only atomics are read without the lock.
-        unsafe {
-            let pool = self.shm.as_ref()?.shm.addr as *mut ngx_slab_pool_t;
-            ((*pool).data as *const Shared).as_ref()
         }
     }
 }

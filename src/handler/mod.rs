@@ -4,19 +4,24 @@
 //! introspection and return `NGX_AGAIN`. Later passes: decide from the result, then
 //! forward `Bearer <JWT>` upstream or reject. After an internal redirect, the policy of the
 //! location that now serves the request is applied to the decision already made.
+//! The fleet tier's steps are in [`fleet`], storing results in [`store`].
+
+mod fleet;
+mod store;
+
+use fleet::{ask_fleet, from_fleet};
+use store::{record_introspection, stale_if_error, store};
 
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, ngx_str_t, ngx_timeofday, NGX_AGAIN, NGX_DECLINED,
-    NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN,
-    NGX_OK,
+    NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
 use ngx::{ngx_log_debug_http, ngx_log_error};
 use phantom_core::digest::keyed_digest;
 use phantom_core::token::{auth_token, source_token, Scheme, TokenError};
 
-use crate::cache::redis::ops::{self, Found};
-use crate::cache::{CacheStatus, Entry, Level, Lookup, Stored, ZoneConf};
+use crate::cache::{CacheStatus, Entry, Level, Lookup, ZoneConf};
 use crate::config::DpopMode;
 use crate::ctx::{self, Ctx, Phase};
 use crate::decide::{decide, Outcome};
@@ -26,14 +31,14 @@ use crate::status::metrics::{self, Counter};
 use crate::{coalesce, forward, headers, pop, LocConf, Module};
 
 /// What a pass of the handler ends with.
-enum Step {
+pub(crate) enum Step {
     /// A phase handler result for nginx.
     Rc(ngx_int_t),
     /// A rejection, sent once no reference into the request is alive.
     Reject(Reject),
 }
 
-const AGAIN: Step = Step::Rc(NGX_AGAIN as ngx_int_t);
+pub(crate) const AGAIN: Step = Step::Rc(NGX_AGAIN as ngx_int_t);
 const DECLINED: Step = Step::Rc(NGX_DECLINED as ngx_int_t);
 
 /// The access phase handler registered in postconfiguration.
@@ -157,77 +162,6 @@ fn lookup_or_introspect(
     introspect(request, conf, ctx, endpoint)
 }
 
-/// With `redis=`: asks the fleet before introspecting (this worker holds the zone's
-/// marker, so it speaks for the instance).
-fn ask_fleet(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> Step {
-    let r: *mut ngx_http_request_t = request.into();
-    let fleet = ctx.claimed.and_then(|z| z.fleet.as_ref());
-    let Some(fleet) = fleet else {
-        return introspect(request, conf, ctx, endpoint);
-    };
-    let token = ctx.token();
-    // SAFETY: r is the valid main request that owns ctx.
-    let sent = unsafe { ops::lookup(fleet, r, &mut ctx.fleet, &conf.context, token, now_ms()) };
-    if !sent {
-        metrics::count(Counter::RedisErrors);
-        return introspect(request, conf, ctx, endpoint);
-    }
-    ctx.phase = Phase::Fleet;
-    AGAIN
-}
-
-/// Redis answered the lookup, or the wait for another instance's lock is up.
-fn from_fleet(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> Step {
-    let r: *mut ngx_http_request_t = request.into();
-    let (Some(zone), now) = (ctx.claimed, now_ms()) else {
-        return introspect(request, conf, ctx, endpoint);
-    };
-    let Some(fleet) = zone.fleet.as_ref() else {
-        return introspect(request, conf, ctx, endpoint);
-    };
-    if ctx.fleet.reply.is_none() {
-        // Polling while another instance introspects.
-        if now - ctx.fleet.since_ms > fleet.lock_ms as i64 + 100 {
-            return introspect(request, conf, ctx, endpoint);
-        }
-        return ask_fleet(request, conf, ctx, endpoint);
-    }
-    let token = ctx.token();
-    // SAFETY: r is the valid main request that owns ctx.
-    match unsafe { ops::found(fleet, r, &mut ctx.fleet, &conf.context, token, now) } {
-        Found::Asked => AGAIN,
-        Found::Hit(sealed) => {
-            let young = conf
-                .cache_max_age
-                .is_none_or(|a| now - sealed.created_ms < a as i64);
-            let jwt = sealed.active.then_some(sealed.jwt.as_slice());
-            if !young || crate::purge::local::buried(zone, token, jwt, sealed.created_ms) {
-                return introspect(request, conf, ctx, endpoint);
-            }
-            let entry = ops::entry_of(&sealed);
-            ctx.claimed = None;
-            let times = (sealed.expires_ms, sealed.created_ms);
-            zone.store(&ctx.digest, &entry, times, sealed.expires_ms, now);
-            metrics::count(Counter::RedisHits);
-            ctx.cache_status = CacheStatus::Hit;
-            let outcome = Outcome::Decided(entry);
-            ctx.finish_flight(&outcome);
-            ctx.phase = Phase::Done;
-            apply(request, conf, ctx, outcome)
-        }
-        Found::Held => {
-            if ctx.fleet.since_ms == 0 {
-                ctx.fleet.since_ms = now;
-                metrics::count(Counter::WaitFleet);
-            }
-            // SAFETY: r is a valid main request; the timer lives in its context.
-            unsafe { coalesce::poll_later(r, &mut ctx.timer) };
-            AGAIN
-        }
-        Found::Lead | Found::Unavailable => introspect(request, conf, ctx, endpoint),
-    }
-}
-
 fn count_lookup(found: &Lookup) {
     metrics::count(match found {
         Lookup::Hit(_, Level::L1) => Counter::L1Hits,
@@ -248,7 +182,12 @@ fn await_other_worker(r: *mut ngx_http_request_t, ctx: &mut Ctx) -> Step {
     AGAIN
 }
 
-fn introspect(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> Step {
+pub(crate) fn introspect(
+    request: &mut Request,
+    conf: &LocConf,
+    ctx: &mut Ctx,
+    endpoint: ngx_str_t,
+) -> Step {
     let r: *mut ngx_http_request_t = request.into();
     ctx.phase = Phase::Introspecting;
     ctx.reply = Reply::default();
@@ -403,98 +342,13 @@ fn reject_token(request: &Request, e: TokenError) -> Step {
     Step::Reject(Reject::Unauthorized(challenge))
 }
 
-/// Caches a decided outcome until its expiry (positive) or for `negative_ttl` (inactive),
-/// in place of this worker's marker, and with `redis=` for the fleet; withdraws the marker
-/// when nothing is stored. A purge that came while the introspection ran wins.
-fn store(request: &Request, conf: &LocConf, ctx: &mut Ctx, outcome: &Outcome) {
-    let Some(zone) = ctx.claimed.take() else {
-        return;
-    };
-    let now = now_ms();
-    if let Outcome::Stale(stale) = outcome {
-        zone.restore(&ctx.digest, stale, now);
-        return;
-    }
-    let until = storable_until(zone, ctx, outcome, now);
-    let token = ctx.token();
-    if let (Outcome::Decided(entry), Some(until)) = (outcome, until) {
-        let jwt = match entry {
-            Entry::Active { jwt, .. } => Some(&jwt[..]),
-            Entry::Inactive => None,
-        };
-        if crate::purge::local::buried(zone, token, jwt, ctx.intro_start_ms) {
-            zone.release(&ctx.digest);
-            return;
-        }
-        let exp_ms = ctx.reply.exp.saturating_mul(1000);
-        let times = (until, ctx.intro_start_ms);
-        metrics::count(match zone.store(&ctx.digest, entry, times, exp_ms, now) {
-            Stored::Yes => Counter::Stored,
-            Stored::TooBig => Counter::NotStoredTooBig,
-            Stored::NoRoom => Counter::NotStoredNotCacheable,
-        });
-        if let Some(fleet) = &zone.fleet {
-            ops::store(
-                fleet,
-                &mut ctx.fleet,
-                &conf.context,
-                token,
-                Some(entry),
-                times,
-                now,
-            );
-        }
-        return;
-    }
-    zone.release(&ctx.digest);
-    if let Some(fleet) = &zone.fleet {
-        ops::abandon(fleet, &mut ctx.fleet, &conf.context, token, now);
-    }
-    not_stored(request, ctx, zone, outcome);
-}
-
-/// Until when an outcome may be cached, if at all.
-fn storable_until(zone: &ZoneConf, ctx: &Ctx, outcome: &Outcome, now: i64) -> Option<i64> {
-    let max_age = ctx.reply.max_age;
-    match outcome {
-        Outcome::Decided(Entry::Active { .. }) => phantom_core::ttl::positive_expiry_ms(
-            now,
-            ctx.reply.exp,
-            zone.leeway,
-            max_age,
-            zone.max_ttl,
-        ),
-        Outcome::Decided(Entry::Inactive) => {
-            phantom_core::ttl::negative_expiry_ms(now, zone.negative_ttl, max_age)
-        }
-        _ => None,
-    }
-}
-
-/// Counts (and explains, once) why a result was not cached.
-fn not_stored(request: &Request, ctx: &mut Ctx, zone: &ZoneConf, outcome: &Outcome) {
-    let max_age = ctx.reply.max_age;
-    let storable = match outcome {
-        Outcome::Decided(Entry::Active { .. }) => true,
-        Outcome::Decided(Entry::Inactive) => zone.negative_ttl > 0,
-        _ => false,
-    };
-    if !storable {
-        return;
-    }
-    if max_age != Some(0) {
-        metrics::count(Counter::NotStoredNotCacheable);
-    } else {
-        metrics::count(Counter::NotStoredNoStore);
-        ctx.cache_status = CacheStatus::NoStore;
-        if crate::cache::first_no_store() {
-            ngx_log_error!(NGX_LOG_NOTICE, request.log(), "Introspection responses forbid caching (Cache-Control: no-store, no-cache, private or max-age=0), so zone \"{}\" stores nothing; to cache anyway, add proxy_hide_header Cache-Control; to the introspection location (entries then live until the JWT's exp minus leeway, capped by max_ttl)", zone.name);
-        }
-    }
-}
-
 /// Turns an outcome into the request's result.
-fn apply(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, outcome: Outcome) -> Step {
+pub(crate) fn apply(
+    request: &mut Request,
+    conf: &LocConf,
+    ctx: &mut Ctx,
+    outcome: Outcome,
+) -> Step {
     ctx.granted = false;
     let reject = match outcome {
         Outcome::Decided(entry @ Entry::Active { .. }) => return grant(request, conf, ctx, entry),
@@ -621,33 +475,4 @@ fn grant(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, entry: Entry) -> 
     ctx.decision = Some(entry);
     metrics::count(Counter::Granted);
     Step::Rc(NGX_OK as ngx_int_t)
-}
-
-/// Latency and result of the introspection that just ended.
-fn record_introspection(ctx: &mut Ctx, outcome: &Outcome) {
-    let ms = now_ms().saturating_sub(ctx.intro_start_ms).max(0) as u64;
-    ctx.intro_ms = Some(ms);
-    metrics::observe(ms);
-    let result = match outcome {
-        Outcome::Decided(Entry::Active { .. }) => Counter::IntroActive,
-        Outcome::Decided(Entry::Inactive) | Outcome::Expired => Counter::IntroInactive,
-        Outcome::Unavailable(_) | Outcome::Unreachable | Outcome::RateLimited(_) => {
-            Counter::IntroUnavailable
-        }
-        Outcome::Failed | Outcome::ServerError => Counter::IntroError,
-        Outcome::Retry | Outcome::Stale(_) => return,
-    };
-    metrics::count(result);
-}
-
-/// While introspection is unavailable, an expired entry the zone still keeps is served
-/// (never for inactive tokens: the zone keeps only active ones past their lifetime).
-fn stale_if_error(ctx: &mut Ctx, outcome: Outcome) -> Outcome {
-    if !matches!(outcome, Outcome::Unavailable(_) | Outcome::Unreachable) {
-        return outcome;
-    }
-    match ctx.stale.take() {
-        Some(stale) if stale.keep_ms > now_ms() => Outcome::Stale(stale),
-        _ => outcome,
-    }
 }

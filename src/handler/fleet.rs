@@ -1,0 +1,94 @@
+//! The fleet tier's steps of the state machine: ask Redis before introspecting, then read
+//! its answer (a shared entry, the fleet lock, or another instance introspecting).
+
+use nginx_sys::{ngx_http_request_t, ngx_str_t};
+use ngx::http::Request;
+
+use super::{apply, introspect, now_ms, Step, AGAIN};
+use crate::cache::redis::ops::{self, Found};
+use crate::cache::CacheStatus;
+use crate::ctx::{Ctx, Phase};
+use crate::decide::Outcome;
+use crate::status::metrics::{self, Counter};
+use crate::{coalesce, LocConf};
+
+/// With `redis=`: asks the fleet before introspecting (this worker holds the zone's
+/// marker, so it speaks for the instance).
+pub(super) fn ask_fleet(
+    request: &mut Request,
+    conf: &LocConf,
+    ctx: &mut Ctx,
+    endpoint: ngx_str_t,
+) -> Step {
+    let r: *mut ngx_http_request_t = request.into();
+    let fleet = ctx.claimed.and_then(|z| z.fleet.as_ref());
+    let Some(fleet) = fleet else {
+        return introspect(request, conf, ctx, endpoint);
+    };
+    let token = ctx.token();
+    // SAFETY: r is the valid main request that owns ctx.
+    let sent = unsafe { ops::lookup(fleet, r, &mut ctx.fleet, &conf.context, token, now_ms()) };
+    if !sent {
+        metrics::count(Counter::RedisErrors);
+        return introspect(request, conf, ctx, endpoint);
+    }
+    ctx.phase = Phase::Fleet;
+    AGAIN
+}
+
+/// Redis answered the lookup, or the wait for another instance's lock is up.
+pub(super) fn from_fleet(
+    request: &mut Request,
+    conf: &LocConf,
+    ctx: &mut Ctx,
+    endpoint: ngx_str_t,
+) -> Step {
+    let r: *mut ngx_http_request_t = request.into();
+    let (Some(zone), now) = (ctx.claimed, now_ms()) else {
+        return introspect(request, conf, ctx, endpoint);
+    };
+    let Some(fleet) = zone.fleet.as_ref() else {
+        return introspect(request, conf, ctx, endpoint);
+    };
+    if ctx.fleet.reply.is_none() {
+        // Polling while another instance introspects.
+        if now - ctx.fleet.since_ms > fleet.lock_ms as i64 + 100 {
+            return introspect(request, conf, ctx, endpoint);
+        }
+        return ask_fleet(request, conf, ctx, endpoint);
+    }
+    let token = ctx.token();
+    // SAFETY: r is the valid main request that owns ctx.
+    match unsafe { ops::found(fleet, r, &mut ctx.fleet, &conf.context, token, now) } {
+        Found::Asked => AGAIN,
+        Found::Hit(sealed) => {
+            let young = conf
+                .cache_max_age
+                .is_none_or(|a| now - sealed.created_ms < a as i64);
+            let jwt = sealed.active.then_some(sealed.jwt.as_slice());
+            if !young || crate::purge::local::buried(zone, token, jwt, sealed.created_ms) {
+                return introspect(request, conf, ctx, endpoint);
+            }
+            let entry = ops::entry_of(&sealed);
+            ctx.claimed = None;
+            let times = (sealed.expires_ms, sealed.created_ms);
+            zone.store(&ctx.digest, &entry, times, sealed.expires_ms, now);
+            metrics::count(Counter::RedisHits);
+            ctx.cache_status = CacheStatus::Hit;
+            let outcome = Outcome::Decided(entry);
+            ctx.finish_flight(&outcome);
+            ctx.phase = Phase::Done;
+            apply(request, conf, ctx, outcome)
+        }
+        Found::Held => {
+            if ctx.fleet.since_ms == 0 {
+                ctx.fleet.since_ms = now;
+                metrics::count(Counter::WaitFleet);
+            }
+            // SAFETY: r is a valid main request; the timer lives in its context.
+            unsafe { coalesce::poll_later(r, &mut ctx.timer) };
+            AGAIN
+        }
+        Found::Lead | Found::Unavailable => introspect(request, conf, ctx, endpoint),
+    }
+}
