@@ -138,8 +138,8 @@ unsafe fn purge(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(zone) = zone_of(request) else {
         return NGX_ERROR as ngx_int_t;
     };
-    let kind = selector.kind;
-    let selector_value = selector.value.clone();
+    // The walk needs the selector; so does the answer, which may come after it.
+    let (kind, value) = (selector.kind, selector.value.clone());
     let now = now_ms();
     // The rest runs once the zone is purged (at once for a token; after a walk over the zone
     // for a subject or client), unless the request is gone by then.
@@ -168,7 +168,6 @@ unsafe fn purge(r: *mut ngx_http_request_t) -> ngx_int_t {
         return NGX_ERROR as ngx_int_t;
     }
     let started = std::time::Instant::now();
-    let value = selector_value.clone();
     local::apply(zone, kind, &value, now, move |removed| {
         let us = started.elapsed().as_micros() as i64;
         waiters::complete_all(vec![(

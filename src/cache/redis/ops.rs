@@ -105,7 +105,11 @@ unsafe fn take_lock(
     };
     let px = fleet.lock_ms.to_string();
     let key = lock_key(fleet, context, token);
-    let entry = entry_key(fleet, context, token);
+    // The entry's name from the `GET` that missed (one HMAC less).
+    let entry = fc
+        .key
+        .take()
+        .unwrap_or_else(|| entry_key(fleet, context, token));
     let mut cmd = Vec::with_capacity(192);
     push_command(
         &mut cmd,
@@ -170,8 +174,8 @@ pub unsafe fn found(
     let locked = if fc.locking { replies.pop() } else { None };
     let got_lock = matches!(&locked, Some(Value::Simple(ok)) if ok == b"OK");
     if let Some(Value::Bulk(bytes)) = &value {
-        let key = fc.key.take().unwrap_or_default();
-        match seal::open(&fleet.keys, &key, bytes) {
+        let key = fc.key.as_deref().unwrap_or_default();
+        match seal::open(&fleet.keys, key, bytes) {
             Ok(sealed) if sealed.expires_ms > now_ms => {
                 if let (true, Some(lock)) = (got_lock, fc.lock.take()) {
                     release(fleet, context, token, &lock, now_ms);
