@@ -58,6 +58,11 @@ pub struct Ctx {
     pub granted: bool,
     /// The cache lookup of this request was counted (retries look again).
     pub looked: bool,
+    /// A purge during the introspection made this request introspect again (once).
+    pub asked_again: bool,
+    /// The zone's count of purges when this request last asked Redis or the identity
+    /// server: a purge learnt of since keeps the answer out (`purge::local::buried`).
+    pub asked_purges: u64,
     /// When this request's introspection started, and how long it took.
     pub intro_start_ms: i64,
     pub intro_ms: Option<u64>,
@@ -100,6 +105,8 @@ impl Ctx {
             claims: None,
             granted: false,
             looked: false,
+            asked_again: false,
+            asked_purges: 0,
             intro_start_ms: 0,
             intro_ms: None,
             leading: false,

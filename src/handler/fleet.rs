@@ -26,6 +26,9 @@ pub(super) fn ask_fleet(
         return introspect(request, conf, ctx, endpoint);
     };
     let token = ctx.token();
+    if let Some(zone) = ctx.claimed {
+        ctx.asked_purges = crate::purge::local::purges(zone);
+    }
     // SAFETY: r is the valid main request that owns ctx.
     let sent = unsafe { ops::lookup(fleet, r, &mut ctx.fleet, &conf.context, token, now_ms()) };
     if !sent {
@@ -66,7 +69,8 @@ pub(super) fn from_fleet(
                 .cache_max_age
                 .is_none_or(|a| now - sealed.created_ms < a as i64);
             let jwt = sealed.active.then_some(sealed.jwt.as_slice());
-            if !young || crate::purge::local::buried(zone, token, jwt, sealed.created_ms) {
+            let (made, asked) = (Some(sealed.created_ms), ctx.asked_purges);
+            if !young || crate::purge::local::buried(zone, token, jwt, made, asked) {
                 return introspect(request, conf, ctx, endpoint);
             }
             let entry = ops::entry_of(&sealed);

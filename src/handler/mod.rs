@@ -10,7 +10,7 @@ mod fleet;
 mod store;
 
 use fleet::{ask_fleet, from_fleet};
-use store::{record_introspection, stale_if_error, store};
+use store::{purged_meanwhile, record_introspection, stale_if_error, store};
 
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, ngx_str_t, ngx_timeofday, NGX_AGAIN, NGX_DECLINED,
@@ -192,6 +192,9 @@ pub(crate) fn introspect(
     ctx.phase = Phase::Introspecting;
     ctx.reply = Reply::default();
     ctx.intro_start_ms = now_ms();
+    if let Some(zone) = ctx.claimed {
+        ctx.asked_purges = crate::purge::local::purges(zone);
+    }
     let token = ctx.token();
     // SAFETY: r and ctx are valid for the request's life.
     if unsafe { introspect::start(r, endpoint, conf.format(), token, ctx) }.is_err() {
@@ -230,6 +233,25 @@ fn recheck(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_s
     }
 }
 
+/// A purge came while the introspection ran: its answer may predate the purge, so it is
+/// neither stored nor granted. The token is introspected once more; a second purge in
+/// between is a 503 (the copy cannot be trusted and the purges keep coming).
+fn ask_again(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> Step {
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        request.log(),
+        "The token was purged while it was being introspected: introspecting again"
+    );
+    if core::mem::replace(&mut ctx.asked_again, true) {
+        ctx.release_claim();
+        let outcome = Outcome::Unavailable(None);
+        ctx.finish_flight(&outcome);
+        ctx.phase = Phase::Done;
+        return apply(request, conf, ctx, outcome);
+    }
+    introspect(request, conf, ctx, endpoint)
+}
+
 /// Later passes: wait, decide, or (after an internal redirect) apply the new location.
 fn resume(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> Step {
     match ctx.phase {
@@ -237,7 +259,10 @@ fn resume(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_st
         Phase::Introspecting => {
             let outcome = decide(request, conf, &mut ctx.reply);
             record_introspection(ctx, &outcome);
-            let outcome = stale_if_error(ctx, outcome);
+            if purged_meanwhile(ctx, &outcome) {
+                return ask_again(request, conf, ctx, endpoint);
+            }
+            let outcome = stale_if_error(request, conf, ctx, outcome);
             store(request, conf, ctx, &outcome);
             ctx.finish_flight(&outcome);
             ctx.phase = Phase::Done;

@@ -1,7 +1,7 @@
 //! Storing what an introspection decided: the zone (in place of the worker's marker), the
 //! fleet tier, and the counters of what was and was not stored.
 
-use nginx_sys::NGX_LOG_NOTICE;
+use nginx_sys::{NGX_LOG_INFO, NGX_LOG_NOTICE};
 use ngx::http::Request;
 use ngx::ngx_log_error;
 
@@ -28,14 +28,6 @@ pub(super) fn store(request: &Request, conf: &LocConf, ctx: &mut Ctx, outcome: &
     let until = storable_until(zone, ctx, outcome, now);
     let token = ctx.token();
     if let (Outcome::Decided(entry), Some(until)) = (outcome, until) {
-        let jwt = match entry {
-            Entry::Active { jwt, .. } => Some(&jwt[..]),
-            Entry::Inactive => None,
-        };
-        if crate::purge::local::buried(zone, token, jwt, ctx.intro_start_ms) {
-            zone.release(&ctx.digest);
-            return;
-        }
         let exp_ms = ctx.reply.exp.saturating_mul(1000);
         let times = (until, ctx.intro_start_ms);
         metrics::count(match zone.store(&ctx.digest, entry, times, exp_ms, now) {
@@ -120,14 +112,53 @@ pub(super) fn record_introspection(ctx: &mut Ctx, outcome: &Outcome) {
     metrics::count(result);
 }
 
+/// Whether a purge came while this request's introspection ran (its answer may predate the
+/// purge: asked again, never stored or granted).
+pub(super) fn purged_meanwhile(ctx: &Ctx, outcome: &Outcome) -> bool {
+    let (Some(zone), Outcome::Decided(entry)) = (ctx.claimed, outcome) else {
+        return false;
+    };
+    let jwt = match entry {
+        Entry::Active { jwt, .. } => Some(&jwt[..]),
+        Entry::Inactive => None,
+    };
+    crate::purge::local::buried(zone, ctx.token(), jwt, None, ctx.asked_purges)
+}
+
 /// While introspection is unavailable, an expired entry the zone still keeps is served
-/// (never for inactive tokens: the zone keeps only active ones past their lifetime).
-pub(super) fn stale_if_error(ctx: &mut Ctx, outcome: Outcome) -> Outcome {
+/// (never for inactive tokens: the zone keeps only active ones past their lifetime), unless
+/// it is older than `phantom_token_cache_max_age` or a purge came since it was copied.
+pub(super) fn stale_if_error(
+    request: &Request,
+    conf: &LocConf,
+    ctx: &mut Ctx,
+    outcome: Outcome,
+) -> Outcome {
     if !matches!(outcome, Outcome::Unavailable(_) | Outcome::Unreachable) {
         return outcome;
     }
-    match ctx.stale.take() {
-        Some(stale) if stale.keep_ms > now_ms() => Outcome::Stale(stale),
-        _ => outcome,
+    let (Some(stale), Some(zone)) = (ctx.stale.take(), ctx.claimed) else {
+        return outcome;
+    };
+    let now = now_ms();
+    let young = conf
+        .cache_max_age
+        .is_none_or(|a| now - stale.created_ms < a as i64);
+    if stale.keep_ms <= now || !young {
+        return outcome;
     }
+    let jwt = match &stale.entry {
+        Entry::Active { jwt, .. } => Some(&jwt[..]),
+        Entry::Inactive => None,
+    };
+    let made = Some(stale.created_ms);
+    if crate::purge::local::buried(zone, ctx.token(), jwt, made, stale.purges) {
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            request.log(),
+            "Identity server unavailable: a cached JWT past its lifetime was purged, so it is not served (stale_if_error)"
+        );
+        return outcome;
+    }
+    Outcome::Stale(stale)
 }

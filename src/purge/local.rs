@@ -47,9 +47,30 @@ pub fn apply(
     }
 }
 
-/// Whether a decision made at `created_ms` for `token` (and this JWT) was purged since.
-pub fn buried(zone: &ZoneConf, token: &[u8], jwt: Option<&[u8]>, created_ms: i64) -> bool {
-    if zone.zone.fleet_locked(|f| f.tombstones.is_empty()) != Some(false) {
+/// The zone's count of purges: taken when a copy is asked for (from Redis, the identity
+/// server or the zone's stale entries), then given to [`buried`].
+pub fn purges(zone: &ZoneConf) -> u64 {
+    zone.zone
+        .fleet_locked(|f| f.tombstones.count())
+        .unwrap_or(0)
+}
+
+/// Whether a copy of the decision for `token` (and this JWT) asked for when the zone had
+/// seen `asked` purges, and made at `made_ms` if known, may have been purged: a purge
+/// learnt of since matches it (or more came than the ring keeps), or a remembered purge
+/// came after it was made.
+pub fn buried(
+    zone: &ZoneConf,
+    token: &[u8],
+    jwt: Option<&[u8]>,
+    made_ms: Option<i64>,
+    asked: u64,
+) -> bool {
+    let check = zone.zone.fleet_locked(|f| {
+        let t = &f.tombstones;
+        t.count() != asked || (made_ms.is_some() && !t.is_empty())
+    });
+    if check != Some(true) {
         return false;
     }
     let Some(key) = zone.zone.nonce_key() else {
@@ -64,10 +85,12 @@ pub fn buried(zone: &ZoneConf, token: &[u8], jwt: Option<&[u8]>, created_ms: i64
             .map(|v| selector_hash(&key, kind, v.as_bytes()))
     };
     let (sub, cid) = (hash_of(Kind::Sub), hash_of(Kind::ClientId));
+    let (tok, sub, cid) = (Some(&tok), sub.as_ref(), cid.as_ref());
     zone.zone
         .fleet_locked(|f| {
-            f.tombstones
-                .buried(created_ms, Some(&tok), sub.as_ref(), cid.as_ref())
+            let t = &f.tombstones;
+            made_ms.is_some_and(|m| t.buried(m, tok, sub, cid))
+                || t.purged_since(asked, tok, sub, cid)
         })
         .unwrap_or(false)
 }

@@ -30,7 +30,7 @@ use index::insert_node;
 use locked::{read_entry, Locked};
 
 /// Marks a zone laid out by this version of the module (checked when a reload reuses it).
-const MAGIC: u64 = 0x5054_4b43_4143_4834; // "PTKCACH4"
+const MAGIC: u64 = 0x5054_4b43_4143_4835; // "PTKCACH5"
 
 /// Entries bigger than this share of the zone are not cached at all.
 const MAX_SHARE: usize = 4;
@@ -164,6 +164,9 @@ pub struct Stale {
     pub expires_ms: i64,
     pub keep_ms: i64,
     pub created_ms: i64,
+    /// The zone's count of purges when the copy was taken: a purge learnt of since then
+    /// keeps the copy from being served or put back (see `purge::local::buried`).
+    pub purges: u64,
 }
 
 /// Result of a shared-zone lookup.
@@ -345,6 +348,7 @@ impl Zone {
                     expires_ms: n.expires_ms,
                     keep_ms: n.keep_ms(),
                     created_ms: n.created_ms(),
+                    purges: (*l.sh).fleet.tombstones.count(),
                 };
                 return Found::Expired(Some(stale));
             }

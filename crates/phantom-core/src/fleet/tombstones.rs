@@ -24,6 +24,9 @@ pub struct Tomb {
     pub kind: u8,
     /// [`selector_hash`] of the purged value.
     pub hash: [u8; 16],
+    /// The ring's count of purges once this one was added (low 32 bits): the order in
+    /// which this instance learnt of purges, free of clock resolution and skew.
+    pub seq: u32,
     /// Wall time (ms since the epoch) of the purge.
     pub t_ms: i64,
 }
@@ -33,6 +36,7 @@ impl Tomb {
     pub const EMPTY: Tomb = Tomb {
         kind: 0,
         hash: [0; 16],
+        seq: 0,
         t_ms: 0,
     };
 }
@@ -43,6 +47,8 @@ impl Tomb {
 pub struct Tombstones {
     next: u32,
     items: [Tomb; CAPACITY],
+    /// Purges added since the zone was laid out.
+    count: u64,
 }
 
 /// All zero: the same value as zeroed shared memory.
@@ -74,15 +80,18 @@ impl Tombstones {
     pub const EMPTY: Tombstones = Tombstones {
         next: 0,
         items: [Tomb::EMPTY; CAPACITY],
+        count: 0,
     };
 
     /// Records a purge, overwriting the oldest slot.
     pub fn add(&mut self, kind: Kind, hash: [u8; 16], t_ms: i64) {
         let i = self.next as usize % CAPACITY;
+        self.count = self.count.wrapping_add(1);
         if let Some(slot) = self.items.get_mut(i) {
             *slot = Tomb {
                 kind: kind.code(),
                 hash,
+                seq: self.count as u32,
                 t_ms,
             };
         }
@@ -114,6 +123,41 @@ impl Tombstones {
         })
     }
 
+    /// How many purges this ring has taken: a copy asked for now is checked later against
+    /// the purges added after it ([`Tombstones::purged_since`]).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether a purge with these selector hashes was added after the ring's count was
+    /// `asked` (a copy asked for then may predate it), or more purges came since than the
+    /// ring keeps (the copy cannot be proven alive).
+    pub fn purged_since(
+        &self,
+        asked: u64,
+        token_h: Option<&[u8; 16]>,
+        sub_h: Option<&[u8; 16]>,
+        cid_h: Option<&[u8; 16]>,
+    ) -> bool {
+        let since = self.count.wrapping_sub(asked);
+        if since == 0 {
+            return false;
+        }
+        if since > CAPACITY as u64 {
+            return true;
+        }
+        self.items.iter().any(|t| {
+            let h = match Kind::from_code(t.kind) {
+                Some(Kind::Token) => token_h,
+                Some(Kind::Sub) => sub_h,
+                Some(Kind::ClientId) => cid_h,
+                None => None,
+            };
+            let newer = (t.seq.wrapping_sub(asked as u32) as i32) > 0;
+            newer && h.is_some_and(|h| *h == t.hash)
+        })
+    }
+
     /// The recorded purges, in slot order (for status pages and tests).
     pub fn iter(&self) -> impl Iterator<Item = &Tomb> {
         self.items.iter().filter(|t| t.kind != 0)
@@ -123,6 +167,40 @@ impl Tombstones {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purged_since_follows_the_order_purges_arrived_in() {
+        let mut t = Tombstones::default();
+        let sub = [3; 16];
+        let before = t.count();
+        assert!(!t.purged_since(before, Some(&sub), Some(&sub), Some(&sub)));
+        t.add(Kind::Sub, sub, 1000);
+        let after = t.count();
+        assert!(t.purged_since(before, None, Some(&sub), None));
+        assert!(
+            !t.purged_since(before, Some(&sub), None, Some(&sub)),
+            "other kinds"
+        );
+        assert!(
+            !t.purged_since(after, None, Some(&sub), None),
+            "asked after it"
+        );
+        t.add(Kind::Token, [4; 16], 900);
+        assert!(!t.purged_since(after, None, Some(&sub), None));
+        assert!(
+            t.purged_since(after, Some(&[4; 16]), None, None),
+            "clock order ignored"
+        );
+        for i in 0..CAPACITY as i64 {
+            t.add(Kind::Token, [5; 16], i);
+        }
+        assert!(
+            t.purged_since(after, None, None, None),
+            "more purges than kept"
+        );
+        let now = t.count();
+        assert!(!t.purged_since(now, Some(&[5; 16]), None, None));
+    }
 
     const KEY: [u8; 32] = [7; 32];
 
@@ -151,7 +229,7 @@ mod tests {
     fn layout_is_plain_data() {
         assert_eq!(core::mem::size_of::<Tomb>(), 32);
         assert_eq!(core::mem::align_of::<Tombstones>(), 8);
-        assert_eq!(core::mem::size_of::<Tombstones>(), 8 + 32 * CAPACITY);
+        assert_eq!(core::mem::size_of::<Tombstones>(), 8 + 32 * CAPACITY + 8);
     }
 
     #[test]
@@ -251,6 +329,7 @@ mod tests {
         t.items[3] = Tomb {
             kind: 9,
             hash: [2; 16],
+            seq: 0,
             t_ms: i64::MAX,
         };
         assert!(!t.buried(0, Some(&[2; 16]), Some(&[2; 16]), Some(&[2; 16])));
