@@ -2,13 +2,15 @@
 //!
 //! Only the identity server's answers reach here, so error-level lines are about the
 //! identity server or the gateway's configuration; anything a client controls (its token,
-//! closing its connection) is decided and logged at `info` at most.
+//! closing its connection) is decided and logged at `info` at most — except that
+//! `phantom_token_compat curity` also writes Curity's `error` line for every identity-server
+//! status but 200 and 204 (a 400 for a bad token, a 429), as Curity's module does.
 
 use std::rc::Rc;
 
 use nginx_sys::{NGX_LOG_ERR, NGX_LOG_INFO};
 use ngx::http::Request;
-use ngx::ngx_log_error;
+use ngx::{ngx_log_debug_http, ngx_log_error};
 use phantom_core::introspection::{content_type_ok, interpret, token_rejected, Verdict};
 
 use crate::cache::{Entry, Stale};
@@ -44,6 +46,9 @@ const CLIENT_CLOSED: usize = 499;
 pub fn decide(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
     let log = request.log();
     let status = reply.status;
+    if conf.compat() == Compat::Curity {
+        ngx_log_debug_http!(request, "auth request done status = {status}");
+    }
     if status == CLIENT_CLOSED {
         ngx_log_error!(
             NGX_LOG_INFO,
@@ -53,6 +58,9 @@ pub fn decide(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
         return Outcome::Retry;
     }
     if reply.broken {
+        if !matches!(status, 200 | 204) {
+            curity_status_line(request, conf, status);
+        }
         ngx_log_error!(
             NGX_LOG_ERR,
             log,
@@ -61,6 +69,7 @@ pub fn decide(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
         return Outcome::Failed;
     }
     if status == 429 {
+        curity_status_line(request, conf, status);
         ngx_log_error!(
             NGX_LOG_INFO,
             log,
@@ -69,6 +78,7 @@ pub fn decide(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
         return Outcome::RateLimited(reply.retry_after);
     }
     if !reply.from_upstream && status >= 500 {
+        curity_status_line(request, conf, status);
         if reply.received > 0 {
             ngx_log_error!(
                 NGX_LOG_ERR,
@@ -84,6 +94,7 @@ pub fn decide(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
         200 => decide_body(request, conf, reply),
         204 => Outcome::Decided(Entry::Inactive),
         400 if token_rejected(status, &reply.body) => {
+            curity_status_line(request, conf, status);
             ngx_log_error!(
                 NGX_LOG_INFO,
                 log,
@@ -110,6 +121,18 @@ pub fn decide(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
     }
 }
 
+/// Curity's module logs every status but 200 and 204 at `error`; under
+/// `phantom_token_compat curity` its line is written too where the module's own differs.
+fn curity_status_line(request: &Request, conf: &LocConf, status: usize) {
+    if conf.compat() == Compat::Curity {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            request.log(),
+            "Introspection subrequest returned response code: {status}"
+        );
+    }
+}
+
 /// Curity's module answers 502 for 401, 403, 404 and 5xx, and 500 for anything else.
 fn failed_status(conf: &LocConf, status: usize) -> Outcome {
     match conf.compat() {
@@ -121,6 +144,10 @@ fn failed_status(conf: &LocConf, status: usize) -> Outcome {
 fn decide_body(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
     let log = request.log();
     if reply.too_large {
+        // Curity's text for a JWT it cannot hold; the module's own line gives the real limit.
+        if conf.compat() == Compat::Curity {
+            ngx_log_error!(NGX_LOG_ERR, log, "The introspection response buffer is too small to contain the JWT: increase the proxy_buffer_size configuration setting");
+        }
         ngx_log_error!(NGX_LOG_ERR, log, "Failed to obtain JWT access token from introspection response or cache: response larger than {MAX_RESPONSE} bytes");
         return Outcome::Failed;
     }

@@ -22,7 +22,7 @@ use phantom_core::digest::keyed_digest;
 use phantom_core::token::{auth_token, source_token, Scheme, TokenError};
 
 use crate::cache::{CacheStatus, Entry, Level, Lookup, ZoneConf};
-use crate::config::DpopMode;
+use crate::config::{Compat, DpopMode};
 use crate::ctx::{self, Ctx, Phase};
 use crate::decide::{decide, Outcome};
 use crate::introspect::{self, Reply};
@@ -95,7 +95,7 @@ fn begin(request: &mut Request, conf: &LocConf, endpoint: ngx_str_t) -> Step {
     let r: *mut ngx_http_request_t = request.into();
     let (scheme, token) = match extract(request, conf) {
         Ok(t) => t,
-        Err(e) => return reject_token(request, e),
+        Err(e) => return reject_token(request, conf, e),
     };
     let proof = match pop::check_request(request, conf, scheme, token, zone(request, conf)) {
         Ok(p) => p,
@@ -255,7 +255,15 @@ fn ask_again(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx
 /// Later passes: wait, decide, or (after an internal redirect) apply the new location.
 fn resume(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_str_t) -> Step {
     match ctx.phase {
-        Phase::Introspecting if !ctx.reply.done => AGAIN,
+        Phase::Introspecting if !ctx.reply.done => {
+            if conf.compat() == Compat::Curity {
+                ngx_log_debug_http!(
+                    request,
+                    "Called again without having received the introspection response"
+                );
+            }
+            AGAIN
+        }
         Phase::Introspecting => {
             let outcome = decide(request, conf, &mut ctx.reply);
             record_introspection(ctx, &outcome);
@@ -340,7 +348,7 @@ fn extract<'a>(request: &Request, conf: &LocConf) -> Result<(Scheme, &'a [u8]), 
     }))
 }
 
-fn reject_token(request: &Request, e: TokenError) -> Step {
+fn reject_token(request: &Request, conf: &LocConf, e: TokenError) -> Step {
     let log = request.log();
     let challenge = match e {
         TokenError::Missing => {
@@ -356,6 +364,13 @@ fn reject_token(request: &Request, e: TokenError) -> Step {
             Challenge::Missing
         }
         TokenError::Malformed | TokenError::TooLong => {
+            if curity_sees_no_bearer(request, conf) {
+                ngx_log_error!(
+                    NGX_LOG_INFO,
+                    log,
+                    "Authorization header does not contain a bearer token"
+                );
+            }
             ngx_log_error!(
                 NGX_LOG_INFO,
                 log,
@@ -365,6 +380,23 @@ fn reject_token(request: &Request, e: TokenError) -> Step {
         }
     };
     Step::Reject(Reject::Unauthorized(challenge))
+}
+
+/// Under `phantom_token_compat curity`: whether Curity's module, which looks for `Bearer `
+/// (case-insensitive, with its space) anywhere in the `Authorization` header, would call
+/// the header not bearer (e.g. `Bearer` with no token), and so log that.
+fn curity_sees_no_bearer(request: &Request, conf: &LocConf) -> bool {
+    if conf.compat() != Compat::Curity || conf.source.is_some() {
+        return false;
+    }
+    let auth = request.as_ref().headers_in.authorization;
+    // SAFETY: authorization is NULL or points into the request's header list.
+    unsafe { auth.as_ref() }.is_some_and(|h| {
+        !h.value
+            .as_bytes()
+            .windows(7)
+            .any(|w| w.eq_ignore_ascii_case(b"bearer "))
+    })
 }
 
 /// Turns an outcome into the request's result.
