@@ -256,17 +256,6 @@ fn purge_by_token_reaches_every_instance_within_a_second() {
     }
 }
 
-/// Issues `n` tokens whose JWTs carry `claims`.
-fn issue_with(ids: &IdServer, n: usize, claims: serde_json::Value) -> Vec<String> {
-    (0..n)
-        .map(|_| {
-            let t = ids.issue("read", 300);
-            ids.set_claims(&t, claims.as_object().unwrap().clone());
-            t
-        })
-        .collect()
-}
-
 /// Caches every token on every instance (the first instance introspects).
 fn cache_everywhere(f: &Fleet, tokens: &[String]) {
     for t in tokens {

@@ -13,8 +13,9 @@ use fleet::{ask_fleet, from_fleet};
 use store::{purged_meanwhile, record_introspection, stale_if_error, store};
 
 use nginx_sys::{
-    ngx_http_request_t, ngx_int_t, ngx_str_t, ngx_timeofday, NGX_AGAIN, NGX_DECLINED,
-    NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
+    ngx_http_block_reading, ngx_http_request_t, ngx_http_test_reading, ngx_int_t, ngx_str_t,
+    ngx_timeofday, NGX_AGAIN, NGX_DECLINED, NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS, NGX_LOG_ERR,
+    NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
 use ngx::{ngx_log_debug_http, ngx_log_error};
@@ -48,9 +49,43 @@ pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // Every borrow of the request and of its context has ended: a rejection may finalize
     // the request, which can free the pool holding both.
     match step {
-        Step::Rc(rc) => rc,
+        Step::Rc(rc) => {
+            // SAFETY: r is valid; no borrow of it or of its context is alive.
+            unsafe { watch_client(r, rc) };
+            rc
+        }
         // SAFETY: r is valid and no response was sent yet.
         Step::Reject(reject) => unsafe { respond::send(r, reject) },
+    }
+}
+
+/// While a request waits (for another request, worker or instance, or for Redis), nginx
+/// reads nothing from its client, so a client that went away (HTTP/1.1 close, HTTP/2
+/// `RST_STREAM`) would hold the zone's marker and the fleet lock until the wait ends. nginx's
+/// own `ngx_http_test_reading` finalizes such a request at once (499), which releases them;
+/// reading is blocked again once the request goes on.
+///
+/// # Safety
+/// `r` must be a valid main request, with no live borrow of it or of its context.
+unsafe fn watch_client(r: *mut ngx_http_request_t, rc: ngx_int_t) {
+    // SAFETY: per contract.
+    let phase = unsafe { ctx::get(r) }.map(|c| c.phase);
+    let waiting = rc == NGX_AGAIN as ngx_int_t
+        && matches!(
+            phase,
+            Some(Phase::Awaiting | Phase::Fleet | Phase::Coalesced)
+        );
+    let test: unsafe extern "C" fn(*mut ngx_http_request_t) = ngx_http_test_reading;
+    // SAFETY: r is valid; both handlers are nginx's own for a request's read events.
+    unsafe {
+        if waiting {
+            (*r).read_event_handler = Some(test);
+        } else if (*r)
+            .read_event_handler
+            .is_some_and(|h| core::ptr::fn_addr_eq(h, test))
+        {
+            (*r).read_event_handler = Some(ngx_http_block_reading);
+        }
     }
 }
 

@@ -46,12 +46,17 @@ pub enum Counter {
     RedisErrors,
     RedisBadValues,
     WaitFleet,
+    /// Error replies by meaning (`phantom_core::fleet::errors::ErrorClass`).
+    RedisRole,
+    RedisAuth,
+    RedisCluster,
+    RedisErrorReply,
 }
 
-pub const COUNTERS: usize = Counter::WaitFleet as usize + 1;
+pub const COUNTERS: usize = Counter::RedisErrorReply as usize + 1;
 
-/// Marks the layout below ("PTKMETR2").
-const MAGIC: u64 = 0x5054_4b4d_4554_5232;
+/// Marks the layout below ("PTKMETR3").
+const MAGIC: u64 = 0x5054_4b4d_4554_5233;
 
 #[repr(C)]
 pub struct Metrics {

@@ -171,9 +171,16 @@ fn exposition(req: &ngx_http_request_t) -> String {
         ),
         family(
             "phantom_token_redis_errors_total",
-            "Redis operations of the fleet tier that failed (timeout, connection, breaker open), or values that failed authentication.",
+            "Redis operations of the fleet tier that failed (timeout, connection, breaker open), values that failed authentication, and error replies by meaning: role (READONLY, MASTERDOWN, LOADING), auth (NOAUTH, WRONGPASS, NOPERM), cluster (MOVED, ASK, CROSSSLOT, CLUSTERDOWN, TRYAGAIN), error_reply (any other, OOM included).",
             "reason",
-            &[("unavailable", RedisErrors), ("bad_value", RedisBadValues)],
+            &[
+                ("unavailable", RedisErrors),
+                ("bad_value", RedisBadValues),
+                ("role", RedisRole),
+                ("auth", RedisAuth),
+                ("cluster", RedisCluster),
+                ("error_reply", RedisErrorReply),
+            ],
         ),
         family(
             "phantom_token_cache_purges_total",

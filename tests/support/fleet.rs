@@ -325,3 +325,14 @@ pub fn has_json_base64(hay: &[u8]) -> Option<String> {
         .then(|| String::from_utf8_lossy(w).into_owned())
     })
 }
+
+/// Issues `n` tokens whose JWTs carry `claims`.
+pub fn issue_with(ids: &IdServer, n: usize, claims: serde_json::Value) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let t = ids.issue("read", 300);
+            ids.set_claims(&t, claims.as_object().unwrap().clone());
+            t
+        })
+        .collect()
+}

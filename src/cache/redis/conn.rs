@@ -15,6 +15,7 @@ use nginx_sys::{
     ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_log_t, ngx_msec_t,
     ngx_peer_connection_t, NGX_AGAIN, NGX_ERROR, NGX_LOG_CRIT, NGX_OK,
 };
+use phantom_core::fleet::errors::ErrorClass;
 use phantom_core::fleet::resp::{self, Limits, Reply};
 
 use super::waiters::{self, Value};
@@ -23,7 +24,7 @@ use super::{Addr, Fleet};
 /// Most operations in flight on one connection; past it a submit fails (a miss, no wait).
 const MAX_SLOTS: usize = 1024;
 
-/// Most reply bytes buffered (a reply bigger than this is a protocol error).
+/// Most bytes of one incomplete reply (a reply bigger than this is a protocol error).
 const MAX_INBUF: usize = 512 * 1024;
 
 /// Why a connection failed, for the breaker's log line.
@@ -34,6 +35,8 @@ pub enum Failure {
     Closed,
     Protocol,
     Auth,
+    /// The server cannot serve us now (`READONLY`, `MASTERDOWN`, `LOADING`).
+    Role,
 }
 
 impl Failure {
@@ -44,6 +47,7 @@ impl Failure {
             Failure::Closed => "connection closed",
             Failure::Protocol => "invalid reply",
             Failure::Auth => "authentication failed",
+            Failure::Role => "not a writable primary",
         }
     }
 }
@@ -243,6 +247,16 @@ impl Conn {
         true
     }
 
+    /// The address this connection talks to, for log lines.
+    fn addr_name(&self) -> &str {
+        // SAFETY: the owner's addresses live as long as the configuration.
+        let addrs = unsafe { &*self.addrs };
+        addrs
+            .get(self.addr % addrs.len().max(1))
+            .and_then(|a| core::str::from_utf8(a.name.as_bytes()).ok())
+            .unwrap_or("")
+    }
+
     /// (Re)arms the read timer for the oldest slot's deadline.
     fn arm_read_timer(&mut self) {
         let c = self.pc.connection;
@@ -365,26 +379,29 @@ impl Conn {
             return self.fail_collect(Some(Failure::Timeout));
         }
         let mut buf = [0u8; 16384];
+        let mut done = Vec::new();
         loop {
             // SAFETY: c is live; recv writes into our stack buffer.
             let n = unsafe { ((*c).recv.unwrap_or(fail_recv))(c, buf.as_mut_ptr(), buf.len()) };
             if n > 0 {
+                // Replies are taken as they arrive: the limit is on one incomplete reply,
+                // never on a burst of complete ones.
                 self.inbuf.extend_from_slice(&buf[..n as usize]);
+                done.extend(self.parse());
+                if self.state == State::Closed {
+                    return done;
+                }
                 if self.inbuf.len() > MAX_INBUF {
-                    return self.fail_collect(Some(Failure::Protocol));
+                    done.extend(self.fail_collect(Some(Failure::Protocol)));
+                    return done;
                 }
                 continue;
             }
             if n == NGX_AGAIN as isize {
                 break;
             }
-            // 0 is EOF; NGX_ERROR a socket error. Parse what came before, then fail.
-            let mut done = self.parse();
+            // 0 is EOF; NGX_ERROR a socket error: what came before was parsed.
             done.extend(self.fail_collect(Some(Failure::Closed)));
-            return done;
-        }
-        let done = self.parse();
-        if self.state == State::Closed {
             return done;
         }
         if self.sent < self.out.len() {
@@ -406,7 +423,9 @@ impl Conn {
         done
     }
 
-    /// Parses complete replies off the buffer into their slots.
+    /// Parses complete replies off the buffer into their slots. An error reply is heard by
+    /// its meaning: one that says this server cannot serve us (a replica, bad credentials)
+    /// closes the connection, the next one goes to the next address.
     fn parse(&mut self) -> Vec<(u64, Result<Vec<Value>, ()>)> {
         let mut done = Vec::new();
         let mut pos = 0;
@@ -423,20 +442,35 @@ impl Conn {
                     return done;
                 }
             };
-            let Some(slot) = self.slots.front_mut() else {
+            let Some(auth) = self.slots.front().map(|s| s.auth) else {
                 // Bytes nobody asked for: out of sync.
                 done.extend(self.fail_collect(Some(Failure::Protocol)));
                 return done;
             };
-            if slot.auth {
-                if matches!(reply, Reply::Error(_)) {
-                    done.extend(self.fail_collect(Some(Failure::Auth)));
+            if let Reply::Error(line) = &reply {
+                let class = ErrorClass::of(line);
+                // SAFETY: the owner outlives its connections.
+                unsafe { (*self.owner).reply_error(class, line, self.addr_name()) };
+                if auth || class.closes() {
+                    let why = if class == ErrorClass::Role {
+                        // Another address may be the primary now.
+                        self.addr += 1;
+                        Failure::Role
+                    } else {
+                        Failure::Auth
+                    };
+                    done.extend(self.fail_collect(Some(why)));
                     return done;
                 }
+            }
+            if auth {
                 self.handshaking = false;
                 let held = core::mem::take(&mut self.held);
                 self.out.extend_from_slice(&held);
             }
+            let Some(slot) = self.slots.front_mut() else {
+                break;
+            };
             slot.got.push(Value::from(&reply));
             if slot.got.len() >= slot.replies {
                 if let Some(slot) = self.slots.pop_front() {
@@ -501,8 +535,12 @@ impl Conn {
         }
     }
 
-    /// Closes and forgets every waiter (worker exit).
+    /// Sends what is queued if the socket takes it at once, then closes and forgets every
+    /// waiter (worker exit).
     pub fn shutdown(&mut self) {
+        if self.state == State::Ready && !self.handshaking {
+            self.flush();
+        }
         for (id, _) in self.fail_collect(None) {
             waiters::cancel(id);
         }

@@ -15,8 +15,11 @@ pub mod waiters;
 use core::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::cell::RefCell;
 
-use nginx_sys::{ngx_cycle, ngx_str_t, sockaddr, socklen_t, NGX_LOG_NOTICE, NGX_LOG_WARN};
+use nginx_sys::{
+    ngx_cycle, ngx_str_t, sockaddr, socklen_t, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
+};
 use ngx::ngx_log_error;
+use phantom_core::fleet::errors::ErrorClass;
 use phantom_core::fleet::keys::{redis_key, KeyFile};
 use phantom_core::fleet::resp;
 use phantom_core::fleet::tombstones::Tombstones;
@@ -56,6 +59,9 @@ const TRIP_AFTER: u32 = 3;
 const OPEN_MS: i64 = 1000;
 /// How long writes stop after Redis answered that it is full (`-OOM`).
 const FULL_MS: i64 = 5000;
+/// An error reply of one class is logged at most this often per instance (they are all
+/// counted).
+const ERROR_LOG_MS: i64 = 60_000;
 
 /// The fleet state every worker of an instance shares, in the cache zone.
 #[repr(C)]
@@ -65,6 +71,8 @@ pub struct FleetShared {
     /// Writes are skipped until then (Redis is full).
     full_until_ms: AtomicI64,
     failures: AtomicU32,
+    /// When each class of error reply was last logged (see [`Fleet::reply_error`]).
+    logged_ms: [AtomicI64; ErrorClass::COUNT],
     /// The purge stream's last applied entry id (ASCII), under the zone lock.
     pub last_id: [u8; 48],
     /// Recent purges (under the zone lock).
@@ -83,6 +91,8 @@ pub struct Fleet {
     /// The zone's shared state (set once the zone is known to the worker).
     shared: core::cell::Cell<*const FleetShared>,
     worker: RefCell<Option<Box<Conn>>>,
+    /// The worker is exiting: nothing more is sent.
+    stopped: core::cell::Cell<bool>,
     pub reader: RefCell<Option<Box<reader::Reader>>>,
 }
 
@@ -98,6 +108,7 @@ impl Fleet {
             addrs: Vec::new(),
             shared: core::cell::Cell::new(core::ptr::null()),
             worker: RefCell::new(None),
+            stopped: core::cell::Cell::new(false),
             reader: RefCell::new(None),
         }
     }
@@ -125,7 +136,7 @@ impl Fleet {
     /// Sends `cmds` expecting `replies` replies for `waiter`; `false` when Redis is
     /// skipped (breaker open) or unreachable right now.
     pub fn submit(&self, cmds: &[u8], replies: usize, waiter: u64, now_ms: i64) -> bool {
-        if !self.allow(now_ms) {
+        if self.stopped.get() || !self.allow(now_ms) {
             return false;
         }
         let Ok(mut slot) = self.worker.try_borrow_mut() else {
@@ -192,6 +203,55 @@ impl Fleet {
         }
     }
 
+    /// Redis answered with an error: counted by its meaning, and logged (once a minute per
+    /// class and instance) with what happens next.
+    pub fn reply_error(&self, class: ErrorClass, line: &[u8], server: &str) {
+        use crate::status::metrics::{count, Counter};
+        count(match class {
+            ErrorClass::Role => Counter::RedisRole,
+            ErrorClass::Auth => Counter::RedisAuth,
+            ErrorClass::Cluster => Counter::RedisCluster,
+            ErrorClass::Full | ErrorClass::Other => Counter::RedisErrorReply,
+        });
+        let (level, next) = match class {
+            ErrorClass::Role => (
+                NGX_LOG_WARN,
+                "this server cannot take writes now (a replica, or a primary that was demoted or is loading): trying the next server",
+            ),
+            ErrorClass::Auth => (
+                NGX_LOG_ERR,
+                "check the credentials (redis_user, redis_password) in the redis_key file and the server's ACL: going on without Redis",
+            ),
+            ErrorClass::Cluster => (
+                NGX_LOG_WARN,
+                "the server is sharded (Redis Cluster or a sharding proxy), which the fleet tier does not speak yet: those operations are misses",
+            ),
+            // Logged by `full` when writes pause.
+            ErrorClass::Full => return,
+            ErrorClass::Other => (NGX_LOG_WARN, "the operation is a miss"),
+        };
+        let now = crate::handler::now_ms();
+        let Some(last) = self.shared().and_then(|s| s.logged_ms.get(class.index())) else {
+            return;
+        };
+        let before = last.load(Ordering::Relaxed);
+        if before != 0 && now - before < ERROR_LOG_MS {
+            return;
+        }
+        if last
+            .compare_exchange(before, now, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let shown = &line[..line.len().min(160)];
+        let msg = format!(
+            "server {server} answered \"{}\": {next}",
+            String::from_utf8_lossy(shown)
+        );
+        self.log(level as usize, &msg);
+    }
+
     /// A reply arrived: the breaker closes (one log line if it was open).
     pub fn answered(&self) {
         let Some(s) = self.shared() else { return };
@@ -226,10 +286,16 @@ impl Fleet {
         format!("{}purge:{}", self.prefix, self.zone_name)
     }
 
-    /// Closes this worker's connections (worker exit).
+    /// Closes this worker's connections (worker exit), after a last try at releasing the
+    /// locks its requests still hold (they end without their cleanups).
     pub fn shutdown(&self) {
+        self.stopped.set(true);
         if let Ok(mut w) = self.worker.try_borrow_mut() {
             if let Some(conn) = w.as_mut() {
+                let (cmds, n) = ops::held_releases(self);
+                if n > 0 {
+                    conn.submit(&cmds, n, 0, 0);
+                }
                 conn.shutdown();
             }
         }

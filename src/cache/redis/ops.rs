@@ -37,11 +37,39 @@ pub struct FleetCtx {
     pub key: Option<String>,
     /// The outstanding command is the lock's `SET NX`, not the `GET`.
     pub locking: bool,
+    /// Where our lock lives, so that a request that ends early releases it.
+    held: Option<(&'static Fleet, String)>,
 }
 
 impl Drop for FleetCtx {
+    /// The request ended (answered, client gone, stream reset): its operation is forgotten
+    /// and a lock it still holds is released, so other instances do not wait for it.
     fn drop(&mut self) {
         waiters::cancel(self.op);
+        self.release_held();
+    }
+}
+
+impl FleetCtx {
+    /// Takes our lock value out (to release it, or because it was not granted).
+    fn take_lock(&mut self) -> Option<Vec<u8>> {
+        let lock = self.lock.take()?;
+        self.held = None;
+        HELD.with_borrow_mut(|h| h.retain(|(_, _, v)| *v != lock));
+        Some(lock)
+    }
+
+    /// Releases the lock this request holds, if any (fire and forget).
+    fn release_held(&mut self) {
+        let Some((fleet, key)) = self.held.clone() else {
+            return;
+        };
+        let Some(lock) = self.take_lock() else {
+            return;
+        };
+        let mut cmds = Vec::new();
+        push_command(&mut cmds, &[b"EVAL", RELEASE, b"1", key.as_bytes(), &lock]);
+        fleet.submit(&cmds, 1, 0, crate::handler::now_ms());
     }
 }
 
@@ -119,6 +147,8 @@ unsafe fn take_lock(
     // SET left its entry, which this GET sees.
     push_command(&mut cmd, &[b"GET", entry.as_bytes()]);
     fc.key = Some(entry);
+    HELD.with_borrow_mut(|h| h.push((fleet as *const Fleet, key.clone(), lock.clone())));
+    fc.held = Some((fleet, key));
     fc.lock = Some(lock);
     fc.locking = true;
     // SAFETY: per contract.
@@ -177,7 +207,7 @@ pub unsafe fn found(
         let key = fc.key.as_deref().unwrap_or_default();
         match seal::open(&fleet.keys, key, bytes) {
             Ok(sealed) if sealed.expires_ms > now_ms => {
-                if let (true, Some(lock)) = (got_lock, fc.lock.take()) {
+                if let (true, Some(lock)) = (got_lock, fc.take_lock()) {
                     release(fleet, context, token, &lock, now_ms);
                 }
                 return Found::Hit(sealed);
@@ -186,7 +216,7 @@ pub unsafe fn found(
             Err(_) => metrics::count(Counter::RedisBadValues),
         }
     } else if !matches!(value, Some(Value::Nil)) {
-        if let (true, Some(lock)) = (got_lock, fc.lock.take()) {
+        if let (true, Some(lock)) = (got_lock, fc.take_lock()) {
             release(fleet, context, token, &lock, now_ms);
         }
         return Found::Unavailable;
@@ -195,11 +225,11 @@ pub unsafe fn found(
         return match locked {
             _ if got_lock => Found::Lead,
             Some(Value::Nil) => {
-                fc.lock = None;
+                fc.take_lock();
                 Found::Held
             }
             other => {
-                fc.lock = None;
+                fc.take_lock();
                 if other.as_ref().and_then(Value::error_code) == Some(b"OOM") {
                     fleet.full(now_ms);
                 }
@@ -238,7 +268,7 @@ pub fn store(
     (expires_ms, created_ms): (i64, i64),
     now_ms: i64,
 ) {
-    let lock = fc.lock.take();
+    let lock = fc.take_lock();
     let mut cmds = Vec::new();
     let mut replies = 0;
     let px = expires_ms - now_ms;
@@ -343,9 +373,28 @@ fn release(fleet: &Fleet, context: &[u8], token: &[u8], lock: &[u8], now_ms: i64
 
 /// Releases the lock of a request whose result is not stored (errors, `no-store`).
 pub fn abandon(fleet: &Fleet, fc: &mut FleetCtx, context: &[u8], token: &[u8], now_ms: i64) {
-    if let Some(lock) = fc.lock.take() {
+    if let Some(lock) = fc.take_lock() {
         release(fleet, context, token, &lock, now_ms);
     }
+}
+
+thread_local! {
+    /// The locks this worker's requests hold: released at worker exit, when requests end
+    /// without their pool cleanups.
+    static HELD: core::cell::RefCell<Vec<(*const Fleet, String, Vec<u8>)>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// The release commands of the locks this worker holds in `fleet` (worker exit).
+pub fn held_releases(fleet: &Fleet) -> (Vec<u8>, usize) {
+    let held = HELD.with_borrow_mut(core::mem::take);
+    let mut cmds = Vec::new();
+    let mut n = 0;
+    for (_, key, lock) in held.iter().filter(|(f, _, _)| core::ptr::eq(*f, fleet)) {
+        push_command(&mut cmds, &[b"EVAL", RELEASE, b"1", key.as_bytes(), lock]);
+        n += 1;
+    }
+    (cmds, n)
 }
 
 thread_local! {

@@ -1,5 +1,6 @@
 //! Pure building blocks of the fleet cache tier (a Redis / Valkey cache shared by instances).
 //!
+//! - [`errors`]: what an error reply means (a replica, credentials, a cluster, a miss).
 //! - [`resp`]: RESP2 command encoder and a bounded, iterative reply parser.
 //! - [`keys`]: the key file (HMAC and seal keys, Redis credentials) and HMAC'd Redis key names,
 //!   so Redis never sees a token, subject or client id.
@@ -10,6 +11,7 @@
 //! Nothing here does I/O; everything is total over untrusted input (replies from Redis, values
 //! read back from Redis), which may come from a compromised or confused server.
 
+pub mod errors;
 pub mod keys;
 pub mod notice;
 pub mod resp;
