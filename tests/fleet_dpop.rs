@@ -339,3 +339,79 @@ fn dpop_replay_configuration_errors_name_the_directive() {
     );
     assert!(ok, "{out}");
 }
+
+#[test]
+fn clients_that_leave_while_their_proof_is_claimed_leave_nothing_behind() {
+    let f = fleet("");
+    let c = Client::new(&f);
+    assert_eq!(call(f.port(0), &c, &c.proof()).status, 200);
+    let n = &f.nodes[0];
+    // HTTP/2 (the stream ends with the client's connection) and HTTP/1.1, each cut off while
+    // Redis sits on the claim.
+    let htu = format!("http://127.0.0.1:{}/", n.h2_port);
+    let auth = format!("DPoP {}", c.token);
+    let h2_proof = || {
+        c.key
+            .proof("GET", &htu, now(), &jti(), Some(c.token.as_bytes()), None)
+            .unwrap()
+    };
+    // The HTTP/2 requests below would pass if they waited.
+    let (status, head, _) = support::http::curl_h2(
+        n.h2_port,
+        "/",
+        &[("Authorization", &auth), ("DPoP", &h2_proof())],
+        None,
+    );
+    assert_eq!(status, 200, "{head}");
+    assert!(head.starts_with("HTTP/2"), "{head}");
+    f.redis.pause();
+    let curls: Vec<_> = (0..4)
+        .map(|_| {
+            let proof = h2_proof();
+            std::process::Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "--http2-prior-knowledge"])
+                .args(["--max-time", "0.05"])
+                .arg("-H")
+                .arg(format!("Authorization: {auth}"))
+                .arg("-H")
+                .arg(format!("DPoP: {proof}"))
+                .arg(format!("http://127.0.0.1:{}/", n.h2_port))
+                .spawn()
+                .expect("curl")
+        })
+        .collect();
+    let h1: Vec<_> = (0..4)
+        .map(|_| {
+            let (port, auth, proof) = (n.port, auth.clone(), c.proof());
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let req = format!(
+                    "GET / HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nDPoP: {proof}\r\n\r\n"
+                );
+                s.write_all(req.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(30));
+                // Gone before Redis answers.
+            })
+        })
+        .collect();
+    for mut c in curls {
+        let _ = c.wait();
+    }
+    for t in h1 {
+        t.join().unwrap();
+    }
+    // The claims time out (redis_timeout=200ms) after their requests ended.
+    std::thread::sleep(Duration::from_millis(500));
+    f.redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = call(f.port(0), &c, &c.proof());
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} {}", r.status, challenge(&r));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_no_crash(n);
+}
