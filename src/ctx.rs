@@ -26,6 +26,8 @@ pub enum Phase {
     Awaiting,
     /// Waiting for Redis (the fleet tier): a shared entry, or the fleet lock.
     Fleet,
+    /// Waiting for Redis to claim the DPoP proof's `jti` for the fleet before granting.
+    Proof,
     /// The exchange ended; `granted` tells whether the upstream gets a JWT.
     Done,
 }
@@ -43,6 +45,13 @@ pub struct Ctx {
     pub proof: Option<phantom_core::dpop::Verified>,
     /// The proof was remembered in the replay cache (once per request).
     pub proof_remembered: bool,
+    /// The fleet-wide replay check of the proof is done (claimed, or passed over by the
+    /// replay mode), once per request.
+    pub proof_claimed: bool,
+    /// The proof's claim in Redis while it is out (`Phase::Proof`).
+    pub jti: crate::cache::redis::jti::JtiClaim,
+    /// The decision whose grant waits for that claim.
+    pub claim_for: Option<Entry>,
     /// An expired entry the zone still keeps, served if introspection is unavailable.
     pub stale: Option<Stale>,
     /// The granted entry, re-applied when an internal redirect changes the location.
@@ -96,6 +105,9 @@ impl Ctx {
             claimed: None,
             proof: None,
             proof_remembered: false,
+            proof_claimed: false,
+            jti: Default::default(),
+            claim_for: None,
             stale: None,
             decision: None,
             reply: Reply::default(),

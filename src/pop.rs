@@ -3,7 +3,8 @@
 //! The proof is verified on every request, cache hit or miss, before the token is looked
 //! up; the binding (`cnf.jkt`, `cnf.x5t#S256`) is checked once the JWT is known; the proof
 //! is remembered (replay cache in the zone) only after every other check passed, so a
-//! failed request never burns a `jti`. The checks themselves are `phantom_core::dpop`.
+//! failed request never burns a `jti`; with a Redis tier the handler's `proof` step then
+//! claims it for the whole fleet. The checks themselves are `phantom_core::dpop`.
 
 use nginx_sys::{ngx_http_request_t, NGX_LOG_ERR, NGX_LOG_INFO};
 use ngx::http::Request;
@@ -209,6 +210,24 @@ fn client_certificate(request: &Request, conf: &LocConf) -> Option<Vec<u8>> {
     dpop::cert_der_from_header(value.as_bytes())
 }
 
+/// The rejection of a proof used before (`elsewhere`: where, for the log line).
+pub fn replayed(request: &Request, elsewhere: &str) -> Reject {
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        request.log(),
+        "Invalid DPoP proof: replayed{elsewhere}"
+    );
+    Reject::Dpop(DpopReject::Proof("replayed proof"))
+}
+
+/// How long the fleet remembers a proof (ms): as long as any instance may still accept it
+/// after its first use, wherever its `iat` was in the window (up to the future leeway), and
+/// one second more. Dated from the first use, so clocks that differ a little between
+/// instances do not shorten it.
+pub fn fleet_memory_ms(conf: &LocConf) -> u64 {
+    (conf.pop.window() + FUTURE_LEEWAY as u64 + 1) * 1000
+}
+
 /// Remembers the proof until it leaves the window; a second use is a replay.
 pub fn remember(
     request: &Request,
@@ -228,10 +247,7 @@ pub fn remember(
         .remember_proof(&key, until, crate::handler::now_ms())
     {
         Ok(()) => Ok(()),
-        Err(ReplayError::Replayed) => {
-            ngx_log_error!(NGX_LOG_INFO, request.log(), "Invalid DPoP proof: replayed");
-            Err(Reject::Dpop(DpopReject::Proof("replayed proof")))
-        }
+        Err(ReplayError::Replayed) => Err(replayed(request, "")),
         Err(ReplayError::Full) => {
             ngx_log_error!(NGX_LOG_ERR, request.log(), "DPoP replay cache of zone \"{}\" is full of live proofs; refusing (enlarge the zone or shorten phantom_token_dpop_window)", zone.name);
             Err(Reject::Unavailable {

@@ -26,8 +26,10 @@ mod directives;
 mod fleet;
 mod pop;
 use directives::*;
-use pop::{set_dpop, set_dpop_algs, set_dpop_url, set_dpop_window, set_mtls};
-pub use pop::{DpopMode, Mtls, PopConf};
+use pop::{
+    check_replay, set_dpop, set_dpop_algs, set_dpop_replay, set_dpop_url, set_dpop_window, set_mtls,
+};
+pub use pop::{DpopMode, Mtls, PopConf, Replay};
 
 /// Per-location settings, merged down from `http` and `server`.
 pub struct LocConf {
@@ -246,6 +248,18 @@ pub unsafe fn merge_loc_conf(
         );
         return NGX_CONF_ERROR;
     }
+    if conf.enabled() {
+        // SAFETY: cf is valid during merge.
+        let mcf = Module::main_conf(unsafe { &*cf });
+        let redis = conf
+            .cache
+            .and_then(|i| mcf?.zones.get(i))
+            .is_some_and(|z| z.fleet.is_some());
+        // SAFETY: as above.
+        if !unsafe { check_replay(cf, &conf.pop, redis) } {
+            return NGX_CONF_ERROR;
+        }
+    }
     conf.build_challenges();
     if let Some(endpoint) = conf.endpoint {
         conf.context = digest::context(endpoint.as_bytes(), &conf.format().key());
@@ -273,7 +287,7 @@ const fn cmd(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 26] = [
+pub static mut COMMANDS: [ngx_command_t; 27] = [
     cmd(
         ngx_string!("phantom_token"),
         ANY | NGX_CONF_FLAG,
@@ -391,6 +405,13 @@ pub static mut COMMANDS: [ngx_command_t; 26] = [
         ANY | NGX_CONF_TAKE1,
         NGX_HTTP_LOC_CONF_OFFSET,
         set_dpop_window,
+        0,
+    ),
+    cmd(
+        ngx_string!("phantom_token_dpop_replay"),
+        ANY | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        set_dpop_replay,
         0,
     ),
     cmd(

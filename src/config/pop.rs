@@ -23,6 +23,28 @@ pub enum DpopMode {
     Required,
 }
 
+/// `phantom_token_dpop_replay`: where a proof's `jti` is used up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replay {
+    /// The instance's replay cache only (each instance accepts a proof once).
+    Local,
+    /// Also claimed in Redis, once per fleet; the instance's cache alone while Redis cannot
+    /// answer (counted).
+    Fleet,
+    /// As `Fleet`, but 503 while Redis cannot answer.
+    FleetRequired,
+}
+
+impl Replay {
+    pub fn name(self) -> &'static str {
+        match self {
+            Replay::Local => "local",
+            Replay::Fleet => "fleet",
+            Replay::FleetRequired => "fleet_required",
+        }
+    }
+}
+
 /// `phantom_token_mtls`: where the client certificate comes from.
 #[derive(Clone, Copy, Debug)]
 pub enum Mtls {
@@ -39,6 +61,7 @@ pub struct PopConf {
     pub algs: Option<Vec<Alg>>,
     pub url: Option<*mut ngx_http_complex_value_t>,
     pub window: Option<u64>,
+    pub replay: Option<Replay>,
     pub nonce: ngx_flag_t,
     pub forward_proof: ngx_flag_t,
     pub mtls: Option<Mtls>,
@@ -51,6 +74,7 @@ impl Default for PopConf {
             algs: None,
             url: None,
             window: None,
+            replay: None,
             nonce: NGX_CONF_UNSET as ngx_flag_t,
             forward_proof: NGX_CONF_UNSET as ngx_flag_t,
             mtls: None,
@@ -79,6 +103,7 @@ impl PopConf {
         }
         self.url = self.url.or(prev.url);
         self.window = self.window.or(prev.window);
+        self.replay = self.replay.or(prev.replay);
         merge_flag(&mut self.nonce, prev.nonce);
         merge_flag(&mut self.forward_proof, prev.forward_proof);
         self.mtls = self.mtls.or(prev.mtls);
@@ -100,6 +125,13 @@ impl PopConf {
 
     pub fn window(&self) -> u64 {
         self.window.unwrap_or(WINDOW)
+    }
+
+    /// The replay scope on a zone with (`fleet`) or without a Redis tier: `fleet` where there
+    /// is one, unless configured.
+    pub fn replay(&self, fleet: bool) -> Replay {
+        self.replay
+            .unwrap_or(if fleet { Replay::Fleet } else { Replay::Local })
     }
 
     pub fn mtls(&self) -> Mtls {
@@ -205,6 +237,54 @@ pub extern "C" fn set_dpop_window(
         }
     }
     NGX_CONF_OK
+}
+
+/// `phantom_token_dpop_replay local | fleet | fleet_required;`
+pub extern "C" fn set_dpop_replay(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract.
+    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
+    if lcf.pop.replay.is_some() {
+        return DUPLICATE;
+    }
+    lcf.pop.replay = Some(match args[0] {
+        "local" => Replay::Local,
+        "fleet" => Replay::Fleet,
+        "fleet_required" => Replay::FleetRequired,
+        other => {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "\"phantom_token_dpop_replay\": unknown value \"{other}\" (expected local, fleet or fleet_required)"
+            );
+            return NGX_CONF_ERROR;
+        }
+    });
+    NGX_CONF_OK
+}
+
+/// Merge: a fleet-wide replay scope set for a location that verifies DPoP proofs needs a
+/// cache zone with a Redis tier; `false` after logging the error.
+///
+/// # Safety
+/// `cf` must be valid during merge.
+pub unsafe fn check_replay(cf: *mut ngx_conf_t, pop: &PopConf, zone_has_redis: bool) -> bool {
+    let Some(replay) = pop.replay else {
+        return true;
+    };
+    if pop.dpop() == DpopMode::Off || replay == Replay::Local || zone_has_redis {
+        return true;
+    }
+    ngx_conf_log_error!(
+        NGX_LOG_EMERG,
+        cf,
+        "\"phantom_token_dpop_replay {}\" needs a \"phantom_token_cache\" zone with redis=; use \"local\" for a zone without it",
+        replay.name()
+    );
+    false
 }
 
 /// `phantom_token_mtls off | on | <complex value>;`

@@ -4,9 +4,11 @@
 //! introspection and return `NGX_AGAIN`. Later passes: decide from the result, then
 //! forward `Bearer <JWT>` upstream or reject. After an internal redirect, the policy of the
 //! location that now serves the request is applied to the decision already made.
-//! The fleet tier's steps are in [`fleet`], storing results in [`store`].
+//! The fleet tier's steps are in [`fleet`], storing results in [`store`], the fleet-wide
+//! replay check of DPoP proofs before a grant in [`proof`].
 
 mod fleet;
+mod proof;
 mod store;
 
 use fleet::{ask_fleet, from_fleet};
@@ -73,7 +75,7 @@ unsafe fn watch_client(r: *mut ngx_http_request_t, rc: ngx_int_t) {
     let waiting = rc == NGX_AGAIN as ngx_int_t
         && matches!(
             phase,
-            Some(Phase::Awaiting | Phase::Fleet | Phase::Coalesced)
+            Some(Phase::Awaiting | Phase::Fleet | Phase::Coalesced | Phase::Proof)
         );
     let test: unsafe extern "C" fn(*mut ngx_http_request_t) = ngx_http_test_reading;
     // SAFETY: r is valid; both handlers are nginx's own for a request's read events.
@@ -314,6 +316,8 @@ fn resume(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_st
         Phase::Awaiting => recheck(request, conf, ctx, endpoint),
         Phase::Fleet if ctx.fleet.op != 0 => AGAIN,
         Phase::Fleet => from_fleet(request, conf, ctx, endpoint),
+        Phase::Proof if ctx.jti.op != 0 => AGAIN,
+        Phase::Proof => proof::claimed(request, conf, ctx),
         Phase::Coalesced => match ctx.shared.take() {
             None => AGAIN,
             // The leader went away: start over with the token already extracted.
@@ -487,7 +491,8 @@ fn inactive(ctx: &Ctx) -> Reject {
 }
 
 /// The token's binding to the request (DPoP key, client certificate), then the proof is
-/// remembered against replay: the last checks before a grant.
+/// remembered against replay in the instance: the last checks before a grant (and
+/// [`proof::claim`], for the fleet).
 fn bound(
     request: &Request,
     conf: &LocConf,
@@ -548,6 +553,9 @@ fn grant(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, entry: Entry) -> 
     }
     if let Err(reject) = bound(request, conf, ctx, jwt, binding) {
         return Step::Reject(reject);
+    }
+    if let Some(step) = proof::claim(request, conf, ctx, &entry) {
+        return step;
     }
     let fill = |buf: &mut [u8]| {
         let (scheme, token) = buf.split_at_mut(7);

@@ -51,9 +51,12 @@ pub enum Counter {
     RedisAuth,
     RedisCluster,
     RedisErrorReply,
+    /// A DPoP proof checked against this instance's replay cache only: Redis could not
+    /// claim its `jti` for the fleet (`phantom_token_dpop_replay fleet`).
+    DpopReplayLocalFallback,
 }
 
-pub const COUNTERS: usize = Counter::RedisErrorReply as usize + 1;
+pub const COUNTERS: usize = Counter::DpopReplayLocalFallback as usize + 1;
 
 /// Marks the layout below ("PTKMETR3").
 const MAGIC: u64 = 0x5054_4b4d_4554_5233;

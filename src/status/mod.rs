@@ -183,6 +183,12 @@ fn exposition(req: &ngx_http_request_t) -> String {
             ],
         ),
         family(
+            "phantom_token_dpop_replay_local_fallback_total",
+            "DPoP proofs checked against this instance's replay cache only, because Redis could not claim them for the fleet.",
+            "",
+            &[("", DpopReplayLocalFallback)],
+        ),
+        family(
             "phantom_token_cache_purges_total",
             "Entries removed by purge.",
             "",

@@ -8,6 +8,7 @@
 
 mod conf;
 pub mod conn;
+pub mod jti;
 pub mod ops;
 pub mod reader;
 pub mod waiters;
