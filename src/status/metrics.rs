@@ -46,12 +46,16 @@ pub enum Counter {
     RedisErrors,
     RedisBadValues,
     WaitFleet,
+    /// Purge notices of other instances, read from the stream and applied here.
+    NoticesApplied,
+    /// This instance's own purge notices, read back from the stream and skipped.
+    NoticesOwn,
 }
 
-pub const COUNTERS: usize = Counter::WaitFleet as usize + 1;
+pub const COUNTERS: usize = Counter::NoticesOwn as usize + 1;
 
-/// Marks the layout below ("PTKMETR2").
-const MAGIC: u64 = 0x5054_4b4d_4554_5232;
+/// Marks the layout below ("PTKMETR3").
+const MAGIC: u64 = 0x5054_4b4d_4554_5233;
 
 #[repr(C)]
 pub struct Metrics {

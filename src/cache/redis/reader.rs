@@ -16,6 +16,7 @@ use super::conn::Conn;
 use super::waiters::{self, Outcome};
 use super::Fleet;
 use crate::cache::ZoneConf;
+use crate::status::metrics::{self, Counter};
 
 /// How long one `XREAD` blocks in Redis; the read deadline is this plus the op timeout.
 const BLOCK_MS: u64 = 500;
@@ -119,11 +120,10 @@ impl Reader {
         let Some(payload) = payload else { return };
         match notice::open_notice(&fleet.keys, &self.stream, payload) {
             Ok(n) => {
+                metrics::count(Counter::NoticesApplied);
                 crate::purge::local::apply(zone, n.kind, &n.value, n.t_ms, |_| {});
             }
-            Err(_) => {
-                crate::status::metrics::count(crate::status::metrics::Counter::RedisBadValues)
-            }
+            Err(_) => metrics::count(Counter::RedisBadValues),
         }
     }
 

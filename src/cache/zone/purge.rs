@@ -37,6 +37,11 @@ impl Zone {
         Some(f(unsafe { &mut (*l.sh).fleet }))
     }
 
+    /// How many purges the tombstone ring remembers (for the status page).
+    pub fn tombstones(&self) -> usize {
+        self.fleet_locked(|f| f.tombstones.len()).unwrap_or(0)
+    }
+
     /// Removes the decision cached for `digest` (markers stay); `true` if there was one.
     pub fn purge(&self, digest: &[u8; 32]) -> bool {
         let Some(l) = self.lock() else { return false };
