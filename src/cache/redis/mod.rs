@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use nginx_sys::{ngx_cycle, ngx_str_t, sockaddr, socklen_t, NGX_LOG_NOTICE, NGX_LOG_WARN};
 use ngx::ngx_log_error;
 use phantom_core::fleet::keys::{redis_key, KeyFile};
+use phantom_core::fleet::notice::Origin;
 use phantom_core::fleet::resp;
 use phantom_core::fleet::tombstones::Tombstones;
 
@@ -69,6 +70,10 @@ pub struct FleetShared {
     pub last_id: [u8; 48],
     /// Recent purges (under the zone lock).
     pub tombstones: Tombstones,
+    /// This instance, in the purge notices it publishes: random, drawn when the zone is laid
+    /// out (in the master, before the workers start), so shared by every worker and kept
+    /// across reloads. Written only then; read under the zone lock.
+    pub origin: Origin,
 }
 
 /// One zone's `redis=` tier.
