@@ -241,10 +241,12 @@ unsafe fn tell_fleet(
         }
     }
     let stream = fleet.stream_key();
+    // The origin lets this instance's own reader skip the notice: the purge is applied here.
     let n = Notice {
         kind: selector.kind,
         value: selector.value.clone(),
         t_ms: now,
+        origin: zone.zone.origin(),
     };
     let Ok(sealed) = notice::seal_notice(&fleet.keys, &stream, &n) else {
         return NGX_ERROR as ngx_int_t;

@@ -54,9 +54,13 @@ pub enum Counter {
     /// A DPoP proof checked against this instance's replay cache only: Redis could not
     /// claim its `jti` for the fleet (`phantom_token_dpop_replay fleet`).
     DpopReplayLocalFallback,
+    /// Purge notices of other instances, read from the stream and applied here.
+    NoticesApplied,
+    /// This instance's own purge notices, read back from the stream and skipped.
+    NoticesOwn,
 }
 
-pub const COUNTERS: usize = Counter::DpopReplayLocalFallback as usize + 1;
+pub const COUNTERS: usize = Counter::NoticesOwn as usize + 1;
 
 /// Marks the layout below ("PTKMETR3").
 const MAGIC: u64 = 0x5054_4b4d_4554_5233;

@@ -194,6 +194,12 @@ fn exposition(req: &ngx_http_request_t) -> String {
             "",
             &[("", Purges)],
         ),
+        family(
+            "phantom_token_purge_notices_total",
+            "Purge notices read from the fleet's purge stream: applied (from another instance), or skipped (this instance's own, applied when it was made).",
+            "result",
+            &[("applied", NoticesApplied), ("own", NoticesOwn)],
+        ),
     ];
     fams.extend(zone_gauges(req));
     let hist = metrics::get().map(|m| Histogram {
@@ -221,6 +227,16 @@ fn zone_gauges(req: &ngx_http_request_t) -> Vec<Family<'static>> {
             .map(|z| (z.name.clone(), f(&z.zone.usage()) as f64))
             .collect(),
     };
+    let tombstones = Family {
+        name: "phantom_token_purge_tombstones",
+        help: "Purges remembered by the cache zone's tombstone ring (at most 64).",
+        kind: "gauge",
+        label: "zone",
+        samples: zones
+            .iter()
+            .map(|z| (z.name.clone(), z.zone.tombstones() as f64))
+            .collect(),
+    };
     vec![
         gauge(
             "phantom_token_zone_size_bytes",
@@ -237,5 +253,6 @@ fn zone_gauges(req: &ngx_http_request_t) -> Vec<Family<'static>> {
             "Entries in the cache zone.",
             &|u| u.entries,
         ),
+        tombstones,
     ]
 }

@@ -22,6 +22,7 @@ use nginx_sys::{
 use ngx::ngx_log_error;
 use phantom_core::fleet::errors::ErrorClass;
 use phantom_core::fleet::keys::{redis_key, KeyFile};
+use phantom_core::fleet::notice::Origin;
 use phantom_core::fleet::resp;
 use phantom_core::fleet::tombstones::Tombstones;
 
@@ -78,6 +79,10 @@ pub struct FleetShared {
     pub last_id: [u8; 48],
     /// Recent purges (under the zone lock).
     pub tombstones: Tombstones,
+    /// This instance, in the purge notices it publishes: random, drawn when the zone is laid
+    /// out (in the master, before the workers start), so shared by every worker and kept
+    /// across reloads. Written only then; read under the zone lock.
+    pub origin: Origin,
 }
 
 /// One zone's `redis=` tier.

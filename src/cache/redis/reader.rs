@@ -3,19 +3,21 @@
 //!
 //! The stream (not pub/sub) keeps entries, so a reader that reconnects resumes after the
 //! last id it applied (kept in the zone, so a new worker generation resumes there too).
-//! Entries are sealed: Redis sees no token, subject or client id.
+//! Entries are sealed: Redis sees no token, subject or client id. Each carries the instance
+//! that made the purge; an instance skips its own (it applied them when it took them).
 
 use core::ffi::c_void;
 
 use nginx_sys::{
     ngx_add_timer, ngx_cycle, ngx_del_timer, ngx_event_t, ngx_exiting, ngx_quit, ngx_terminate,
 };
-use phantom_core::fleet::notice;
+use phantom_core::fleet::notice::{self, Origin};
 
 use super::conn::Conn;
 use super::waiters::{self, Outcome};
 use super::Fleet;
 use crate::cache::ZoneConf;
+use crate::status::metrics::{self, Counter};
 
 /// How long one `XREAD` blocks in Redis; the read deadline is this plus the op timeout.
 const BLOCK_MS: u64 = 500;
@@ -31,6 +33,8 @@ pub struct Reader {
     zone: &'static ZoneConf,
     stream: String,
     last_id: String,
+    /// This instance (all zero if unknown: then every notice is applied).
+    origin: Origin,
     backoff_ms: u64,
     timer: ngx_event_t,
     stopped: bool,
@@ -52,6 +56,7 @@ impl Reader {
             zone,
             stream: fleet.stream_key(),
             last_id,
+            origin: zone.zone.origin().unwrap_or_default(),
             backoff_ms: MIN_BACKOFF_MS,
             // SAFETY: an all-zero event is its initial state; the fields below are set.
             timer: unsafe { core::mem::zeroed() },
@@ -118,12 +123,15 @@ impl Reader {
         let (fleet, zone) = (unsafe { &*self.fleet }, self.zone);
         let Some(payload) = payload else { return };
         match notice::open_notice(&fleet.keys, &self.stream, payload) {
+            // This instance's own purge, applied when it was made: once is enough (a second
+            // tombstone, and a second walk for a subject or client, would only cost). The
+            // cursor still moves past it (the caller).
+            Ok(n) if n.is_from(&self.origin) => metrics::count(Counter::NoticesOwn),
             Ok(n) => {
+                metrics::count(Counter::NoticesApplied);
                 crate::purge::local::apply(zone, n.kind, &n.value, n.t_ms, |_| {});
             }
-            Err(_) => {
-                crate::status::metrics::count(crate::status::metrics::Counter::RedisBadValues)
-            }
+            Err(_) => metrics::count(Counter::RedisBadValues),
         }
     }
 

@@ -227,7 +227,9 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
         nginx_sys::ngx_queue_init(&mut (*sh).lru);
         nginx_sys::ngx_queue_init(&mut (*sh).neg_lru);
         nginx_sys::ngx_queue_init(&mut (*sh).jti_lru);
-        if random_key(&mut (*sh).nonce_key).is_err() {
+        if random_fill(&mut (*sh).nonce_key).is_err()
+            || random_fill(&mut (*sh).fleet.origin).is_err()
+        {
             ngx_shmtx_unlock(&mut (*pool).mutex);
             return NGX_ERROR as ngx_int_t;
         }
@@ -239,10 +241,11 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
     NGX_OK as ngx_int_t
 }
 
-/// 32 random bytes from the kernel (read once per zone, in the master).
-fn random_key(key: &mut [u8; 32]) -> std::io::Result<()> {
+/// Random bytes from the kernel (the nonce key and the fleet origin, read once per zone, in
+/// the master).
+fn random_fill(out: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(key)
+    std::fs::File::open("/dev/urandom")?.read_exact(out)
 }
 
 /// Why a proof could not be remembered.

@@ -4,6 +4,7 @@
 use core::sync::atomic::Ordering;
 
 use nginx_sys::ngx_slab_pool_t;
+use phantom_core::fleet::notice::Origin;
 
 use super::locked::read_entry;
 use super::{Shared, Zone, ACTIVE, INACTIVE};
@@ -35,6 +36,16 @@ impl Zone {
         let l = self.lock()?;
         // SAFETY: sh is our locked header.
         Some(f(unsafe { &mut (*l.sh).fleet }))
+    }
+
+    /// This instance's origin in purge notices (see [`FleetShared::origin`]).
+    pub fn origin(&self) -> Option<Origin> {
+        self.fleet_locked(|f| f.origin)
+    }
+
+    /// How many purges the tombstone ring remembers (for the status page).
+    pub fn tombstones(&self) -> usize {
+        self.fleet_locked(|f| f.tombstones.len()).unwrap_or(0)
     }
 
     /// Removes the decision cached for `digest` (markers stay); `true` if there was one.

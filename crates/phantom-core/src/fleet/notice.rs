@@ -5,11 +5,26 @@
 //! [`super::seal`]): the same version 1 envelope, the same seal keys, and the AAD binds it to
 //! the stream's key name, so a notice copied to another stream or key does not open.
 //!
-//! Plaintext, version 1 (big-endian; no trailing bytes):
+//! Plaintext, version 2 (big-endian; no trailing bytes), what this code writes:
 //!
 //! ```text
-//! kind (u8: 1 token, 2 sub, 3 client_id) | t_ms (i64) | value_len (u32, <= 4096) | value
+//! 0x82 | origin (16) | kind (u8: 1 token, 2 sub, 3 client_id) | t_ms (i64)
+//!     | value_len (u32, <= 4096) | value
 //! ```
+//!
+//! The first byte tells the format. Version 1 had none: it began with the kind (1 to 3), and
+//! is still read, as a notice of unknown origin:
+//!
+//! ```text
+//! kind (u8) | t_ms (i64) | value_len (u32, <= 4096) | value
+//! ```
+//!
+//! Later formats begin with `0x80 | version` (the high bit keeps them apart from a version 1
+//! kind); any other first byte, a version this code does not know included, is rejected.
+//!
+//! The origin is the instance that made the purge: 16 random bytes drawn once per cache zone
+//! and shared by its workers (see [`Notice::is_from`]). That instance applied the purge when it
+//! took it, so its own stream reader skips the notice when it reads it back.
 //!
 //! The stream entry has one field, `n`, holding the sealed payload; `XADD ... MAXLEN ~` keeps
 //! the stream short, and readers follow it with `XREAD BLOCK` from the last id they saw.
@@ -26,6 +41,16 @@ pub const FIELD: &[u8] = b"n";
 /// Longest stream entry id: two u64 in decimal and a dash.
 pub const MAX_ID_LEN: usize = 41;
 
+/// First plaintext byte of a version 2 notice (`0x80 | 2`).
+pub const FORMAT_V2: u8 = 0x82;
+
+/// Which instance made a purge: 16 random bytes per cache zone of an nginx instance, shared
+/// by its workers and kept across reloads. All zero is no instance.
+pub type Origin = [u8; ORIGIN_LEN];
+
+/// Length of an [`Origin`].
+pub const ORIGIN_LEN: usize = 16;
+
 /// One purge, as broadcast to the fleet.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Notice {
@@ -35,6 +60,18 @@ pub struct Notice {
     pub value: Vec<u8>,
     /// Wall time (ms since the epoch) of the purge: entries created up to then are dead.
     pub t_ms: i64,
+    /// The instance that made the purge; `None` for a version 1 notice, which does not say
+    /// (and is sealed as version 1 again).
+    pub origin: Option<Origin>,
+}
+
+impl Notice {
+    /// Whether this notice was made by the instance `me` (so `me` applied it already). A
+    /// notice without an origin, and an all-zero `me` (no origin known), are never "mine":
+    /// applying a purge twice only costs time, missing one would keep a revoked token.
+    pub fn is_from(&self, me: &Origin) -> bool {
+        *me != [0; ORIGIN_LEN] && self.origin.as_ref() == Some(me)
+    }
 }
 
 /// `Debug` hides the value: it may be a live token.
@@ -44,17 +81,22 @@ impl fmt::Debug for Notice {
             .field("kind", &self.kind)
             .field("value_len", &self.value.len())
             .field("t_ms", &self.t_ms)
+            .field("origin", &self.origin)
             .finish()
     }
 }
 
-/// Seals `n` for the stream `stream_key`.
+/// Seals `n` for the stream `stream_key`: version 2, or version 1 when `n` has no origin.
 pub fn seal_notice(keys: &KeyFile, stream_key: &str, n: &Notice) -> Result<Vec<u8>, SealError> {
     if n.value.len() > MAX_VALUE_LEN {
         return Err(SealError::TooLarge);
     }
     let len = u32::try_from(n.value.len()).map_err(|_| SealError::TooLarge)?;
-    let mut plain = Vec::with_capacity(13 + n.value.len());
+    let mut plain = Vec::with_capacity(1 + ORIGIN_LEN + 13 + n.value.len());
+    if let Some(origin) = &n.origin {
+        plain.push(FORMAT_V2);
+        plain.extend_from_slice(origin);
+    }
     plain.push(n.kind.code());
     plain.extend_from_slice(&n.t_ms.to_be_bytes());
     plain.extend_from_slice(&len.to_be_bytes());
@@ -65,8 +107,22 @@ pub fn seal_notice(keys: &KeyFile, stream_key: &str, n: &Notice) -> Result<Vec<u
 /// Opens a payload read from the stream `stream_key`. Any error means: skip the entry.
 pub fn open_notice(keys: &KeyFile, stream_key: &str, bytes: &[u8]) -> Result<Notice, OpenError> {
     let plain = open_bytes(keys, stream_key, bytes)?;
-    let mut r = Reader(&plain);
-    let [code] = r.array()?;
+    decode(&plain)
+}
+
+/// Decodes a notice plaintext (either version).
+fn decode(plain: &[u8]) -> Result<Notice, OpenError> {
+    let mut r = Reader(plain);
+    let [first] = r.array()?;
+    let (origin, code) = match first {
+        FORMAT_V2 => {
+            let origin: Origin = r.array()?;
+            let [code] = r.array()?;
+            (Some(origin), code)
+        }
+        // Version 1: the first byte is the kind (checked below).
+        code => (None, code),
+    };
     let kind = Kind::from_code(code).ok_or(OpenError::BadPlaintext)?;
     let t_ms = i64::from_be_bytes(r.array()?);
     let value = r.bytes_u32()?;
@@ -77,6 +133,7 @@ pub fn open_notice(keys: &KeyFile, stream_key: &str, bytes: &[u8]) -> Result<Not
         kind,
         value: value.to_vec(),
         t_ms,
+        origin,
     })
 }
 
@@ -234,11 +291,14 @@ mod tests {
         parse_key_file(&format!("name v1 {}\nseal {kid} {}\n", b64(0), b64(seed))).unwrap()
     }
 
+    const ORIGIN: Origin = *b"instance-A-16byt";
+
     fn notice() -> Notice {
         Notice {
             kind: Kind::Token,
             value: b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln".to_vec(),
             t_ms: 1_700_000_000_123,
+            origin: Some(ORIGIN),
         }
     }
 
@@ -247,17 +307,28 @@ mod tests {
         let k = keys("k3", 100);
         for kind in Kind::ALL {
             for value in [vec![b'x'], vec![0xff; MAX_VALUE_LEN], Vec::new()] {
-                let n = Notice {
-                    kind,
-                    value,
-                    t_ms: -5,
-                };
-                let s = seal_notice(&k, STREAM, &n).unwrap();
-                assert_eq!(open_notice(&k, STREAM, &s), Ok(n));
+                for origin in [Some(ORIGIN), Some([0; ORIGIN_LEN]), Some([0xff; 16]), None] {
+                    let n = Notice {
+                        kind,
+                        value: value.clone(),
+                        t_ms: -5,
+                        origin,
+                    };
+                    let s = seal_notice(&k, STREAM, &n).unwrap();
+                    assert_eq!(open_notice(&k, STREAM, &s), Ok(n));
+                }
             }
         }
         let s = seal_notice(&k, STREAM, &notice()).unwrap();
-        assert_eq!(s.len(), 4 + NONCE_LEN + 13 + notice().value.len() + 16);
+        let v2_len = 1 + ORIGIN_LEN + 13 + notice().value.len();
+        assert_eq!(s.len(), 4 + NONCE_LEN + v2_len + 16);
+        let v1 = Notice {
+            origin: None,
+            ..notice()
+        };
+        let s1 = seal_notice(&k, STREAM, &v1).unwrap();
+        assert_eq!(s1.len(), 4 + NONCE_LEN + v2_len - 17 + 16);
+        assert!(!s.windows(16).any(|w| w == ORIGIN), "the origin is sealed");
         assert!(
             !s.windows(3).any(|w| w == b"eyJ"),
             "the token is not in clear"
@@ -314,10 +385,12 @@ mod tests {
         good.extend_from_slice(&7i64.to_be_bytes());
         good.extend_from_slice(&3u32.to_be_bytes());
         good.extend_from_slice(b"bob");
+        // Version 1 (what instances without origins wrote): no origin.
         let want = Notice {
             kind: Kind::Sub,
             value: b"bob".to_vec(),
             t_ms: 7,
+            origin: None,
         };
         assert_eq!(open_plain(&good), Ok(want));
         for n in 0..good.len() {
@@ -340,10 +413,94 @@ mod tests {
         assert!(open_plain(&[0u8; 60]).is_err());
     }
 
+    /// Version 2: `0x82 | origin | kind | t_ms | len | value`, byte for byte.
+    #[test]
+    fn version_2_plaintexts() {
+        let k = keys("k3", 100);
+        let open_plain = |p: &[u8]| {
+            let s = seal_bytes(&k, STREAM, p).unwrap();
+            open_notice(&k, STREAM, &s)
+        };
+        let mut good = vec![0x82];
+        good.extend_from_slice(&ORIGIN);
+        good.push(3);
+        good.extend_from_slice(&(-7i64).to_be_bytes());
+        good.extend_from_slice(&3u32.to_be_bytes());
+        good.extend_from_slice(b"web");
+        let want = Notice {
+            kind: Kind::ClientId,
+            value: b"web".to_vec(),
+            t_ms: -7,
+            origin: Some(ORIGIN),
+        };
+        assert_eq!(open_plain(&good), Ok(want.clone()));
+        assert_eq!(decode(&good), Ok(want.clone()));
+        // What seal_notice writes is exactly that.
+        let sealed = seal_notice(&k, STREAM, &want).unwrap();
+        assert_eq!(open_bytes(&k, STREAM, &sealed).unwrap(), good);
+        for n in 0..good.len() {
+            assert_eq!(decode(&good[..n]), Err(OpenError::BadPlaintext), "{n}");
+        }
+        let mut extra = good.clone();
+        extra.push(0);
+        assert_eq!(decode(&extra), Err(OpenError::BadPlaintext));
+        // The kind, after the origin, is checked as in version 1.
+        for code in [0u8, 4, 0x82, 0xff] {
+            let mut bad = good.clone();
+            bad[1 + ORIGIN_LEN] = code;
+            assert_eq!(decode(&bad), Err(OpenError::BadPlaintext), "{code}");
+        }
+        // Another version (or no known one) in the first byte.
+        for first in [0x80u8, 0x81, 0x83, 0x8f, 0xc2, 0x02 | 0x40, 0] {
+            let mut bad = good.clone();
+            bad[0] = first;
+            assert_eq!(decode(&bad), Err(OpenError::BadPlaintext), "{first:#x}");
+        }
+        // A version 2 value too long, even if all there.
+        let mut huge = vec![0x82];
+        huge.extend_from_slice(&ORIGIN);
+        huge.push(1);
+        huge.extend_from_slice(&0i64.to_be_bytes());
+        huge.extend_from_slice(&(MAX_VALUE_LEN as u32 + 1).to_be_bytes());
+        huge.extend_from_slice(&vec![b'a'; MAX_VALUE_LEN + 1]);
+        assert_eq!(decode(&huge), Err(OpenError::BadPlaintext));
+        // A value length past the end.
+        let mut short = good.clone();
+        let at = 1 + ORIGIN_LEN + 1 + 8;
+        short[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(decode(&short), Err(OpenError::BadPlaintext));
+    }
+
+    #[test]
+    fn own_notices_are_recognised() {
+        let other: Origin = *b"instance-B-16byt";
+        let mine = notice();
+        assert!(mine.is_from(&ORIGIN));
+        assert!(!mine.is_from(&other));
+        // Without an origin (version 1), a notice is nobody's: applied everywhere.
+        let v1 = Notice {
+            origin: None,
+            ..notice()
+        };
+        assert!(!v1.is_from(&ORIGIN));
+        assert!(!v1.is_from(&[0; ORIGIN_LEN]));
+        // An instance that has no origin skips nothing, not even an all-zero origin.
+        let zero = Notice {
+            origin: Some([0; ORIGIN_LEN]),
+            ..notice()
+        };
+        assert!(!zero.is_from(&[0; ORIGIN_LEN]));
+        assert!(!mine.is_from(&[0; ORIGIN_LEN]));
+        // One bit off is another instance.
+        let mut near = ORIGIN;
+        near[15] ^= 1;
+        assert!(!mine.is_from(&near));
+    }
+
     #[test]
     fn debug_hides_the_value() {
         let d = format!("{:?}", notice());
-        assert!(!d.contains("eyJ") && d.contains("value_len"));
+        assert!(!d.contains("eyJ") && d.contains("value_len") && d.contains("origin"));
     }
 
     #[test]

@@ -103,6 +103,11 @@ impl Tombstones {
         self.items.iter().all(|t| t.kind == 0)
     }
 
+    /// How many purges are recorded (at most [`CAPACITY`]).
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
     /// Whether an entry created at `created_ms`, with these selector hashes, was purged since:
     /// some tomb of the same kind has the same hash and `created_ms <= t_ms`.
     pub fn buried(
@@ -220,6 +225,7 @@ mod tests {
             .all(|x| x.kind == 0 && x.hash == [0; 16] && x.t_ms == 0));
         assert!(t.is_empty());
         assert_eq!(t.iter().count(), 0);
+        assert_eq!(t.len(), 0);
         // An empty ring buries nothing, not even an all-zero hash at time 0.
         assert!(!t.buried(0, Some(&[0; 16]), Some(&[0; 16]), Some(&[0; 16])));
         assert!(!t.buried(i64::MIN, Some(&[0; 16]), None, None));
@@ -261,6 +267,7 @@ mod tests {
         t.add(Kind::ClientId, h(Kind::ClientId, "web"), 3000);
         assert!(!t.is_empty());
         assert_eq!(t.iter().count(), 3);
+        assert_eq!(t.len(), 3);
         let tok = h(Kind::Token, "tok");
         let sub = h(Kind::Sub, "alice");
         let cid = h(Kind::ClientId, "web");
@@ -302,6 +309,7 @@ mod tests {
             t.add(Kind::Token, hash(i), 100);
         }
         assert_eq!(t.iter().count(), CAPACITY);
+        assert_eq!(t.len(), CAPACITY);
         for i in 0..10 {
             assert!(!t.buried(0, Some(&hash(i)), None, None), "{i} overwritten");
         }
