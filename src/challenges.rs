@@ -6,7 +6,7 @@ use phantom_core::challenge::{bearer_error, dpop_challenge};
 
 use crate::config::{Compat, DpopMode};
 use crate::respond::{Challenge, DpopReject, Reject};
-use crate::LocConf;
+use crate::config::LocConf;
 
 /// The challenges of `reject` in the location `conf`, in order.
 pub fn of(conf: &LocConf, reject: &Reject) -> Vec<String> {

@@ -49,7 +49,7 @@ pub struct Ctx {
     /// replay mode), once per request.
     pub proof_claimed: bool,
     /// The proof's claim in Redis while it is out (`Phase::Proof`).
-    pub jti: crate::cache::redis::jti::JtiClaim,
+    pub jti: crate::fleet::jti::JtiClaim,
     /// The decision whose grant waits for that claim.
     pub claim_for: Option<Entry>,
     /// An expired entry the zone still keeps, served if introspection is unavailable.
@@ -79,8 +79,8 @@ pub struct Ctx {
     pub leading: bool,
     /// Re-runs the request while it waits for another worker (see `coalesce::poll_later`).
     pub timer: ngx_event_t,
-    /// The fleet tier's state for this request (see `cache::redis::ops`).
-    pub fleet: crate::cache::redis::ops::FleetCtx,
+    /// The fleet tier's state for this request (see `fleet::ops`).
+    pub fleet: crate::fleet::ops::FleetCtx,
 }
 
 impl Drop for Ctx {

@@ -16,7 +16,7 @@ use phantom_core::introspection::{content_type_ok, interpret, token_rejected, Ve
 use crate::cache::{Entry, Stale};
 use crate::config::Compat;
 use crate::introspect::{Reply, MAX_RESPONSE};
-use crate::LocConf;
+use crate::config::LocConf;
 
 /// What an introspection (or a coalesced one) decided.
 #[derive(Clone)]
@@ -157,7 +157,7 @@ fn decide_body(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome 
         ngx_log_error!(NGX_LOG_ERR, log, "Failed to obtain JWT access token from introspection response or cache: Content-Type \"{ct}\" instead of \"{want}\"");
         return Outcome::Failed;
     }
-    let now = crate::handler::now_ms() / 1000;
+    let now = crate::glue::time::now_ms() / 1000;
     match interpret(conf.format(), &reply.body, now) {
         Verdict::Active { info, .. } if info.exp <= now => {
             ngx_log_error!(

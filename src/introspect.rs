@@ -22,7 +22,7 @@ use phantom_core::introspection::Format;
 use phantom_core::{form, trace};
 
 use crate::ctx::Ctx;
-use crate::headers;
+use crate::glue::headers;
 use crate::Module;
 
 /// Largest introspection response body accepted; larger ones fail with 502.

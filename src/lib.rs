@@ -19,13 +19,16 @@ use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpC
 mod cache;
 mod challenges;
 mod coalesce;
+mod commands;
 mod config;
 mod ctx;
 mod decide;
+mod fleet;
 mod forward;
+mod glue;
 mod handler;
-mod headers;
 mod introspect;
+mod metrics;
 mod pop;
 mod purge;
 mod respond;
@@ -33,7 +36,6 @@ mod status;
 mod variables;
 mod version;
 
-pub(crate) use config::{LocConf, MainConf};
 
 /// The module's type for ngx-rust's configuration traits.
 pub(crate) struct Module;
@@ -71,7 +73,7 @@ impl HttpModule for Module {
                 continue;
             };
             // SAFETY: cf is the configuration context of postconfiguration.
-            match unsafe { cache::redis::resolve(cf, &fleet.target) } {
+            match unsafe { config::redis::resolve(cf, &fleet.target) } {
                 Ok(addrs) => fleet.addrs = addrs,
                 Err(e) => {
                     ngx::ngx_conf_log_error!(
@@ -87,7 +89,7 @@ impl HttpModule for Module {
         }
         if mcf.metrics {
             // SAFETY: cf is the configuration context of postconfiguration.
-            match unsafe { status::metrics::declare(cf) } {
+            match unsafe { metrics::declare(cf) } {
                 Ok(zone) => mcf.metrics_zone = Some(zone),
                 Err(()) => return Status::NGX_ERROR.into(),
             }
@@ -107,12 +109,12 @@ impl HttpModule for Module {
 
 // SAFETY: the configuration types below are the ones the module context allocates.
 unsafe impl HttpModuleMainConf for Module {
-    type MainConf = MainConf;
+    type MainConf = config::MainConf;
 }
 
 // SAFETY: as above.
 unsafe impl HttpModuleLocationConf for Module {
-    type LocationConf = LocConf;
+    type LocationConf = config::LocConf;
 }
 
 /// Worker start: attach to this cycle's counters.
@@ -123,12 +125,35 @@ extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         .and_then(|m| m.metrics_zone)
         .unwrap_or(core::ptr::null_mut());
     // SAFETY: the zone is NULL or this cycle's metrics zone, initialised before workers start.
-    unsafe { status::metrics::attach(zone) };
+    unsafe { metrics::attach(zone) };
     // SAFETY: as above.
     if let Some(mcf) = unsafe { cycle.as_ref() }.and_then(Module::main_conf) {
-        cache::redis::start_worker(&mcf.zones);
+        start_fleet(&mcf.zones);
     }
     Status::NGX_OK.into()
+}
+
+/// Worker start: each fleet tier is attached to its zone's shared state; worker 0 (or a
+/// single process) follows the purge streams and applies other instances' purges.
+fn start_fleet(zones: &'static [cache::ZoneConf]) {
+    // SAFETY: process globals, set before init_process runs.
+    let (worker, process) = unsafe { (nginx_sys::ngx_worker, nginx_sys::ngx_process) };
+    let reads = worker == 0
+        && matches!(
+            process as u32,
+            nginx_sys::NGX_PROCESS_WORKER | nginx_sys::NGX_PROCESS_SINGLE
+        );
+    for zone in zones {
+        let Some(fleet) = &zone.fleet else { continue };
+        fleet.attach(zone.zone.fleet());
+        if reads {
+            let apply = move |n: phantom_core::fleet::notice::Notice| {
+                purge::local::apply(zone, n.kind, &n.value, n.t_ms, |_| {})
+            };
+            let now = glue::time::now_ms();
+            fleet::reader::Reader::start(&zone.zone, fleet, now, Box::new(apply));
+        }
+    }
 }
 
 /// Worker exit: close the fleet tier's connections (nginx would report them left open).
@@ -160,7 +185,7 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
 pub static mut ngx_http_phantom_token_module: ngx_module_t = ngx_module_t {
     ctx: ptr::addr_of!(MODULE_CTX) as _,
     // SAFETY: the command table is a static that lives for the program.
-    commands: unsafe { ptr::addr_of_mut!(config::COMMANDS[0]) as *mut ngx_command_t },
+    commands: unsafe { ptr::addr_of_mut!(commands::COMMANDS[0]) as *mut ngx_command_t },
     type_: NGX_HTTP_MODULE as _,
     init_process: Some(init_process),
     exit_process: Some(exit_process),

@@ -14,9 +14,9 @@ use phantom_core::token::Scheme;
 
 use crate::cache::{ReplayError, ZoneConf};
 use crate::config::{DpopMode, Mtls};
-use crate::headers;
+use crate::glue::headers;
 use crate::respond::{Challenge, DpopReject, Reject};
-use crate::LocConf;
+use crate::config::LocConf;
 
 /// Seconds a proof may be dated in the future (clock skew), as the window allows in the past.
 const FUTURE_LEEWAY: i64 = 10;
@@ -80,7 +80,7 @@ fn verify(
     let nonce_key = (conf.pop.nonce == 1)
         .then(|| zone.and_then(|z| z.zone.nonce_key()))
         .flatten();
-    let now = crate::handler::now_ms() / 1000;
+    let now = crate::glue::time::now_ms() / 1000;
     let method = request.as_ref().method_name.as_bytes();
     let input = ProofInput {
         proof,
@@ -244,7 +244,7 @@ pub fn remember(
         .saturating_mul(1000);
     match zone
         .zone
-        .remember_proof(&key, until, crate::handler::now_ms())
+        .remember_proof(&key, until, crate::glue::time::now_ms())
     {
         Ok(()) => Ok(()),
         Err(ReplayError::Replayed) => Err(replayed(request, "")),

@@ -10,7 +10,7 @@ use nginx_sys::{
 use ngx::ngx_string;
 
 use crate::ctx;
-use crate::headers;
+use crate::glue::headers;
 
 type Getter = unsafe extern "C" fn(
     *mut ngx_http_request_t,
@@ -139,7 +139,7 @@ unsafe extern "C" fn claim(
         return set(v, b"");
     };
     if ctx.claims.is_none() {
-        ctx.claims = Some(claims_of(ctx.jwt()));
+        ctx.claims = Some(phantom_core::jwt::claims_of(ctx.jwt()));
     }
     let text = ctx
         .claims
@@ -150,15 +150,3 @@ unsafe extern "C" fn claim(
     unsafe { set_copy(r, v, &text) }
 }
 
-/// The token's claims; for an RFC 9701 response, its `token_introspection` member.
-pub fn claims_of(jwt: &[u8]) -> serde_json::Map<String, serde_json::Value> {
-    let mut claims = phantom_core::jwt::payload(jwt).unwrap_or_default();
-    match claims.remove("token_introspection") {
-        Some(serde_json::Value::Object(inner)) => inner,
-        Some(other) => {
-            claims.insert("token_introspection".into(), other);
-            claims
-        }
-        None => claims,
-    }
-}

@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
-use super::Entry;
+use super::entry::Entry;
 
 /// An entry with its expiry and creation times (ms).
 type Slot = (Entry, i64, i64);

@@ -2,48 +2,16 @@
 //!
 //! Keys are SHA-256 digests of the opaque token; raw tokens are never stored.
 
+pub mod entry;
 mod l1;
-pub mod redis;
-mod zone;
+pub(crate) mod zone;
 
-use core::ffi::{c_char, c_void};
-use std::cell::{OnceCell, RefCell};
-use std::rc::Rc;
+use std::cell::RefCell;
 
-use nginx_sys::{ngx_command_t, ngx_conf_t, NGX_LOG_EMERG};
-use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
-use ngx::ngx_conf_log_error;
+use crate::fleet::Fleet;
 
-use crate::config::{args, parse_seconds, parse_size, MainConf};
-use phantom_core::dpop::Binding;
-
+pub use entry::{CacheStatus, Entry};
 pub use zone::{Life, ReplayError, Stale, Stored, Usage, Zone};
-
-/// `$phantom_token_cache_status`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum CacheStatus {
-    Bypass,
-    Miss,
-    Hit,
-    Expired,
-    /// The identity server was unavailable; an expired entry was served (`stale_if_error`).
-    Stale,
-    /// Missed, and the identity server's `Cache-Control` forbade storing the answer.
-    NoStore,
-}
-
-impl CacheStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheStatus::Bypass => "BYPASS",
-            CacheStatus::Miss => "MISS",
-            CacheStatus::Hit => "HIT",
-            CacheStatus::Expired => "EXPIRED",
-            CacheStatus::Stale => "STALE",
-            CacheStatus::NoStore => "NOSTORE",
-        }
-    }
-}
 
 /// Which level answered a hit.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -64,29 +32,6 @@ pub enum Lookup {
 /// How long a worker's "introspecting" marker holds other workers back.
 const PENDING_MS: i64 = 5000;
 
-/// A cached introspection result.
-#[derive(Clone, Debug)]
-pub enum Entry {
-    Active {
-        jwt: Rc<[u8]>,
-        scope: Rc<str>,
-        /// The JWT's confirmation claims, read once per entry in this worker (L1 hits
-        /// share it), only where a location checks bindings.
-        binding: Rc<OnceCell<Binding>>,
-    },
-    Inactive,
-}
-
-impl Entry {
-    pub fn active(jwt: Rc<[u8]>, scope: Rc<str>) -> Entry {
-        Entry::Active {
-            jwt,
-            scope,
-            binding: Rc::default(),
-        }
-    }
-}
-
 /// One `phantom_token_cache_zone`: its parameters, its shared zone and this worker's L1.
 pub struct ZoneConf {
     pub name: String,
@@ -99,12 +44,28 @@ pub struct ZoneConf {
     pub zone: Zone,
     l1: RefCell<l1::L1>,
     /// The Redis tier (`redis=`), shared by the instances of a fleet.
-    pub fleet: Option<redis::Fleet>,
+    pub fleet: Option<Fleet>,
     /// The introspection contexts of the locations using this zone (for purges by token).
     pub contexts: RefCell<Vec<Vec<u8>>>,
 }
 
 impl ZoneConf {
+    /// A zone named `name` with an L1 of `l1` entries per worker; its shared memory is
+    /// declared by the configuration (`Zone::declare`), its other parameters set there.
+    pub fn new(name: String, l1: usize, fleet: Option<Fleet>) -> ZoneConf {
+        ZoneConf {
+            name,
+            max_ttl: None,
+            negative_ttl: 0,
+            leeway: 0,
+            stale_if_error: 0,
+            zone: Zone::default(),
+            l1: RefCell::new(l1::L1::new(l1)),
+            fleet,
+            contexts: RefCell::default(),
+        }
+    }
+
     /// Finds a fresh entry: L1 first, then the shared zone (refilling L1). With `max_age`
     /// (ms), an entry created longer ago than that is a miss.
     pub fn lookup(&self, digest: &[u8; 32], now_ms: i64, max_age: Option<u64>) -> Lookup {
@@ -192,170 +153,4 @@ impl ZoneConf {
         };
         self.zone.store(digest, &stale.entry, life, now_ms);
     }
-}
-
-thread_local! {
-    static NO_STORE_LOGGED: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
-}
-
-/// `true` the first time in this worker that a `no-store` answer kept an entry out.
-pub fn first_no_store() -> bool {
-    !NO_STORE_LOGGED.with(|l| l.replace(true))
-}
-
-/// `phantom_token_cache_zone name:size [max_ttl=time] [negative_ttl=time] [leeway=time]
-/// [stale_if_error=time] [negative_share=N%] [l1=N];`
-pub extern "C" fn set_cache_zone(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: directive handler contract; conf is this module's main configuration.
-    let (mcf, args) = unsafe { (&mut *(conf as *mut MainConf), args(cf)) };
-    let spec = match parse_zone_args(&args) {
-        Ok(s) => s,
-        Err(e) => {
-            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"phantom_token_cache_zone\": {e}");
-            return NGX_CONF_ERROR;
-        }
-    };
-    if mcf.zones.iter().any(|z| z.name == spec.name) {
-        ngx_conf_log_error!(
-            NGX_LOG_EMERG,
-            cf,
-            "\"phantom_token_cache_zone\": duplicate zone \"{}\"",
-            spec.name
-        );
-        return NGX_CONF_ERROR;
-    }
-    let fleet = match spec.fleet.map(|f| load_fleet(f, &spec.name)).transpose() {
-        Ok(f) => f,
-        Err(e) => {
-            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"phantom_token_cache_zone\": {e}");
-            return NGX_CONF_ERROR;
-        }
-    };
-    let mut zc = ZoneConf {
-        fleet,
-        contexts: RefCell::default(),
-        name: spec.name,
-        max_ttl: spec.max_ttl,
-        negative_ttl: spec.negative_ttl,
-        leeway: spec.leeway,
-        stale_if_error: spec.stale_if_error,
-        zone: Zone::default(),
-        l1: RefCell::new(l1::L1::new(spec.l1)),
-    };
-    // SAFETY: cf is valid during configuration parsing.
-    let declared =
-        unsafe { zone::declare(cf, &mut zc.zone, &zc.name, spec.size, spec.negative_share) };
-    if declared.is_err() {
-        return NGX_CONF_ERROR;
-    }
-    mcf.zones.push(zc);
-    NGX_CONF_OK
-}
-
-struct ZoneSpec {
-    name: String,
-    size: usize,
-    max_ttl: Option<u64>,
-    negative_ttl: u64,
-    leeway: u64,
-    l1: usize,
-    stale_if_error: u64,
-    /// Percent of the zone inactive entries may take.
-    negative_share: u64,
-    /// The `redis*=` parameters, when `redis=` is given.
-    fleet: Option<redis::FleetSpec>,
-}
-
-/// Reads the key file of `redis_key=` (as root, at configuration time; `nginx -t` checks it).
-fn load_fleet(spec: redis::FleetSpec, zone: &str) -> Result<redis::Fleet, String> {
-    let path = &spec.key_file;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read redis_key file \"{path}\": {e}"))?;
-    let keys = phantom_core::fleet::keys::parse_key_file(&text)
-        .map_err(|e| format!("redis_key file \"{path}\": {e}"))?;
-    Ok(redis::Fleet::new(spec, keys, zone))
-}
-
-/// Largest per-worker L1 (entries); each is allocated up front by the LRU's table.
-const MAX_L1: usize = 100_000;
-
-/// Longest time parameter, in seconds.
-const MAX_TIME: u64 = 365 * 24 * 3600;
-
-/// Smallest zone nginx's slab allocator accepts (8 pages).
-const MIN_ZONE: usize = 32 * 1024;
-
-fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
-    let first = args.first().copied().unwrap_or("");
-    let (name, size) = first
-        .split_once(':')
-        .filter(|(n, s)| !n.is_empty() && !s.is_empty())
-        .ok_or_else(|| format!("expected name:size, e.g. phantom_tokens:10m, got \"{first}\""))?;
-    let size = parse_size(size).ok_or_else(|| format!("invalid zone size \"{size}\""))?;
-    if size < MIN_ZONE {
-        return Err(format!(
-            "zone \"{name}\" is too small ({size} bytes), use at least 32k"
-        ));
-    }
-    let mut spec = ZoneSpec {
-        name: name.into(),
-        size,
-        max_ttl: None,
-        negative_ttl: 0,
-        stale_if_error: 0,
-        negative_share: 10,
-        leeway: 5,
-        l1: 512,
-        fleet: None,
-    };
-    let mut fleet = redis::FleetSpec::new();
-    for a in &args[1..] {
-        let (k, v) = a
-            .split_once('=')
-            .ok_or_else(|| format!("invalid parameter \"{a}\""))?;
-        if redis::parse_param(&mut fleet, k, v, a)? {
-            continue;
-        }
-        let secs = || {
-            parse_seconds(v)
-                .filter(|s| *s <= MAX_TIME)
-                .ok_or_else(|| format!("invalid time in \"{a}\" (at most 365d)"))
-        };
-        match k {
-            "max_ttl" => spec.max_ttl = Some(secs()?),
-            "negative_ttl" => spec.negative_ttl = secs()?,
-            "leeway" => spec.leeway = secs()?,
-            "stale_if_error" => spec.stale_if_error = secs()?,
-            "negative_share" => {
-                spec.negative_share = v
-                    .strip_suffix('%')
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| (1..=90).contains(n))
-                    .ok_or_else(|| format!("invalid share in \"{a}\" (1% to 90%)"))?
-            }
-            "l1" => {
-                spec.l1 = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n <= MAX_L1)
-                    .ok_or_else(|| format!("invalid number in \"{a}\" (0 to {MAX_L1})"))?
-            }
-            _ => {
-                return Err(format!(
-                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway=, stale_if_error=, negative_share=, l1=, redis=, redis_key=, redis_timeout=, redis_lock= or redis_prefix=)"
-                ))
-            }
-        }
-    }
-    match (fleet.target.is_empty(), fleet.key_file.is_empty()) {
-        (true, true) => {}
-        (false, false) => spec.fleet = Some(fleet),
-        (false, true) => return Err("\"redis=\" needs \"redis_key=\", the file of the keys that name and seal what Redis stores".into()),
-        (true, false) => return Err("\"redis_key=\" is given without \"redis=\"".into()),
-    }
-    Ok(spec)
 }

@@ -16,7 +16,7 @@ use super::{args, loc, Compat};
 
 const DUPLICATE: *mut c_char = c"is duplicate".as_ptr() as *mut c_char;
 
-pub(super) extern "C" fn set_endpoint(
+pub(crate) extern "C" fn set_endpoint(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -40,7 +40,7 @@ pub(super) extern "C" fn set_endpoint(
     NGX_CONF_OK
 }
 
-pub(super) extern "C" fn set_realm(
+pub(crate) extern "C" fn set_realm(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -54,7 +54,7 @@ pub(super) extern "C" fn set_realm(
     NGX_CONF_OK
 }
 
-pub(super) extern "C" fn set_scopes(
+pub(crate) extern "C" fn set_scopes(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -68,7 +68,7 @@ pub(super) extern "C" fn set_scopes(
     NGX_CONF_OK
 }
 
-pub(super) extern "C" fn set_scope(
+pub(crate) extern "C" fn set_scope(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -80,7 +80,7 @@ pub(super) extern "C" fn set_scope(
     NGX_CONF_OK
 }
 
-pub(super) extern "C" fn set_required_scope(
+pub(crate) extern "C" fn set_required_scope(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -94,7 +94,7 @@ pub(super) extern "C" fn set_required_scope(
     NGX_CONF_OK
 }
 
-pub(super) extern "C" fn set_cache(
+pub(crate) extern "C" fn set_cache(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -108,7 +108,7 @@ pub(super) extern "C" fn set_cache(
     NGX_CONF_OK
 }
 
-pub(super) extern "C" fn set_header(
+pub(crate) extern "C" fn set_header(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -132,7 +132,7 @@ pub(super) extern "C" fn set_header(
     NGX_CONF_OK
 }
 
-pub(super) extern "C" fn set_source(
+pub(crate) extern "C" fn set_source(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -163,7 +163,7 @@ pub(super) extern "C" fn set_source(
     NGX_CONF_OK
 }
 
-pub(super) extern "C" fn set_compat(
+pub(crate) extern "C" fn set_compat(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -188,7 +188,7 @@ pub(super) extern "C" fn set_compat(
     NGX_CONF_OK
 }
 
-pub(super) extern "C" fn set_format(
+pub(crate) extern "C" fn set_format(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -208,7 +208,7 @@ pub(super) extern "C" fn set_format(
     NGX_CONF_OK
 }
 
-pub(super) extern "C" fn reject_client_credential(
+pub(crate) extern "C" fn reject_client_credential(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     _: *mut c_void,
@@ -223,7 +223,7 @@ pub(super) extern "C" fn reject_client_credential(
 }
 
 /// `phantom_token_require_claim <name> <value> [<value> ...];` (repeatable).
-pub(super) extern "C" fn set_require_claim(
+pub(crate) extern "C" fn set_require_claim(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,

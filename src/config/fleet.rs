@@ -1,10 +1,11 @@
-//! Directives of the fleet tier's location side: cache age limits and the purge handler.
+//! Directives of the fleet tier's location side: cache age limits, and the merge that
+//! resolves the purge zone.
 
 use core::ffi::{c_char, c_void};
 
 use nginx_sys::{ngx_command_t, ngx_conf_t, NGX_LOG_EMERG};
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::http::HttpModuleMainConf;
 use ngx::ngx_conf_log_error;
 
 use super::{args, loc, parse_ms, LocConf};
@@ -14,7 +15,7 @@ use crate::Module;
 const MAX_AGE_MS: u64 = 365 * 24 * 3600 * 1000;
 
 /// `phantom_token_cache_max_age <time> | 0;`
-pub(super) extern "C" fn set_cache_max_age(
+pub(crate) extern "C" fn set_cache_max_age(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -36,26 +37,6 @@ pub(super) extern "C" fn set_cache_max_age(
             return NGX_CONF_ERROR;
         }
     }
-    NGX_CONF_OK
-}
-
-/// `phantom_token_purge <zone>;`: this location's content handler purges the zone.
-pub(super) extern "C" fn set_purge(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: directive handler contract.
-    let (lcf, args) = unsafe { (loc(conf), args(cf)) };
-    if lcf.purge_name.is_some() {
-        return c"is duplicate".as_ptr() as *mut c_char;
-    }
-    // SAFETY: cf is valid while the directive is parsed.
-    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
-        return NGX_CONF_ERROR;
-    };
-    clcf.handler = Some(crate::purge::purge_handler);
-    lcf.purge_name = Some(args[0].to_string());
     NGX_CONF_OK
 }
 

@@ -1,16 +1,18 @@
 //! The fleet tier's steps of the state machine: ask Redis before introspecting, then read
 //! its answer (a shared entry, the fleet lock, or another instance introspecting).
 
-use nginx_sys::{ngx_http_request_t, ngx_str_t};
+use nginx_sys::{ngx_http_request_t, ngx_post_event, ngx_posted_events, ngx_str_t};
 use ngx::http::Request;
 
 use super::{apply, introspect, now_ms, Step, AGAIN};
-use crate::cache::redis::ops::{self, Found};
+use crate::fleet::ops::{self, Found};
+use crate::fleet::waiters::Outcome as Replies;
 use crate::cache::CacheStatus;
-use crate::ctx::{Ctx, Phase};
+use crate::ctx::{self, Ctx, Phase};
 use crate::decide::Outcome;
-use crate::status::metrics::{self, Counter};
-use crate::{coalesce, LocConf};
+use crate::metrics::{self, Counter};
+use crate::config::LocConf;
+use crate::coalesce;
 
 /// With `redis=`: asks the fleet before introspecting (this worker holds the zone's
 /// marker, so it speaks for the instance).
@@ -29,8 +31,8 @@ pub(super) fn ask_fleet(
     if let Some(zone) = ctx.claimed {
         ctx.asked_purges = crate::purge::local::purges(zone);
     }
-    // SAFETY: r is the valid main request that owns ctx.
-    let sent = unsafe { ops::lookup(fleet, r, &mut ctx.fleet, &conf.context, token, now_ms()) };
+    let ids = (&conf.context[..], token);
+    let sent = ops::lookup(fleet, &mut ctx.fleet, ids, now_ms(), waker(r));
     if !sent {
         metrics::count(Counter::RedisErrors);
         return introspect(request, conf, ctx, endpoint);
@@ -61,8 +63,8 @@ pub(super) fn from_fleet(
         return ask_fleet(request, conf, ctx, endpoint);
     }
     let token = ctx.token();
-    // SAFETY: r is the valid main request that owns ctx.
-    match unsafe { ops::found(fleet, r, &mut ctx.fleet, &conf.context, token, now) } {
+    let ids = (&conf.context[..], token);
+    match ops::found(fleet, &mut ctx.fleet, ids, now, waker(r)) {
         Found::Asked => AGAIN,
         Found::Hit(sealed) => {
             let young = conf
@@ -94,5 +96,20 @@ pub(super) fn from_fleet(
             AGAIN
         }
         Found::Lead | Found::Unavailable => introspect(request, conf, ctx, endpoint),
+    }
+}
+
+/// Hands a Redis reply to the request and wakes it (its write event re-runs the phases).
+fn waker(r: *mut ngx_http_request_t) -> impl FnOnce(Replies) + 'static {
+    move |outcome| {
+        // SAFETY: the waiter is cancelled when the request's context (which holds the
+        // operation) is dropped, so `r` is alive whenever this runs.
+        unsafe {
+            if let Some(c) = ctx::get(r) {
+                c.fleet.op = 0;
+                c.fleet.reply = Some(outcome);
+            }
+            ngx_post_event((*(*r).connection).write, &raw mut ngx_posted_events);
+        }
     }
 }

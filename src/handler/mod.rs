@@ -16,7 +16,7 @@ use store::{purged_meanwhile, record_introspection, stale_if_error, store};
 
 use nginx_sys::{
     ngx_http_block_reading, ngx_http_request_t, ngx_http_test_reading, ngx_int_t, ngx_str_t,
-    ngx_timeofday, NGX_AGAIN, NGX_DECLINED, NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS, NGX_LOG_ERR,
+ NGX_AGAIN, NGX_DECLINED, NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS, NGX_LOG_ERR,
     NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
@@ -24,14 +24,16 @@ use ngx::{ngx_log_debug_http, ngx_log_error};
 use phantom_core::digest::keyed_digest;
 use phantom_core::token::{auth_token, source_token, Scheme, TokenError};
 
+use crate::glue::time::now_ms;
 use crate::cache::{CacheStatus, Entry, Level, Lookup, ZoneConf};
 use crate::config::{Compat, DpopMode};
 use crate::ctx::{self, Ctx, Phase};
 use crate::decide::{decide, Outcome};
 use crate::introspect::{self, Reply};
 use crate::respond::{self, Challenge, DpopReject, Reject};
-use crate::status::metrics::{self, Counter};
-use crate::{coalesce, forward, headers, pop, LocConf, Module};
+use crate::metrics::{self, Counter};
+use crate::config::LocConf;
+use crate::{coalesce, forward, glue::headers, pop, Module};
 
 /// What a pass of the handler ends with.
 pub(crate) enum Step {
@@ -352,10 +354,6 @@ fn zone(request: &Request, conf: &LocConf) -> Option<&'static ZoneConf> {
     Module::main_conf(request)?.zones.get(i)
 }
 
-pub fn now_ms() -> i64 {
-    let t = ngx_timeofday();
-    (t.sec as i64) * 1000 + t.msec as i64
-}
 
 /// The token (and its scheme) from `phantom_token_source` or the `Authorization` header
 /// (`Bearer`, or also `DPoP` where `phantom_token_dpop` allows it).
@@ -504,7 +502,7 @@ fn bound(
         return Ok(());
     }
     let binding =
-        binding.get_or_init(|| phantom_core::dpop::binding(&crate::variables::claims_of(jwt)));
+        binding.get_or_init(|| phantom_core::dpop::binding(&phantom_core::jwt::claims_of(jwt)));
     pop::check_binding(request, conf, ctx.proof.as_ref(), binding)?;
     if let (Some(proof), Some(zone)) = (&ctx.proof, zone(request, conf)) {
         if !ctx.proof_remembered {
@@ -540,7 +538,7 @@ fn grant(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, entry: Entry) -> 
     if let Some(required) = &conf.required_claims {
         let claims = ctx
             .claims
-            .get_or_insert_with(|| crate::variables::claims_of(jwt));
+            .get_or_insert_with(|| phantom_core::jwt::claims_of(jwt));
         if let Some(unmet) = phantom_core::claims::first_unmet(required, claims) {
             ngx_log_error!(
                 NGX_LOG_INFO,

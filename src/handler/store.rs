@@ -6,12 +6,12 @@ use ngx::http::Request;
 use ngx::ngx_log_error;
 
 use super::now_ms;
-use crate::cache::redis::ops;
+use crate::fleet::ops;
 use crate::cache::{CacheStatus, Entry, Stored, ZoneConf};
 use crate::ctx::Ctx;
 use crate::decide::Outcome;
-use crate::status::metrics::{self, Counter};
-use crate::LocConf;
+use crate::metrics::{self, Counter};
+use crate::config::LocConf;
 
 /// Caches a decided outcome until its expiry (positive) or for `negative_ttl` (inactive),
 /// in place of this worker's marker, and with `redis=` for the fleet; withdraws the marker
@@ -89,7 +89,7 @@ fn not_stored(request: &Request, ctx: &mut Ctx, zone: &ZoneConf, outcome: &Outco
     } else {
         metrics::count(Counter::NotStoredNoStore);
         ctx.cache_status = CacheStatus::NoStore;
-        if crate::cache::first_no_store() {
+        if first_no_store() {
             ngx_log_error!(NGX_LOG_NOTICE, request.log(), "Introspection responses forbid caching (Cache-Control: no-store, no-cache, private or max-age=0), so zone \"{}\" stores nothing; to cache anyway, add proxy_hide_header Cache-Control; to the introspection location (entries then live until the JWT's exp minus leeway, capped by max_ttl)", zone.name);
         }
     }
@@ -161,4 +161,13 @@ pub(super) fn stale_if_error(
         return outcome;
     }
     Outcome::Stale(stale)
+}
+
+thread_local! {
+    static NO_STORE_LOGGED: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// `true` the first time in this worker that a `no-store` answer kept an entry out.
+fn first_no_store() -> bool {
+    !NO_STORE_LOGGED.with(|l| l.replace(true))
 }

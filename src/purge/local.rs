@@ -6,7 +6,7 @@ use phantom_core::fleet::tombstones::selector_hash;
 use phantom_core::purge::Kind;
 
 use crate::cache::ZoneConf;
-use crate::status::metrics::{self, Counter};
+use crate::metrics::{self, Counter};
 
 /// Removes what the zone holds for the selector, then calls `done` with how many entries
 /// went: at once for a token, after a walk over the zone for a subject or client. The
@@ -77,7 +77,7 @@ pub fn buried(
         return false;
     };
     let tok = selector_hash(&key, Kind::Token, token);
-    let claims = jwt.map(crate::variables::claims_of).unwrap_or_default();
+    let claims = jwt.map(phantom_core::jwt::claims_of).unwrap_or_default();
     let hash_of = |kind: Kind| {
         claims
             .get(kind.label())

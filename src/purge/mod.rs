@@ -10,23 +10,24 @@
 pub mod local;
 mod walk;
 
-use core::ffi::c_void;
+use core::ffi::{c_char, c_void};
 
 use nginx_sys::{
-    ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_read_client_request_body,
+    ngx_command_t, ngx_conf_t,    ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_read_client_request_body,
     ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_pool_cleanup_add, NGX_DONE,
     NGX_ERROR, NGX_HTTP_POST, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_OK,
 };
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_log_error, ngx_string};
 use phantom_core::fleet::notice::{self, Notice};
 use phantom_core::fleet::resp::push_command;
 use phantom_core::purge::{self, Kind, Selector};
 
-use crate::cache::redis::ops::index_key;
-use crate::cache::redis::waiters::{self, Outcome, Value};
+use crate::fleet::ops::index_key;
+use crate::fleet::waiters::{self, Outcome, Value};
 use crate::cache::ZoneConf;
-use crate::handler::now_ms;
+use crate::glue::time::now_ms;
 use crate::Module;
 
 /// Largest purge body: a token, a subject or a client id fits many times over.
@@ -328,11 +329,31 @@ unsafe fn bad_request(r: *mut ngx_http_request_t, why: &str) -> ngx_int_t {
 /// Sends a JSON answer whose body is copied into `r->pool`.
 unsafe fn answer(r: *mut ngx_http_request_t, status: usize, json: &str) -> ngx_int_t {
     // SAFETY: r is valid; the copy lives in its pool.
-    let Some(body) = (unsafe { crate::headers::pool_str((*r).pool, json.as_bytes()) }) else {
+    let Some(body) = (unsafe { crate::glue::headers::pool_str((*r).pool, json.as_bytes()) }) else {
         return NGX_ERROR as ngx_int_t;
     };
     // SAFETY: r is valid, nothing was sent, the body lives in its pool.
     unsafe {
-        crate::respond::send_memory(r, status, ngx_string!("application/json"), body.as_bytes())
+        crate::glue::send::send_memory(r, status, ngx_string!("application/json"), body.as_bytes())
     }
+}
+
+/// `phantom_token_purge <zone>;`: this location's content handler purges the zone.
+pub(crate) extern "C" fn set_purge(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: directive handler contract.
+    let (lcf, args) = unsafe { (&mut *(conf as *mut crate::config::LocConf), crate::config::args(cf)) };
+    if lcf.purge_name.is_some() {
+        return c"is duplicate".as_ptr() as *mut c_char;
+    }
+    // SAFETY: cf is valid while the directive is parsed.
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
+        return NGX_CONF_ERROR;
+    };
+    clcf.handler = Some(purge_handler);
+    lcf.purge_name = Some(args[0].to_string());
+    NGX_CONF_OK
 }

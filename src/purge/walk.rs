@@ -79,7 +79,7 @@ fn claim_is(jwt: &[u8], kind: Kind, value: &[u8]) -> bool {
     if !phantom_core::jwt::may_contain(jwt, value) {
         return false;
     }
-    crate::variables::claims_of(jwt)
+    phantom_core::jwt::claims_of(jwt)
         .get(kind.label())
         .and_then(|v| v.as_str())
         .is_some_and(|v| v.as_bytes() == value)

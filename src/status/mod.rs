@@ -5,7 +5,6 @@
 //! zone gauges are read from each cache zone. Counting happens only when some location has
 //! the directive: one relaxed atomic add per event, into a zone of its own.
 
-pub mod metrics;
 
 use core::ffi::{c_char, c_void};
 use core::sync::atomic::Ordering;
@@ -18,9 +17,9 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use phantom_core::metrics::{render, Family, Histogram};
 
-use crate::headers;
+use crate::glue::headers;
 use crate::Module;
-use metrics::Counter;
+use crate::metrics::{self, Counter};
 
 /// The directive: makes the location answer with the metrics.
 pub extern "C" fn set_status(
@@ -58,7 +57,7 @@ extern "C" fn status_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     };
     let content_type = ngx::ngx_string!("text/plain; version=0.0.4; charset=utf-8");
     // SAFETY: r is valid; the body lives in its pool.
-    unsafe { crate::respond::send_memory(r, 200, content_type, body.as_bytes()) }
+    unsafe { crate::glue::send::send_memory(r, 200, content_type, body.as_bytes()) }
 }
 
 fn counter(c: Counter) -> f64 {

@@ -63,6 +63,20 @@ pub fn payload(jwt: &[u8]) -> Result<Map<String, Value>, JwtError> {
     }
 }
 
+/// The claims a location sees: the payload, or for Curity-style `token_introspection`
+/// JWTs the object it wraps. Anything undecodable is no claims.
+pub fn claims_of(jwt: &[u8]) -> Map<String, Value> {
+    let mut claims = payload(jwt).unwrap_or_default();
+    match claims.remove("token_introspection") {
+        Some(Value::Object(inner)) => inner,
+        Some(other) => {
+            claims.insert("token_introspection".into(), other);
+            claims
+        }
+        None => claims,
+    }
+}
+
 /// A cheap test before [`payload`] when looking for a claim value in many JWTs (purges by
 /// subject walk the whole cache): `false` only when the decoded payload cannot contain
 /// `value` as a JSON string. Values JSON may escape (`"`, `\`, `/`, control or non-ASCII

@@ -17,8 +17,8 @@ use phantom_core::index;
 
 use super::index::{tree_key, Index};
 use super::{Life, Node, Shared, ACTIVE, INACTIVE, JTI, PENDING};
-use crate::cache::Entry;
-use crate::status::metrics::{count, Counter};
+use crate::cache::entry::Entry;
+use crate::metrics::{count, Counter};
 
 /// Holds the slab pool mutex; unlocks on drop.
 pub struct Locked {

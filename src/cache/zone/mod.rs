@@ -9,6 +9,7 @@
 mod index;
 mod locked;
 mod purge;
+mod shared;
 
 use core::ffi::c_void;
 use core::mem::size_of;
@@ -23,8 +24,8 @@ use ngx::http::HttpModule;
 
 use core::sync::atomic::AtomicU64;
 
-use super::redis::FleetShared;
-use super::Entry;
+pub(crate) use shared::FleetShared;
+use crate::cache::entry::Entry;
 use crate::Module;
 use index::insert_node;
 use locked::{read_entry, Locked};

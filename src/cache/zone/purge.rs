@@ -8,8 +8,8 @@ use phantom_core::fleet::notice::Origin;
 
 use super::locked::read_entry;
 use super::{Shared, Zone, ACTIVE, INACTIVE};
-use crate::cache::redis::FleetShared;
-use crate::cache::Entry;
+use super::FleetShared;
+use crate::cache::entry::Entry;
 
 /// Purges: removal of cached decisions before their time, and what every worker must notice.
 impl Zone {

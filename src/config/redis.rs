@@ -6,33 +6,7 @@ use nginx_sys::{
 };
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 
-use super::Addr;
-
-/// The `redis*=` parameters as written.
-#[derive(Default)]
-pub struct FleetSpec {
-    /// `redis=`: an `upstream` block's name, `host:port` or `unix:/path`.
-    pub target: String,
-    /// `redis_key=`: the key file.
-    pub key_file: String,
-    /// `redis_timeout=`: connect and reply timeout per operation (ms).
-    pub timeout_ms: u64,
-    /// `redis_lock=`: how long the fleet lock holds others back (ms).
-    pub lock_ms: u64,
-    /// `redis_prefix=`: prepended to every key.
-    pub prefix: String,
-}
-
-impl FleetSpec {
-    pub fn new() -> FleetSpec {
-        FleetSpec {
-            timeout_ms: 200,
-            lock_ms: 3000,
-            prefix: "pt:v1:".into(),
-            ..FleetSpec::default()
-        }
-    }
-}
+use crate::fleet::{Addr, FleetSpec};
 
 /// Longest operation timeout and lock time.
 const MAX_MS: u64 = 60_000;
@@ -40,7 +14,7 @@ const MAX_MS: u64 = 60_000;
 /// Takes one `redis*=` parameter; `Ok(false)` if `k` is not one.
 pub fn parse_param(spec: &mut FleetSpec, k: &str, v: &str, arg: &str) -> Result<bool, String> {
     let ms = || {
-        crate::config::parse_ms(v)
+        super::parse_ms(v)
             .filter(|ms| (1..=MAX_MS).contains(ms))
             .ok_or_else(|| format!("invalid time in \"{arg}\" (1ms to 60s)"))
     };

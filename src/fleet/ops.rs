@@ -8,16 +8,14 @@
 //! that died blocks nobody longer than the lock time). Any error is a miss: introspect as
 //! without Redis.
 
-use nginx_sys::{ngx_http_request_t, ngx_post_event, ngx_posted_events};
 use phantom_core::fleet::resp::push_command;
 use phantom_core::fleet::seal::{self, Sealed};
 use phantom_core::purge::Kind;
 
 use super::waiters::{self, Outcome, Value};
 use super::Fleet;
-use crate::cache::Entry;
-use crate::ctx;
-use crate::status::metrics::{self, Counter};
+use crate::cache::entry::Entry;
+use crate::metrics::{self, Counter};
 
 /// Deletes the lock only if it still holds our value (it may have expired and been taken).
 const RELEASE: &[u8] =
@@ -69,7 +67,7 @@ impl FleetCtx {
         };
         let mut cmds = Vec::new();
         push_command(&mut cmds, &[b"EVAL", RELEASE, b"1", key.as_bytes(), &lock]);
-        fleet.submit(&cmds, 1, 0, crate::handler::now_ms());
+        fleet.submit(&cmds, 1, 0, crate::glue::time::now_ms());
     }
 }
 
@@ -95,38 +93,30 @@ fn lock_key(fleet: &Fleet, context: &[u8], token: &[u8]) -> String {
     fleet.key("lk", context, token)
 }
 
-/// Starts a lookup for the request (`GET`); `false` if nothing was sent (introspect now).
-///
-/// # Safety
-/// `r` must be the valid main request whose context is `fc`'s owner.
-pub unsafe fn lookup(
+/// Starts a lookup (`GET`); `false` if nothing was sent (introspect now). `wake` runs with
+/// the reply, unless `fc` was dropped first.
+pub fn lookup(
     fleet: &'static Fleet,
-    r: *mut ngx_http_request_t,
     fc: &mut FleetCtx,
-    context: &[u8],
-    token: &[u8],
+    (context, token): (&[u8], &[u8]),
     now_ms: i64,
+    wake: impl FnOnce(Outcome) + 'static,
 ) -> bool {
     let key = entry_key(fleet, context, token);
     let mut cmd = Vec::with_capacity(96);
     push_command(&mut cmd, &[b"GET", key.as_bytes()]);
     fc.key = Some(key);
     fc.locking = false;
-    // SAFETY: per contract.
-    unsafe { send(fleet, r, fc, &cmd, 1, now_ms) }
+    send(fleet, fc, &cmd, 1, now_ms, wake)
 }
 
 /// After a miss: takes the fleet lock (`SET NX PX`), so that one instance introspects.
-///
-/// # Safety
-/// As for [`lookup`].
-unsafe fn take_lock(
+fn take_lock(
     fleet: &'static Fleet,
-    r: *mut ngx_http_request_t,
     fc: &mut FleetCtx,
-    context: &[u8],
-    token: &[u8],
+    (context, token): (&[u8], &[u8]),
     now_ms: i64,
+    wake: impl FnOnce(Outcome) + 'static,
 ) -> bool {
     let Some(lock) = lock_value() else {
         return false;
@@ -151,30 +141,19 @@ unsafe fn take_lock(
     fc.held = Some((fleet, key));
     fc.lock = Some(lock);
     fc.locking = true;
-    // SAFETY: per contract.
-    unsafe { send(fleet, r, fc, &cmd, 2, now_ms) }
+    send(fleet, fc, &cmd, 2, now_ms, wake)
 }
 
-/// Sends one command for the request; its reply wakes the request.
-unsafe fn send(
+/// Sends one command; `wake` gets its replies.
+fn send(
     fleet: &'static Fleet,
-    r: *mut ngx_http_request_t,
     fc: &mut FleetCtx,
     cmd: &[u8],
     replies: usize,
     now_ms: i64,
+    wake: impl FnOnce(Outcome) + 'static,
 ) -> bool {
-    let id = waiters::register(move |outcome| {
-        // SAFETY: the waiter is cancelled when the request's context is dropped, so `r` is
-        // alive whenever this runs.
-        unsafe {
-            if let Some(c) = ctx::get(r) {
-                c.fleet.op = 0;
-                c.fleet.reply = Some(outcome);
-            }
-            ngx_post_event((*(*r).connection).write, &raw mut ngx_posted_events);
-        }
-    });
+    let id = waiters::register(wake);
     if !fleet.submit(cmd, replies, id, now_ms) {
         waiters::cancel(id);
         return false;
@@ -184,17 +163,14 @@ unsafe fn send(
     true
 }
 
-/// Reads a reply: a hit, or after a miss the lock (which is then asked for: `Found::Asked`).
-///
-/// # Safety
-/// As for [`lookup`].
-pub unsafe fn found(
+/// Reads a reply: a hit, or after a miss the lock (which is then asked for, `wake` getting
+/// its reply: `Found::Asked`).
+pub fn found(
     fleet: &'static Fleet,
-    r: *mut ngx_http_request_t,
     fc: &mut FleetCtx,
-    context: &[u8],
-    token: &[u8],
+    (context, token): (&[u8], &[u8]),
     now_ms: i64,
+    wake: impl FnOnce(Outcome) + 'static,
 ) -> Found {
     let Some(Ok(mut replies)) = fc.reply.take() else {
         metrics::count(Counter::RedisErrors);
@@ -238,8 +214,7 @@ pub unsafe fn found(
         };
     }
     // A miss: ask for the lock.
-    // SAFETY: per contract.
-    if unsafe { take_lock(fleet, r, fc, context, token, now_ms) } {
+    if take_lock(fleet, fc, (context, token), now_ms, wake) {
         Found::Asked
     } else {
         Found::Unavailable
@@ -309,7 +284,7 @@ pub fn store(
         let fleet = unsafe { &*fleet_ptr };
         if let Ok(replies) = outcome {
             if replies.iter().any(|v| v.error_code() == Some(b"OOM")) {
-                fleet.full(crate::handler::now_ms());
+                fleet.full(crate::glue::time::now_ms());
             }
         }
     });
@@ -339,7 +314,7 @@ fn sealed_of(
         sealed.active = true;
         sealed.scope = scope.to_string();
         sealed.jwt = jwt.to_vec();
-        let claims = crate::variables::claims_of(jwt);
+        let claims = phantom_core::jwt::claims_of(jwt);
         for kind in [Kind::Sub, Kind::ClientId] {
             if let Some(value) = claims.get(kind.label()).and_then(|v| v.as_str()) {
                 selectors.push(index_key(fleet, kind, value.as_bytes()));

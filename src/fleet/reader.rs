@@ -11,13 +11,13 @@ use core::ffi::c_void;
 use nginx_sys::{
     ngx_add_timer, ngx_cycle, ngx_del_timer, ngx_event_t, ngx_exiting, ngx_quit, ngx_terminate,
 };
-use phantom_core::fleet::notice::{self, Origin};
+use phantom_core::fleet::notice::{self, Notice, Origin};
 
 use super::conn::Conn;
 use super::waiters::{self, Outcome};
 use super::Fleet;
-use crate::cache::ZoneConf;
-use crate::status::metrics::{self, Counter};
+use crate::cache::zone::Zone;
+use crate::metrics::{self, Counter};
 
 /// How long one `XREAD` blocks in Redis; the read deadline is this plus the op timeout.
 const BLOCK_MS: u64 = 500;
@@ -30,7 +30,9 @@ const MAX_BACKOFF_MS: u64 = 2000;
 pub struct Reader {
     conn: Box<Conn>,
     fleet: *const Fleet,
-    zone: &'static ZoneConf,
+    zone: &'static Zone,
+    /// What applies a purge made on another instance (the fleet tier only carries it).
+    on_notice: Box<dyn Fn(Notice)>,
     stream: String,
     last_id: String,
     /// This instance (all zero if unknown: then every notice is applied).
@@ -41,10 +43,15 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Starts following the stream of `zone` (worker 0, at worker start).
-    pub fn start(zone: &'static ZoneConf, fleet: &'static Fleet, now_ms: i64) {
+    /// Starts following the stream of `zone` (worker 0, at worker start); `on_notice` gets
+    /// each purge made on another instance.
+    pub fn start(
+        zone: &'static Zone,
+        fleet: &'static Fleet,
+        now_ms: i64,
+        on_notice: Box<dyn Fn(Notice)>,
+    ) {
         let last_id = zone
-            .zone
             .fleet_locked(|f| stored_id(&f.last_id))
             .flatten()
             .unwrap_or_else(|| format!("{now_ms}-0"));
@@ -54,9 +61,10 @@ impl Reader {
             conn,
             fleet,
             zone,
+            on_notice,
             stream: fleet.stream_key(),
             last_id,
-            origin: zone.zone.origin().unwrap_or_default(),
+            origin: zone.origin().unwrap_or_default(),
             backoff_ms: MIN_BACKOFF_MS,
             // SAFETY: an all-zero event is its initial state; the fields below are set.
             timer: unsafe { core::mem::zeroed() },
@@ -119,8 +127,8 @@ impl Reader {
     }
 
     fn apply(&self, payload: Option<&[u8]>) {
-        // SAFETY: the fleet and zone live for the cycle.
-        let (fleet, zone) = (unsafe { &*self.fleet }, self.zone);
+        // SAFETY: the fleet lives for the cycle.
+        let fleet = unsafe { &*self.fleet };
         let Some(payload) = payload else { return };
         match notice::open_notice(&fleet.keys, &self.stream, payload) {
             // This instance's own purge, applied when it was made: once is enough (a second
@@ -129,16 +137,15 @@ impl Reader {
             Ok(n) if n.is_from(&self.origin) => metrics::count(Counter::NoticesOwn),
             Ok(n) => {
                 metrics::count(Counter::NoticesApplied);
-                crate::purge::local::apply(zone, n.kind, &n.value, n.t_ms, |_| {});
+                (self.on_notice)(n);
             }
             Err(_) => metrics::count(Counter::RedisBadValues),
         }
     }
 
     fn save_id(&self) {
-        let zone = self.zone;
         let id = self.last_id.as_bytes();
-        zone.zone.fleet_locked(|f| {
+        self.zone.fleet_locked(|f| {
             f.last_id = [0; 48];
             if let Some(dst) = f.last_id.get_mut(..id.len()) {
                 dst.copy_from_slice(id);

@@ -6,14 +6,13 @@
 //! request: every error is a miss, and a breaker shared by the workers ([`FleetShared`])
 //! stops paying timeouts while Redis is down, logging once per change of state.
 
-mod conf;
 pub mod conn;
 pub mod jti;
 pub mod ops;
 pub mod reader;
 pub mod waiters;
 
-use core::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 use std::cell::RefCell;
 
 use nginx_sys::{
@@ -22,28 +21,33 @@ use nginx_sys::{
 use ngx::ngx_log_error;
 use phantom_core::fleet::errors::ErrorClass;
 use phantom_core::fleet::keys::{redis_key, KeyFile};
-use phantom_core::fleet::notice::Origin;
 use phantom_core::fleet::resp;
-use phantom_core::fleet::tombstones::Tombstones;
 
-pub use conf::{parse_param, resolve, FleetSpec};
 use conn::{Conn, Failure};
+pub(crate) use crate::cache::zone::FleetShared;
 
-/// Worker start: attach each fleet to its zone's shared state; worker 0 (or a single
-/// process) reads the purge streams.
-pub fn start_worker(zones: &'static [crate::cache::ZoneConf]) {
-    // SAFETY: process globals, set before init_process runs.
-    let (worker, process) = unsafe { (nginx_sys::ngx_worker, nginx_sys::ngx_process) };
-    let reads = worker == 0
-        && matches!(
-            process as u32,
-            nginx_sys::NGX_PROCESS_WORKER | nginx_sys::NGX_PROCESS_SINGLE
-        );
-    for zone in zones {
-        let Some(fleet) = &zone.fleet else { continue };
-        fleet.attach(zone.zone.fleet());
-        if reads {
-            reader::Reader::start(zone, fleet, crate::handler::now_ms());
+/// The `redis*=` parameters as written.
+#[derive(Default)]
+pub struct FleetSpec {
+    /// `redis=`: an `upstream` block's name, `host:port` or `unix:/path`.
+    pub target: String,
+    /// `redis_key=`: the key file.
+    pub key_file: String,
+    /// `redis_timeout=`: connect and reply timeout per operation (ms).
+    pub timeout_ms: u64,
+    /// `redis_lock=`: how long the fleet lock holds others back (ms).
+    pub lock_ms: u64,
+    /// `redis_prefix=`: prepended to every key.
+    pub prefix: String,
+}
+
+impl FleetSpec {
+    pub fn new() -> FleetSpec {
+        FleetSpec {
+            timeout_ms: 200,
+            lock_ms: 3000,
+            prefix: "pt:v1:".into(),
+            ..FleetSpec::default()
         }
     }
 }
@@ -64,26 +68,6 @@ const FULL_MS: i64 = 5000;
 /// An error reply of one class is logged at most this often per instance (they are all
 /// counted).
 const ERROR_LOG_MS: i64 = 60_000;
-
-/// The fleet state every worker of an instance shares, in the cache zone.
-#[repr(C)]
-pub struct FleetShared {
-    /// 0: closed. Otherwise Redis is skipped until then; after it, one worker probes.
-    open_until_ms: AtomicI64,
-    /// Writes are skipped until then (Redis is full).
-    full_until_ms: AtomicI64,
-    failures: AtomicU32,
-    /// When each class of error reply was last logged (see [`Fleet::reply_error`]).
-    logged_ms: [AtomicI64; ErrorClass::COUNT],
-    /// The purge stream's last applied entry id (ASCII), under the zone lock.
-    pub last_id: [u8; 48],
-    /// Recent purges (under the zone lock).
-    pub tombstones: Tombstones,
-    /// This instance, in the purge notices it publishes: random, drawn when the zone is laid
-    /// out (in the master, before the workers start), so shared by every worker and kept
-    /// across reloads. Written only then; read under the zone lock.
-    pub origin: Origin,
-}
 
 /// One zone's `redis=` tier.
 pub struct Fleet {
@@ -192,7 +176,7 @@ impl Fleet {
     /// A connection failed: count it; the failure that opens the breaker logs one line.
     pub fn failed(&self, why: Failure) {
         let Some(s) = self.shared() else { return };
-        let now = crate::handler::now_ms();
+        let now = crate::glue::time::now_ms();
         let n = s.failures.fetch_add(1, Ordering::AcqRel) + 1;
         if n < TRIP_AFTER {
             return;
@@ -212,7 +196,7 @@ impl Fleet {
     /// Redis answered with an error: counted by its meaning, and logged (once a minute per
     /// class and instance) with what happens next.
     pub fn reply_error(&self, class: ErrorClass, line: &[u8], server: &str) {
-        use crate::status::metrics::{count, Counter};
+        use crate::metrics::{count, Counter};
         count(match class {
             ErrorClass::Role => Counter::RedisRole,
             ErrorClass::Auth => Counter::RedisAuth,
@@ -226,7 +210,7 @@ impl Fleet {
             ),
             ErrorClass::Auth => (
                 NGX_LOG_ERR,
-                "check the credentials (redis_user, redis_password) in the redis_key file and the server's ACL: going on without Redis",
+                "authentication failed: check the user and password of the key file and the server's ACL",
             ),
             ErrorClass::Cluster => (
                 NGX_LOG_WARN,
@@ -236,7 +220,7 @@ impl Fleet {
             ErrorClass::Full => return,
             ErrorClass::Other => (NGX_LOG_WARN, "the operation is a miss"),
         };
-        let now = crate::handler::now_ms();
+        let now = crate::glue::time::now_ms();
         let Some(last) = self.shared().and_then(|s| s.logged_ms.get(class.index())) else {
             return;
         };
