@@ -4,9 +4,9 @@
 
 use phantom_core::challenge::{bearer_error, dpop_challenge};
 
-use crate::config::{Compat, DpopMode};
-use crate::respond::{Challenge, DpopReject, Reject};
 use crate::config::LocConf;
+use crate::config::{Compat, DpopMode};
+use crate::reject::{Challenge, DpopReject, Reject};
 
 /// The challenges of `reject` in the location `conf`, in order.
 pub fn of(conf: &LocConf, reject: &Reject) -> Vec<String> {

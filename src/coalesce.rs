@@ -19,10 +19,10 @@ use nginx_sys::{
     ngx_posted_events,
 };
 
-use crate::ctx;
 use crate::decide::Outcome;
 
-type Waiters = Vec<*mut ngx_http_request_t>;
+/// A waiting request and the slot (in its context) that receives the leader's outcome.
+type Waiters = Vec<(*mut ngx_http_request_t, *mut Option<Outcome>)>;
 
 thread_local! {
     /// Digest of an in-flight token -> requests waiting for its result.
@@ -50,16 +50,21 @@ unsafe extern "C" fn waiter_gone(data: *mut c_void) {
     let mark = unsafe { &*(data as *const WaiterMark) };
     FLIGHTS.with_borrow_mut(|f| {
         if let Some(w) = f.get_mut(&mark.digest) {
-            w.retain(|r| *r != mark.r);
+            w.retain(|(r, _)| *r != mark.r);
         }
     });
 }
 
-/// Adds `r` as a waiter of the flight for `digest`.
+/// Adds `r` as a waiter of the flight for `digest`; the outcome will be put in `slot`.
 ///
 /// # Safety
-/// `r` must be a valid main request that returns `NGX_AGAIN` from the access phase.
-pub unsafe fn join(digest: &[u8; 32], r: *mut ngx_http_request_t) -> bool {
+/// `r` must be a valid main request that returns `NGX_AGAIN` from the access phase, and
+/// `slot` must live as long as it (in its context, in `r->pool`).
+pub unsafe fn join(
+    digest: &[u8; 32],
+    r: *mut ngx_http_request_t,
+    slot: *mut Option<Outcome>,
+) -> bool {
     // SAFETY: r->pool is valid; the mark lives in the cleanup's own allocation.
     let cln = unsafe { ngx_pool_cleanup_add((*r).pool, core::mem::size_of::<WaiterMark>()) };
     if cln.is_null() {
@@ -75,7 +80,7 @@ pub unsafe fn join(digest: &[u8; 32], r: *mut ngx_http_request_t) -> bool {
     }
     FLIGHTS.with_borrow_mut(|f| match f.get_mut(digest) {
         Some(w) => {
-            w.push(r);
+            w.push((r, slot));
             true
         }
         None => false,
@@ -87,17 +92,15 @@ pub fn land(digest: &[u8; 32], outcome: &Outcome) {
     let waiters = FLIGHTS
         .with_borrow_mut(|f| f.remove(digest))
         .unwrap_or_default();
-    for r in waiters {
-        // SAFETY: waiters are removed by their pool cleanup, so `r` is still alive.
-        unsafe { wake(r, outcome.clone()) };
+    for (r, slot) in waiters {
+        // SAFETY: waiters are removed by their pool cleanup, so `r` and its slot are alive.
+        unsafe { wake(r, slot, outcome.clone()) };
     }
 }
 
-unsafe fn wake(r: *mut ngx_http_request_t, outcome: Outcome) {
-    // SAFETY: r is a live main request with our context.
-    if let Some(c) = unsafe { ctx::get(r) } {
-        c.shared = Some(outcome);
-    }
+unsafe fn wake(r: *mut ngx_http_request_t, slot: *mut Option<Outcome>, outcome: Outcome) {
+    // SAFETY: slot lives in the live request's context.
+    unsafe { *slot = Some(outcome) };
     // SAFETY: the write event of a live request's connection; posting re-runs its phases.
     unsafe { ngx_post_event((*(*r).connection).write, &raw mut ngx_posted_events) };
 }

@@ -172,7 +172,8 @@ pub(crate) static mut COMMANDS: [ngx_command_t; 27] = [
         ANY | NGX_CONF_FLAG,
         NGX_HTTP_LOC_CONF_OFFSET,
         ngx_conf_set_flag_slot,
-        core::mem::offset_of!(config::LocConf, pop) + core::mem::offset_of!(config::PopConf, forward_proof),
+        core::mem::offset_of!(config::LocConf, pop)
+            + core::mem::offset_of!(config::PopConf, forward_proof),
     ),
     cmd(
         ngx_string!("phantom_token_mtls"),
@@ -219,4 +220,3 @@ pub(crate) static mut COMMANDS: [ngx_command_t; 27] = [
     ),
     ngx_command_t::empty(),
 ];
-

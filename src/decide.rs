@@ -15,8 +15,8 @@ use phantom_core::introspection::{content_type_ok, interpret, token_rejected, Ve
 
 use crate::cache::{Entry, Stale};
 use crate::config::Compat;
-use crate::introspect::{Reply, MAX_RESPONSE};
 use crate::config::LocConf;
+use crate::introspect::{Reply, MAX_RESPONSE};
 
 /// What an introspection (or a coalesced one) decided.
 #[derive(Clone)]

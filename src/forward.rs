@@ -7,8 +7,8 @@
 use nginx_sys::{ngx_http_request_t, ngx_str_t, ngx_table_elt_t};
 use phantom_core::source::{self, Source};
 
-use crate::glue::headers;
 use crate::config::LocConf;
+use crate::glue::headers;
 
 /// Puts `bearer` into the upstream request and removes the token's source.
 ///

@@ -21,7 +21,6 @@ use ngx::ngx_string;
 use phantom_core::introspection::Format;
 use phantom_core::{form, trace};
 
-use crate::ctx::Ctx;
 use crate::glue::headers;
 use crate::Module;
 
@@ -52,13 +51,14 @@ pub struct Reply {
 /// Starts the introspection subrequest for `token`; the parent resumes when it is done.
 ///
 /// # Safety
-/// `r` must be a valid main request and `ctx` its context allocated from `r->pool`.
+/// `r` must be a valid main request and `reply` a slot that lives as long as it (in its
+/// context, in `r->pool`): the subrequest's status, headers and body are written there.
 pub unsafe fn start(
     r: *mut ngx_http_request_t,
     endpoint: ngx_str_t,
     format: &Format,
     token: &[u8],
-    ctx: *mut Ctx,
+    reply: *mut Reply,
 ) -> Result<(), ()> {
     // SAFETY: r is valid; its pool outlives the subrequest (sr->pool == r->pool).
     let pool = unsafe { Pool::from_ngx_pool((*r).pool) };
@@ -69,7 +69,7 @@ pub unsafe fn start(
     // SAFETY: ps is zeroed and ours.
     unsafe {
         (*ps).handler = Some(subrequest_done);
-        (*ps).data = ctx as *mut c_void;
+        (*ps).data = reply as *mut c_void;
     }
     let mut uri = endpoint;
     let mut sr: *mut ngx_http_request_t = ptr::null_mut();
@@ -81,9 +81,10 @@ pub unsafe fn start(
     }
     // SAFETY: r's header list is valid; the values live in its memory.
     let trace = unsafe { trace_context(r) };
-    // SAFETY: sr is the fresh subrequest; its ctx array is zeroed by nginx.
+    // SAFETY: sr is the fresh subrequest; its ctx array is zeroed by nginx. Our slot of a
+    // subrequest holds the reply slot (the body filter finds it there), never a context.
     unsafe {
-        *(*sr).ctx.add(Module::module().ctx_index) = ctx as *mut c_void;
+        *(*sr).ctx.add(Module::module().ctx_index) = reply as *mut c_void;
         prepare(&mut *sr, &pool, format.media_type().as_bytes(), token)?;
         let list = &mut (*sr).headers_in.headers as *mut _;
         for (name, value) in trace.into_iter().flatten() {
@@ -180,8 +181,8 @@ unsafe extern "C" fn subrequest_done(
     data: *mut c_void,
     rc: ngx_int_t,
 ) -> ngx_int_t {
-    // SAFETY: data is the Ctx passed to `start`, alive for the main request's life.
-    let reply = unsafe { &mut (*(data as *mut Ctx)).reply };
+    // SAFETY: data is the reply slot passed to `start`, alive for the main request's life.
+    let reply = unsafe { &mut *(data as *mut Reply) };
     if reply.done {
         return rc;
     }
@@ -242,8 +243,9 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_cha
     let ours = if ptr::eq(req.main, r) {
         ptr::null_mut()
     } else {
-        // SAFETY: r->ctx has a slot per module; ours holds a Ctx only for our subrequests.
-        unsafe { *req.ctx.add(Module::module().ctx_index) as *mut Ctx }
+        // SAFETY: r->ctx has a slot per module; in a subrequest ours holds a reply slot,
+        // only for our introspection subrequests.
+        unsafe { *req.ctx.add(Module::module().ctx_index) as *mut Reply }
     };
     if ours.is_null() {
         // SAFETY: the saved next filter is set whenever this filter is installed.
@@ -252,8 +254,8 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_cha
             None => NGX_OK as ngx_int_t,
         };
     }
-    // SAFETY: ours is the live Ctx of the main request.
-    let reply = unsafe { &mut (*ours).reply };
+    // SAFETY: ours is the live reply slot in the main request's context.
+    let reply = unsafe { &mut *ours };
     let mut cl = input;
     while !cl.is_null() {
         // SAFETY: cl walks a valid chain of valid buffers.

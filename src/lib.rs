@@ -31,11 +31,11 @@ mod introspect;
 mod metrics;
 mod pop;
 mod purge;
+mod reject;
 mod respond;
 mod status;
 mod variables;
 mod version;
-
 
 /// The module's type for ngx-rust's configuration traits.
 pub(crate) struct Module;

@@ -13,10 +13,10 @@ use phantom_core::dpop::{self, Binding, ProofError, ProofInput, Verified};
 use phantom_core::token::Scheme;
 
 use crate::cache::{ReplayError, ZoneConf};
+use crate::config::LocConf;
 use crate::config::{DpopMode, Mtls};
 use crate::glue::headers;
-use crate::respond::{Challenge, DpopReject, Reject};
-use crate::config::LocConf;
+use crate::reject::{Challenge, DpopReject, Reject};
 
 /// Seconds a proof may be dated in the future (clock skew), as the window allows in the past.
 const FUTURE_LEEWAY: i64 = 10;

@@ -149,4 +149,3 @@ unsafe extern "C" fn claim(
     // SAFETY: r is valid.
     unsafe { set_copy(r, v, &text) }
 }
-

@@ -263,7 +263,6 @@ pub unsafe fn merge_loc_conf(
     unsafe { fleet::merge(cf, conf) }
 }
 
-
 /// The directive's arguments after its name, as UTF-8 (nginx config files are bytes).
 ///
 /// # Safety

@@ -23,8 +23,8 @@ use phantom_core::fleet::errors::ErrorClass;
 use phantom_core::fleet::keys::{redis_key, KeyFile};
 use phantom_core::fleet::resp;
 
-use conn::{Conn, Failure};
 pub(crate) use crate::cache::zone::FleetShared;
+use conn::{Conn, Failure};
 
 /// The `redis*=` parameters as written.
 #[derive(Default)]

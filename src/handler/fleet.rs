@@ -5,14 +5,14 @@ use nginx_sys::{ngx_http_request_t, ngx_post_event, ngx_posted_events, ngx_str_t
 use ngx::http::Request;
 
 use super::{apply, introspect, now_ms, Step, AGAIN};
-use crate::fleet::ops::{self, Found};
-use crate::fleet::waiters::Outcome as Replies;
 use crate::cache::CacheStatus;
+use crate::coalesce;
+use crate::config::LocConf;
 use crate::ctx::{self, Ctx, Phase};
 use crate::decide::Outcome;
+use crate::fleet::ops::{self, Found};
+use crate::fleet::waiters::Outcome as Replies;
 use crate::metrics::{self, Counter};
-use crate::config::LocConf;
-use crate::coalesce;
 
 /// With `redis=`: asks the fleet before introspecting (this worker holds the zone's
 /// marker, so it speaks for the instance).

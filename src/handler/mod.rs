@@ -16,23 +16,24 @@ use store::{purged_meanwhile, record_introspection, stale_if_error, store};
 
 use nginx_sys::{
     ngx_http_block_reading, ngx_http_request_t, ngx_http_test_reading, ngx_int_t, ngx_str_t,
- NGX_AGAIN, NGX_DECLINED, NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS, NGX_LOG_ERR,
-    NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
+    NGX_AGAIN, NGX_DECLINED, NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
 use ngx::{ngx_log_debug_http, ngx_log_error};
 use phantom_core::digest::keyed_digest;
 use phantom_core::token::{auth_token, source_token, Scheme, TokenError};
 
-use crate::glue::time::now_ms;
 use crate::cache::{CacheStatus, Entry, Level, Lookup, ZoneConf};
+use crate::config::LocConf;
 use crate::config::{Compat, DpopMode};
 use crate::ctx::{self, Ctx, Phase};
 use crate::decide::{decide, Outcome};
+use crate::glue::time::now_ms;
 use crate::introspect::{self, Reply};
-use crate::respond::{self, Challenge, DpopReject, Reject};
 use crate::metrics::{self, Counter};
-use crate::config::LocConf;
+use crate::reject::{Challenge, DpopReject, Reject};
+use crate::respond;
 use crate::{coalesce, forward, glue::headers, pop, Module};
 
 /// What a pass of the handler ends with.
@@ -182,8 +183,10 @@ fn lookup_or_introspect(
         }
     }
     if !coalesce::lead(&ctx.digest) {
-        // SAFETY: r is a valid main request that will wait with NGX_AGAIN.
-        if unsafe { coalesce::join(&ctx.digest, r) } {
+        let slot: *mut Option<Outcome> = &mut ctx.shared;
+        // SAFETY: r is a valid main request that will wait with NGX_AGAIN; the slot is in
+        // its context.
+        if unsafe { coalesce::join(&ctx.digest, r, slot) } {
             metrics::count(Counter::WaitWorker);
             ctx.phase = Phase::Coalesced;
             return AGAIN;
@@ -235,8 +238,9 @@ pub(crate) fn introspect(
         ctx.asked_purges = crate::purge::local::purges(zone);
     }
     let token = ctx.token();
-    // SAFETY: r and ctx are valid for the request's life.
-    if unsafe { introspect::start(r, endpoint, conf.format(), token, ctx) }.is_err() {
+    let reply: *mut Reply = &mut ctx.reply;
+    // SAFETY: r is valid; the reply slot lives in its context, in r->pool.
+    if unsafe { introspect::start(r, endpoint, conf.format(), token, reply) }.is_err() {
         ngx_log_error!(
             NGX_LOG_ERR,
             request.log(),
@@ -353,7 +357,6 @@ fn zone(request: &Request, conf: &LocConf) -> Option<&'static ZoneConf> {
     let i = conf.cache?;
     Module::main_conf(request)?.zones.get(i)
 }
-
 
 /// The token (and its scheme) from `phantom_token_source` or the `Authorization` header
 /// (`Bearer`, or also `DPoP` where `phantom_token_dpop` allows it).

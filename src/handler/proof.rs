@@ -12,14 +12,14 @@ use ngx::http::Request;
 use ngx::{ngx_log_debug_http, ngx_log_error};
 
 use super::{grant, now_ms, zone, Step, AGAIN};
-use crate::fleet::jti::{self, Answer};
 use crate::cache::Entry;
+use crate::config::LocConf;
 use crate::config::Replay;
 use crate::ctx::{self, Ctx, Phase};
-use crate::respond::Reject;
+use crate::fleet::jti::{self, Answer};
 use crate::metrics::{self, Counter};
-use crate::config::LocConf;
 use crate::pop;
+use crate::reject::Reject;
 
 /// Before granting `entry`: `None` to grant now, or the step that waits for Redis (or
 /// refuses because it cannot ask).

@@ -6,12 +6,12 @@ use ngx::http::Request;
 use ngx::ngx_log_error;
 
 use super::now_ms;
-use crate::fleet::ops;
 use crate::cache::{CacheStatus, Entry, Stored, ZoneConf};
+use crate::config::LocConf;
 use crate::ctx::Ctx;
 use crate::decide::Outcome;
+use crate::fleet::ops;
 use crate::metrics::{self, Counter};
-use crate::config::LocConf;
 
 /// Caches a decided outcome until its expiry (positive) or for `negative_ttl` (inactive),
 /// in place of this worker's marker, and with `redis=` for the fleet; withdraws the marker

@@ -13,9 +13,10 @@ mod walk;
 use core::ffi::{c_char, c_void};
 
 use nginx_sys::{
-    ngx_command_t, ngx_conf_t,    ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_read_client_request_body,
-    ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_pool_cleanup_add, NGX_DONE,
-    NGX_ERROR, NGX_HTTP_POST, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_OK,
+    ngx_command_t, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
+    ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t,
+    ngx_pool_cleanup_add, NGX_DONE, NGX_ERROR, NGX_HTTP_POST, NGX_HTTP_SPECIAL_RESPONSE,
+    NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_OK,
 };
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
@@ -24,9 +25,9 @@ use phantom_core::fleet::notice::{self, Notice};
 use phantom_core::fleet::resp::push_command;
 use phantom_core::purge::{self, Kind, Selector};
 
+use crate::cache::ZoneConf;
 use crate::fleet::ops::index_key;
 use crate::fleet::waiters::{self, Outcome, Value};
-use crate::cache::ZoneConf;
 use crate::glue::time::now_ms;
 use crate::Module;
 
@@ -345,7 +346,12 @@ pub(crate) extern "C" fn set_purge(
     conf: *mut c_void,
 ) -> *mut c_char {
     // SAFETY: directive handler contract.
-    let (lcf, args) = unsafe { (&mut *(conf as *mut crate::config::LocConf), crate::config::args(cf)) };
+    let (lcf, args) = unsafe {
+        (
+            &mut *(conf as *mut crate::config::LocConf),
+            crate::config::args(cf),
+        )
+    };
     if lcf.purge_name.is_some() {
         return c"is duplicate".as_ptr() as *mut c_char;
     }

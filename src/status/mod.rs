@@ -5,7 +5,6 @@
 //! zone gauges are read from each cache zone. Counting happens only when some location has
 //! the directive: one relaxed atomic add per event, into a zone of its own.
 
-
 use core::ffi::{c_char, c_void};
 use core::sync::atomic::Ordering;
 
@@ -18,8 +17,8 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use phantom_core::metrics::{render, Family, Histogram};
 
 use crate::glue::headers;
-use crate::Module;
 use crate::metrics::{self, Counter};
+use crate::Module;
 
 /// The directive: makes the location answer with the metrics.
 pub extern "C" fn set_status(

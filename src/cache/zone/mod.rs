@@ -24,11 +24,11 @@ use ngx::http::HttpModule;
 
 use core::sync::atomic::AtomicU64;
 
-pub(crate) use shared::FleetShared;
 use crate::cache::entry::Entry;
 use crate::Module;
 use index::insert_node;
 use locked::{read_entry, Locked};
+pub(crate) use shared::FleetShared;
 
 /// Marks a zone laid out by this version of the module (checked when a reload reuses it).
 const MAGIC: u64 = 0x5054_4b43_4143_4835; // "PTKCACH5"

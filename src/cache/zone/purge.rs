@@ -7,8 +7,8 @@ use nginx_sys::ngx_slab_pool_t;
 use phantom_core::fleet::notice::Origin;
 
 use super::locked::read_entry;
-use super::{Shared, Zone, ACTIVE, INACTIVE};
 use super::FleetShared;
+use super::{Shared, Zone, ACTIVE, INACTIVE};
 use crate::cache::entry::Entry;
 
 /// Purges: removal of cached decisions before their time, and what every worker must notice.
