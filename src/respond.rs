@@ -17,7 +17,7 @@ use crate::config::Compat;
 use crate::config::LocConf;
 use crate::glue::send::send_memory;
 use crate::metrics::{self, Counter};
-use crate::reject::{Challenge, DpopReject, Reject};
+use crate::reject::{DpopReject, Reject};
 use crate::{glue::headers, Module};
 
 /// Answers with `reject`; the access handler returns the result.
