@@ -9,7 +9,7 @@ use crate::config::{Compat, DpopMode};
 use crate::reject::{Challenge, DpopReject, Reject};
 
 /// The challenges of `reject` in the location `conf`, in order.
-pub fn of(conf: &LocConf, reject: &Reject) -> Vec<String> {
+pub(crate) fn of(conf: &LocConf, reject: &Reject) -> Vec<String> {
     let ch = &conf.challenges;
     let mode = conf.pop.dpop();
     let algs = conf.pop.algs_text();

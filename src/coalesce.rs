@@ -30,7 +30,7 @@ thread_local! {
 }
 
 /// Starts a flight for `digest`; `false` if one is already in the air.
-pub fn lead(digest: &[u8; 32]) -> bool {
+pub(crate) fn lead(digest: &[u8; 32]) -> bool {
     FLIGHTS.with_borrow_mut(|f| {
         if f.contains_key(digest) {
             return false;
@@ -60,7 +60,7 @@ unsafe extern "C" fn waiter_gone(data: *mut c_void) {
 /// # Safety
 /// `r` must be a valid main request that returns `NGX_AGAIN` from the access phase, and
 /// `slot` must live as long as it (in its context, in `r->pool`).
-pub unsafe fn join(
+pub(crate) unsafe fn join(
     digest: &[u8; 32],
     r: *mut ngx_http_request_t,
     slot: *mut Option<Outcome>,
@@ -88,7 +88,7 @@ pub unsafe fn join(
 }
 
 /// Ends the flight for `digest`: hands `outcome` to every waiter and wakes it.
-pub fn land(digest: &[u8; 32], outcome: &Outcome) {
+pub(crate) fn land(digest: &[u8; 32], outcome: &Outcome) {
     let waiters = FLIGHTS
         .with_borrow_mut(|f| f.remove(digest))
         .unwrap_or_default();
@@ -112,7 +112,7 @@ const POLL_MS: usize = 10;
 ///
 /// # Safety
 /// `r` must be a valid main request; `timer` must live in its pool-allocated context.
-pub unsafe fn poll_later(r: *mut ngx_http_request_t, timer: &mut ngx_event_t) {
+pub(crate) unsafe fn poll_later(r: *mut ngx_http_request_t, timer: &mut ngx_event_t) {
     timer.handler = Some(poll_fired);
     timer.data = r as *mut c_void;
     // SAFETY: the request's connection and log are valid while the request lives.

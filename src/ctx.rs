@@ -17,7 +17,7 @@ use ngx::http::HttpModule;
 
 /// Where the request is in its token exchange.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Waiting for our introspection subrequest.
     Introspecting,
     /// Waiting for another request of this worker that introspects the same token.
@@ -33,54 +33,54 @@ pub enum Phase {
 }
 
 /// What the request learnt about its token.
-pub struct Ctx {
-    pub phase: Phase,
+pub(crate) struct Ctx {
+    pub(crate) phase: Phase,
     /// The opaque token, in the request's header memory or pool (never overwritten).
-    pub token: ngx_str_t,
+    pub(crate) token: ngx_str_t,
     /// Key of the token in the introspection context of the location that asked.
-    pub digest: [u8; 32],
+    pub(crate) digest: [u8; 32],
     /// The zone in which this request holds the "being introspected" marker.
-    pub claimed: Option<&'static ZoneConf>,
+    pub(crate) claimed: Option<&'static ZoneConf>,
     /// What the request's DPoP proof established (verified on every request).
-    pub proof: Option<phantom_core::dpop::Verified>,
+    pub(crate) proof: Option<phantom_core::dpop::Verified>,
     /// The proof was remembered in the replay cache (once per request).
-    pub proof_remembered: bool,
+    pub(crate) proof_remembered: bool,
     /// The fleet-wide replay check of the proof is done (claimed, or passed over by the
     /// replay mode), once per request.
-    pub proof_claimed: bool,
+    pub(crate) proof_claimed: bool,
     /// The proof's claim in Redis while it is out (`Phase::Proof`).
-    pub jti: crate::fleet::jti::JtiClaim,
+    pub(crate) jti: crate::fleet::jti::JtiClaim,
     /// The decision whose grant waits for that claim.
-    pub claim_for: Option<Entry>,
+    pub(crate) claim_for: Option<Entry>,
     /// An expired entry the zone still keeps, served if introspection is unavailable.
-    pub stale: Option<Stale>,
+    pub(crate) stale: Option<Stale>,
     /// The granted entry, re-applied when an internal redirect changes the location.
-    pub decision: Option<Entry>,
-    pub reply: Reply,
+    pub(crate) decision: Option<Entry>,
+    pub(crate) reply: Reply,
     /// Set by the leader of a coalesced introspection for its followers.
-    pub shared: Option<Outcome>,
-    pub cache_status: CacheStatus,
+    pub(crate) shared: Option<Outcome>,
+    pub(crate) cache_status: CacheStatus,
     /// `Bearer <JWT>` in `r->pool` once granted (the JWT is `bearer[7..]`).
-    pub bearer: ngx_str_t,
+    pub(crate) bearer: ngx_str_t,
     /// Decoded claims for `$phantom_token_claim_*`, decoded at most once per request.
-    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
-    pub granted: bool,
+    pub(crate) claims: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) granted: bool,
     /// The cache lookup of this request was counted (retries look again).
-    pub looked: bool,
+    pub(crate) looked: bool,
     /// A purge during the introspection made this request introspect again (once).
-    pub asked_again: bool,
+    pub(crate) asked_again: bool,
     /// The zone's count of purges when this request last asked Redis or the identity
     /// server: a purge learnt of since keeps the answer out (`purge::local::buried`).
-    pub asked_purges: u64,
+    pub(crate) asked_purges: u64,
     /// When this request's introspection started, and how long it took.
-    pub intro_start_ms: i64,
-    pub intro_ms: Option<u64>,
+    pub(crate) intro_start_ms: i64,
+    pub(crate) intro_ms: Option<u64>,
     /// This request leads the worker's introspection of its token (see `coalesce`).
-    pub leading: bool,
+    pub(crate) leading: bool,
     /// Re-runs the request while it waits for another worker (see `coalesce::poll_later`).
-    pub timer: ngx_event_t,
+    pub(crate) timer: ngx_event_t,
     /// The fleet tier's state for this request (see `fleet::ops`).
-    pub fleet: crate::fleet::ops::FleetCtx,
+    pub(crate) fleet: crate::fleet::ops::FleetCtx,
 }
 
 impl Drop for Ctx {
@@ -129,7 +129,7 @@ impl Ctx {
     }
 
     /// The opaque token taken on the first pass.
-    pub fn token<'a>(&self) -> &'a [u8] {
+    pub(crate) fn token<'a>(&self) -> &'a [u8] {
         if self.token.data.is_null() {
             return &[];
         }
@@ -138,7 +138,7 @@ impl Ctx {
     }
 
     /// Withdraws this request's "being introspected" marker, if it holds one.
-    pub fn release_claim(&mut self) {
+    pub(crate) fn release_claim(&mut self) {
         if let Some(zone) = self.claimed.take() {
             zone.release(&self.digest);
         }
@@ -146,7 +146,7 @@ impl Ctx {
 
     /// Starts over under another key (the request moved to a location with another
     /// introspection context); the token stays.
-    pub fn restart(&mut self, digest: [u8; 32]) {
+    pub(crate) fn restart(&mut self, digest: [u8; 32]) {
         self.finish_flight(&Outcome::Retry);
         self.release_claim();
         self.phase = Phase::Introspecting;
@@ -163,14 +163,14 @@ impl Ctx {
     }
 
     /// Hands the outcome to the requests waiting on this leader, once.
-    pub fn finish_flight(&mut self, outcome: &Outcome) {
+    pub(crate) fn finish_flight(&mut self, outcome: &Outcome) {
         if core::mem::take(&mut self.leading) {
             crate::coalesce::land(&self.digest, outcome);
         }
     }
 
     /// The JWT forwarded upstream, if the request was granted.
-    pub fn jwt(&self) -> &[u8] {
+    pub(crate) fn jwt(&self) -> &[u8] {
         if !self.granted {
             return &[];
         }
@@ -188,7 +188,7 @@ unsafe extern "C" fn cleanup(data: *mut c_void) {
 ///
 /// # Safety
 /// `r` must be a valid main request.
-pub unsafe fn get(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
+pub(crate) unsafe fn get(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
     let idx = Module::module().ctx_index;
     // SAFETY: r->ctx has one slot per HTTP module.
     let p = unsafe { *(*r).ctx.add(idx) } as *mut Ctx;
@@ -200,6 +200,7 @@ pub unsafe fn get(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
     if unsafe { (*r).internal() } == 0 {
         return None;
     }
+    // SAFETY: r is a valid request (per contract) whose pool is alive.
     let found = unsafe { find_in_cleanups(r) }?;
     // SAFETY: restore the slot so later lookups are direct.
     unsafe { *(*r).ctx.add(idx) = found as *mut c_void };
@@ -227,7 +228,7 @@ unsafe fn find_in_cleanups(r: *mut ngx_http_request_t) -> Option<*mut Ctx> {
 ///
 /// # Safety
 /// `r` must be a valid main request.
-pub unsafe fn create(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
+pub(crate) unsafe fn create(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
     // SAFETY: r->pool is the request pool; the cleanup owns the allocation.
     let cln = unsafe { ngx_pool_cleanup_add((*r).pool, core::mem::size_of::<Ctx>()) };
     if cln.is_null() {
@@ -236,6 +237,8 @@ pub unsafe fn create(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
     // SAFETY: ngx_pool_cleanup_add allocated `size_of::<Ctx>()` bytes, suitably aligned
     // (pool allocations are aligned to NGX_ALIGNMENT, pointer size).
     let p = unsafe { (*cln).data } as *mut Ctx;
+    // SAFETY: p is that allocation, uninitialised: written once, then owned by the cleanup;
+    // r->ctx has one slot per module.
     unsafe {
         ptr::write(p, Ctx::new());
         (*cln).handler = Some(cleanup);
@@ -249,7 +252,7 @@ pub unsafe fn create(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
 ///
 /// # Safety
 /// `r` must be a valid request.
-pub unsafe fn of_main(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
+pub(crate) unsafe fn of_main(r: *mut ngx_http_request_t) -> Option<&'static mut Ctx> {
     // SAFETY: every request has a valid main pointer.
     unsafe { get((*r).main) }
 }

@@ -20,7 +20,7 @@ use crate::introspect::{Reply, MAX_RESPONSE};
 
 /// What an introspection (or a coalesced one) decided.
 #[derive(Clone)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Decided(Entry),
     /// The identity server returned a JWT whose `exp` has passed: 401, never cached.
     Expired,
@@ -43,7 +43,7 @@ pub enum Outcome {
 const CLIENT_CLOSED: usize = 499;
 
 /// Maps the introspection reply to an outcome, logging why when it is not a grant.
-pub fn decide(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
+pub(crate) fn decide(request: &Request, conf: &LocConf, reply: &mut Reply) -> Outcome {
     let log = request.log();
     let status = reply.status;
     if conf.compat() == Compat::Curity {

@@ -14,7 +14,7 @@ use crate::glue::headers;
 ///
 /// # Safety
 /// `r` must be a valid main request; `bearer` must live in `r->pool`.
-pub unsafe fn forward(
+pub(crate) unsafe fn forward(
     r: *mut ngx_http_request_t,
     conf: &LocConf,
     bearer: ngx_str_t,
@@ -34,6 +34,7 @@ pub unsafe fn forward(
 unsafe fn set_authorization(r: *mut ngx_http_request_t, bearer: ngx_str_t) -> Result<(), ()> {
     // SAFETY: r is valid; authorization is NULL or an element of its header list.
     let req = unsafe { &mut *r };
+    // SAFETY: as above.
     if let Some(h) = unsafe { req.headers_in.authorization.as_mut() } {
         h.value = bearer;
         return Ok(());
@@ -140,6 +141,7 @@ unsafe fn strip_cookie(r: *mut ngx_http_request_t, name: &[u8]) -> Result<(), ()
             continue;
         }
         if let Some(v) = source::strip_cookie(h.value.as_bytes(), name) {
+            // SAFETY: the request's pool outlives its headers.
             h.value = unsafe { headers::pool_str(req.pool, &v) }.ok_or(())?;
         }
     }

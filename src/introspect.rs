@@ -25,27 +25,27 @@ use crate::glue::headers;
 use crate::Module;
 
 /// Largest introspection response body accepted; larger ones fail with 502.
-pub const MAX_RESPONSE: usize = 256 * 1024;
+pub(crate) const MAX_RESPONSE: usize = 256 * 1024;
 
 /// What the identity server answered, recorded by the post-subrequest handler.
 #[derive(Default)]
-pub struct Reply {
-    pub done: bool,
+pub(crate) struct Reply {
+    pub(crate) done: bool,
     /// HTTP status of the subrequest (0 when nginx could not produce one).
-    pub status: usize,
+    pub(crate) status: usize,
     /// Whether the upstream (identity server) itself sent a status line.
-    pub from_upstream: bool,
+    pub(crate) from_upstream: bool,
     /// The subrequest failed after it started (connection closed mid-body, read error).
-    pub broken: bool,
+    pub(crate) broken: bool,
     /// Bytes received from the identity server (0: refused, timed out or closed at once).
-    pub received: u64,
-    pub body: Vec<u8>,
-    pub too_large: bool,
-    pub max_age: Option<u64>,
-    pub retry_after: Option<u64>,
-    pub content_type: Vec<u8>,
+    pub(crate) received: u64,
+    pub(crate) body: Vec<u8>,
+    pub(crate) too_large: bool,
+    pub(crate) max_age: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) content_type: Vec<u8>,
     /// `exp` of the granted JWT, recorded when the handler decides (for the cache lifetime).
-    pub exp: i64,
+    pub(crate) exp: i64,
 }
 
 /// Starts the introspection subrequest for `token`; the parent resumes when it is done.
@@ -53,7 +53,7 @@ pub struct Reply {
 /// # Safety
 /// `r` must be a valid main request and `reply` a slot that lives as long as it (in its
 /// context, in `r->pool`): the subrequest's status, headers and body are written there.
-pub unsafe fn start(
+pub(crate) unsafe fn start(
     r: *mut ngx_http_request_t,
     endpoint: ngx_str_t,
     format: &Format,
@@ -208,6 +208,7 @@ unsafe extern "C" fn subrequest_done(
     reply.content_type = sr.headers_out.content_type.as_bytes().to_vec();
     // SAFETY: headers_out.headers is the subrequest's initialised output list.
     let list = &sr.headers_out.headers as *const _;
+    // SAFETY: as above.
     for v in unsafe { headers::values(list, b"cache-control") } {
         let this = phantom_core::cache_control::max_age(v);
         reply.max_age = phantom_core::cache_control::combine(reply.max_age, this);
@@ -228,7 +229,7 @@ unsafe extern "C" fn subrequest_done(
 static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
 
 /// Installs the body filter (called from postconfiguration).
-pub fn register_body_filter() {
+pub(crate) fn register_body_filter() {
     // SAFETY: filter registration happens single-threaded at configuration time.
     unsafe {
         NEXT_BODY_FILTER = ngx_http_top_body_filter;
@@ -250,6 +251,7 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_cha
     if ours.is_null() {
         // SAFETY: the saved next filter is set whenever this filter is installed.
         return match unsafe { NEXT_BODY_FILTER } {
+            // SAFETY: the next filter takes the same valid request and chain.
             Some(next) => unsafe { next(r, input) },
             None => NGX_OK as ngx_int_t,
         };

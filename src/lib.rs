@@ -47,7 +47,8 @@ impl HttpModule for Module {
     }
 
     unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-        variables::register(cf)
+        // SAFETY: nginx passes a valid configuration context to preconfiguration.
+        unsafe { variables::register(cf) }
     }
 
     unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
@@ -103,7 +104,8 @@ impl HttpModule for Module {
         prev: *mut c_void,
         conf: *mut c_void,
     ) -> *mut c_char {
-        config::merge_loc_conf(cf, prev, conf)
+        // SAFETY: nginx passes this module's parent and child location configurations.
+        unsafe { config::merge_loc_conf(cf, prev, conf) }
     }
 }
 

@@ -17,7 +17,7 @@ use crate::Module;
 /// What is counted; the discriminant is the counter's slot.
 #[derive(Clone, Copy, Debug)]
 #[repr(usize)]
-pub enum Counter {
+pub(crate) enum Counter {
     Granted,
     Unauthorized,
     Forbidden,
@@ -60,18 +60,18 @@ pub enum Counter {
     NoticesOwn,
 }
 
-pub const COUNTERS: usize = Counter::NoticesOwn as usize + 1;
+pub(crate) const COUNTERS: usize = Counter::NoticesOwn as usize + 1;
 
 /// Marks the layout below ("PTKMETR3").
 const MAGIC: u64 = 0x5054_4b4d_4554_5233;
 
 #[repr(C)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     magic: u64,
-    pub counters: [AtomicU64; COUNTERS],
+    pub(crate) counters: [AtomicU64; COUNTERS],
     /// Introspection latency: per-bucket counts (the last is `+Inf`), and the sum in ms.
-    pub latency: [AtomicU64; BUCKETS.len() + 1],
-    pub latency_sum_ms: AtomicU64,
+    pub(crate) latency: [AtomicU64; BUCKETS.len() + 1],
+    pub(crate) latency_sum_ms: AtomicU64,
 }
 
 /// The zone's name and size (the slab allocator wants at least 8 pages).
@@ -83,21 +83,21 @@ const SIZE: usize = 64 * 1024;
 static METRICS: AtomicPtr<Metrics> = AtomicPtr::new(ptr::null_mut());
 
 /// Adds one to `c`.
-pub fn count(c: Counter) {
+pub(crate) fn count(c: Counter) {
     if let Some(m) = get() {
         m.counters[c as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// Records an introspection that took `ms`.
-pub fn observe(ms: u64) {
+pub(crate) fn observe(ms: u64) {
     if let Some(m) = get() {
         m.latency[phantom_core::metrics::bucket(ms)].fetch_add(1, Ordering::Relaxed);
         m.latency_sum_ms.fetch_add(ms, Ordering::Relaxed);
     }
 }
 
-pub fn get() -> Option<&'static Metrics> {
+pub(crate) fn get() -> Option<&'static Metrics> {
     // SAFETY: the pointer is NULL or the zone's Metrics, mapped for the process's life.
     unsafe { METRICS.load(Ordering::Relaxed).as_ref() }
 }
@@ -106,7 +106,7 @@ pub fn get() -> Option<&'static Metrics> {
 ///
 /// # Safety
 /// `cf` must be valid.
-pub unsafe fn declare(cf: *mut ngx_conf_t) -> Result<*mut ngx_shm_zone_t, ()> {
+pub(crate) unsafe fn declare(cf: *mut ngx_conf_t) -> Result<*mut ngx_shm_zone_t, ()> {
     let mut name = ngx_str_t {
         len: NAME.len(),
         data: NAME.as_ptr() as *mut u8,
@@ -126,7 +126,7 @@ pub unsafe fn declare(cf: *mut ngx_conf_t) -> Result<*mut ngx_shm_zone_t, ()> {
 ///
 /// # Safety
 /// `zone` must be NULL or this cycle's initialised metrics zone.
-pub unsafe fn attach(zone: *mut ngx_shm_zone_t) {
+pub(crate) unsafe fn attach(zone: *mut ngx_shm_zone_t) {
     // SAFETY: per contract; `data` is the zone's Metrics once init ran.
     let m = unsafe { zone.as_ref() }.map_or(ptr::null_mut(), |z| z.data as *mut Metrics);
     METRICS.store(m, Ordering::Relaxed);

@@ -22,7 +22,7 @@ use crate::reject::{Challenge, DpopReject, Reject};
 const FUTURE_LEEWAY: i64 = 10;
 
 /// Checks the scheme and, for `DPoP`, the proof; returns what the proof established.
-pub fn check_request(
+pub(crate) fn check_request(
     request: &Request,
     conf: &LocConf,
     scheme: Scheme,
@@ -125,6 +125,7 @@ fn request_url(request: &Request, conf: &LocConf) -> Option<String> {
             .ok()?
             .to_string(),
         None => {
+            // SAFETY: the connection is checked for NULL first, and is live with its request.
             let scheme = if req.connection.is_null() || unsafe { (*req.connection).ssl }.is_null() {
                 "http"
             } else {
@@ -143,7 +144,7 @@ fn request_url(request: &Request, conf: &LocConf) -> Option<String> {
 
 /// Checks the token's confirmation claims against the request: a DPoP-bound token needs a
 /// proof with its key, a certificate-bound one (with `phantom_token_mtls`) the certificate.
-pub fn check_binding(
+pub(crate) fn check_binding(
     request: &Request,
     conf: &LocConf,
     proof: Option<&Verified>,
@@ -211,7 +212,7 @@ fn client_certificate(request: &Request, conf: &LocConf) -> Option<Vec<u8>> {
 }
 
 /// The rejection of a proof used before (`elsewhere`: where, for the log line).
-pub fn replayed(request: &Request, elsewhere: &str) -> Reject {
+pub(crate) fn replayed(request: &Request, elsewhere: &str) -> Reject {
     ngx_log_error!(
         NGX_LOG_INFO,
         request.log(),
@@ -224,12 +225,12 @@ pub fn replayed(request: &Request, elsewhere: &str) -> Reject {
 /// after its first use, wherever its `iat` was in the window (up to the future leeway), and
 /// one second more. Dated from the first use, so clocks that differ a little between
 /// instances do not shorten it.
-pub fn fleet_memory_ms(conf: &LocConf) -> u64 {
+pub(crate) fn fleet_memory_ms(conf: &LocConf) -> u64 {
     (conf.pop.window() + FUTURE_LEEWAY as u64 + 1) * 1000
 }
 
 /// Remembers the proof until it leaves the window; a second use is a replay.
-pub fn remember(
+pub(crate) fn remember(
     request: &Request,
     conf: &LocConf,
     zone: &ZoneConf,

@@ -8,7 +8,7 @@ use phantom_core::challenge::{
 
 /// Which `WWW-Authenticate` value a 401 carries.
 #[derive(Clone, Copy, Debug)]
-pub enum Challenge {
+pub(crate) enum Challenge {
     /// No credentials: no `error` parameter (RFC 6750 section 3.1).
     Missing,
     InvalidRequest,
@@ -17,7 +17,7 @@ pub enum Challenge {
 
 /// Why a DPoP request (or a Bearer request in a DPoP location) is refused.
 #[derive(Clone, Debug)]
-pub enum DpopReject {
+pub(crate) enum DpopReject {
     /// 401 `invalid_dpop_proof`, with a short description.
     Proof(&'static str),
     /// 401 `use_dpop_nonce`, with a fresh nonce for `DPoP-Nonce`.
@@ -34,7 +34,7 @@ pub enum DpopReject {
 
 /// A response the module gives instead of passing the request on.
 #[derive(Clone, Debug)]
-pub enum Reject {
+pub(crate) enum Reject {
     Unauthorized(Challenge),
     Dpop(DpopReject),
     /// 403 `insufficient_scope`.

@@ -27,7 +27,7 @@ use crate::{glue::headers, Module};
 ///
 /// # Safety
 /// `r` must be a valid main request whose response has not been sent.
-pub unsafe fn send(r: *mut ngx_http_request_t, reject: Reject) -> ngx_int_t {
+pub(crate) unsafe fn send(r: *mut ngx_http_request_t, reject: Reject) -> ngx_int_t {
     // SAFETY: r is valid; configurations live as long as the cycle.
     let Some(conf) = Module::location_conf(unsafe { &*r }) else {
         return 500;

@@ -24,7 +24,7 @@ const CLAIM_PREFIX: &str = "phantom_token_claim_";
 ///
 /// # Safety
 /// `cf` must be the configuration context of preconfiguration.
-pub unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
+pub(crate) unsafe fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
     let vars: [(ngx_str_t, Getter, u32); 4] = [
         (ngx_string!("phantom_token_cache_status"), cache_status, 0),
         (

@@ -7,7 +7,7 @@ use phantom_core::dpop::Binding;
 
 /// A cached introspection result.
 #[derive(Clone, Debug)]
-pub enum Entry {
+pub(crate) enum Entry {
     Active {
         jwt: Rc<[u8]>,
         scope: Rc<str>,
@@ -19,7 +19,7 @@ pub enum Entry {
 }
 
 impl Entry {
-    pub fn active(jwt: Rc<[u8]>, scope: Rc<str>) -> Entry {
+    pub(crate) fn active(jwt: Rc<[u8]>, scope: Rc<str>) -> Entry {
         Entry::Active {
             jwt,
             scope,
@@ -30,7 +30,7 @@ impl Entry {
 
 /// `$phantom_token_cache_status`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum CacheStatus {
+pub(crate) enum CacheStatus {
     Bypass,
     Miss,
     Hit,
@@ -42,7 +42,7 @@ pub enum CacheStatus {
 }
 
 impl CacheStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CacheStatus::Bypass => "BYPASS",
             CacheStatus::Miss => "MISS",

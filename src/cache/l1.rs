@@ -10,7 +10,7 @@ use super::entry::Entry;
 /// An entry with its expiry and creation times (ms).
 type Slot = (Entry, i64, i64);
 
-pub struct L1 {
+pub(crate) struct L1 {
     cache: Option<LruCache<[u8; 32], Slot>>,
     /// The zone epoch the contents belong to.
     epoch: u64,
@@ -18,7 +18,7 @@ pub struct L1 {
 
 impl L1 {
     /// `capacity == 0` turns the L1 off.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         L1 {
             cache: NonZeroUsize::new(capacity).map(LruCache::new),
             epoch: 0,
@@ -27,7 +27,12 @@ impl L1 {
 
     /// A fresh entry and its creation time; everything is dropped first if the zone was
     /// purged since the last look.
-    pub fn get(&mut self, digest: &[u8; 32], now_ms: i64, epoch: u64) -> Option<(Entry, i64)> {
+    pub(crate) fn get(
+        &mut self,
+        digest: &[u8; 32],
+        now_ms: i64,
+        epoch: u64,
+    ) -> Option<(Entry, i64)> {
         let cache = self.cache.as_mut()?;
         if self.epoch != epoch {
             cache.clear();
@@ -42,7 +47,7 @@ impl L1 {
         None
     }
 
-    pub fn put(&mut self, digest: [u8; 32], slot: Slot, epoch: u64) {
+    pub(crate) fn put(&mut self, digest: [u8; 32], slot: Slot, epoch: u64) {
         if let Some(cache) = self.cache.as_mut() {
             if self.epoch != epoch {
                 cache.clear();

@@ -2,7 +2,7 @@
 //!
 //! Keys are SHA-256 digests of the opaque token; raw tokens are never stored.
 
-pub mod entry;
+pub(crate) mod entry;
 mod l1;
 pub(crate) mod zone;
 
@@ -10,18 +10,18 @@ use std::cell::RefCell;
 
 use crate::fleet::Fleet;
 
-pub use entry::{CacheStatus, Entry};
-pub use zone::{Life, ReplayError, Stale, Stored, Usage, Zone};
+pub(crate) use entry::{CacheStatus, Entry};
+pub(crate) use zone::{Life, ReplayError, Stale, Stored, Usage, Zone};
 
 /// Which level answered a hit.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Level {
+pub(crate) enum Level {
     L1,
     Zone,
 }
 
 /// What a cache lookup found.
-pub enum Lookup {
+pub(crate) enum Lookup {
     Hit(Entry, Level),
     /// Another worker is introspecting this token right now.
     Pending,
@@ -33,26 +33,26 @@ pub enum Lookup {
 const PENDING_MS: i64 = 5000;
 
 /// One `phantom_token_cache_zone`: its parameters, its shared zone and this worker's L1.
-pub struct ZoneConf {
-    pub name: String,
-    pub max_ttl: Option<u64>,
-    pub negative_ttl: u64,
-    pub leeway: u64,
+pub(crate) struct ZoneConf {
+    pub(crate) name: String,
+    pub(crate) max_ttl: Option<u64>,
+    pub(crate) negative_ttl: u64,
+    pub(crate) leeway: u64,
     /// Seconds an active entry may be served past its lifetime while introspection is
     /// unavailable (never past the JWT's `exp`); 0 = off.
-    pub stale_if_error: u64,
-    pub zone: Zone,
+    pub(crate) stale_if_error: u64,
+    pub(crate) zone: Zone,
     l1: RefCell<l1::L1>,
     /// The Redis tier (`redis=`), shared by the instances of a fleet.
-    pub fleet: Option<Fleet>,
+    pub(crate) fleet: Option<Fleet>,
     /// The introspection contexts of the locations using this zone (for purges by token).
-    pub contexts: RefCell<Vec<Vec<u8>>>,
+    pub(crate) contexts: RefCell<Vec<Vec<u8>>>,
 }
 
 impl ZoneConf {
     /// A zone named `name` with an L1 of `l1` entries per worker; its shared memory is
     /// declared by the configuration (`Zone::declare`), its other parameters set there.
-    pub fn new(name: String, l1: usize, fleet: Option<Fleet>) -> ZoneConf {
+    pub(crate) fn new(name: String, l1: usize, fleet: Option<Fleet>) -> ZoneConf {
         ZoneConf {
             name,
             max_ttl: None,
@@ -68,7 +68,7 @@ impl ZoneConf {
 
     /// Finds a fresh entry: L1 first, then the shared zone (refilling L1). With `max_age`
     /// (ms), an entry created longer ago than that is a miss.
-    pub fn lookup(&self, digest: &[u8; 32], now_ms: i64, max_age: Option<u64>) -> Lookup {
+    pub(crate) fn lookup(&self, digest: &[u8; 32], now_ms: i64, max_age: Option<u64>) -> Lookup {
         let young = |created: i64| max_age.is_none_or(|a| now_ms - created < a as i64);
         // Read before the zone: a purge after it leaves this L1 behind, so it is dropped.
         let epoch = self.zone.epoch();
@@ -101,20 +101,20 @@ impl ZoneConf {
 
     /// Tells other workers this one introspects `digest`; `false` if one already does.
     /// With `max_age` (ms), an entry older than that does not count as fresh.
-    pub fn claim(&self, digest: &[u8; 32], now_ms: i64, max_age: Option<u64>) -> bool {
+    pub(crate) fn claim(&self, digest: &[u8; 32], now_ms: i64, max_age: Option<u64>) -> bool {
         let made_after = max_age.map_or(i64::MIN, |a| now_ms - a as i64);
         self.zone
             .claim(digest, now_ms + PENDING_MS, now_ms, made_after)
     }
 
     /// Withdraws this worker's marker (before storing, or when nothing is stored).
-    pub fn release(&self, digest: &[u8; 32]) {
+    pub(crate) fn release(&self, digest: &[u8; 32]) {
         self.zone.release(digest);
     }
 
     /// Stores `entry` until `expires_ms` in both levels, in place of this worker's marker;
     /// with `stale_if_error`, the zone keeps an active entry longer, up to the JWT's `exp`.
-    pub fn store(
+    pub(crate) fn store(
         &self,
         digest: &[u8; 32],
         entry: &Entry,
@@ -145,7 +145,7 @@ impl ZoneConf {
 
     /// Puts a stale entry back after it was served, so that it stays available while the
     /// identity server is down (never into L1, which serves only fresh entries).
-    pub fn restore(&self, digest: &[u8; 32], stale: &Stale, now_ms: i64) {
+    pub(crate) fn restore(&self, digest: &[u8; 32], stale: &Stale, now_ms: i64) {
         let life = Life {
             expires_ms: stale.expires_ms,
             keep_ms: stale.keep_ms,

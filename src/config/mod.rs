@@ -24,44 +24,44 @@ pub(crate) mod pop;
 pub(crate) mod redis;
 pub(crate) mod zone;
 use pop::check_replay;
-pub use pop::{DpopMode, Mtls, PopConf, Replay};
+pub(crate) use pop::{DpopMode, Mtls, PopConf, Replay};
 
 /// Per-location settings, merged down from `http` and `server`.
-pub struct LocConf {
-    pub enable: ngx_flag_t,
-    pub allow_preflight: ngx_flag_t,
-    pub endpoint: Option<ngx_str_t>,
-    pub realm: Option<String>,
-    pub scopes: Option<String>,
-    pub scope_list: Vec<String>,
-    pub required_scopes: Option<Vec<String>>,
-    pub required_claims: Option<Vec<Requirement>>,
-    pub cache_name: Option<String>,
-    pub header: Option<String>,
-    pub source: Option<*mut ngx_http_complex_value_t>,
+pub(crate) struct LocConf {
+    pub(crate) enable: ngx_flag_t,
+    pub(crate) allow_preflight: ngx_flag_t,
+    pub(crate) endpoint: Option<ngx_str_t>,
+    pub(crate) realm: Option<String>,
+    pub(crate) scopes: Option<String>,
+    pub(crate) scope_list: Vec<String>,
+    pub(crate) required_scopes: Option<Vec<String>>,
+    pub(crate) required_claims: Option<Vec<Requirement>>,
+    pub(crate) cache_name: Option<String>,
+    pub(crate) header: Option<String>,
+    pub(crate) source: Option<*mut ngx_http_complex_value_t>,
     /// What `source` reads, so that it can be removed from the proxied request.
-    pub source_kind: Option<Source>,
-    pub format: Option<Format>,
-    pub compat: Option<Compat>,
+    pub(crate) source_kind: Option<Source>,
+    pub(crate) format: Option<Format>,
+    pub(crate) compat: Option<Compat>,
     /// Proof of possession: DPoP and certificate-bound tokens.
-    pub pop: PopConf,
+    pub(crate) pop: PopConf,
     /// Derived at merge: the introspection context (endpoint and format) of cache keys.
-    pub context: Vec<u8>,
+    pub(crate) context: Vec<u8>,
     /// Derived at merge: the selected zone (index into `MainConf::zones`).
-    pub cache: Option<usize>,
+    pub(crate) cache: Option<usize>,
     /// Derived at merge: `WWW-Authenticate` values, built once.
-    pub challenges: Challenges,
+    pub(crate) challenges: Challenges,
     /// `phantom_token_cache_max_age` (ms): cached decisions older than this are not used.
-    pub cache_max_age: Option<u64>,
+    pub(crate) cache_max_age: Option<u64>,
     /// `phantom_token_purge`: the zone this location's purge handler empties (not inherited).
-    pub purge_name: Option<String>,
+    pub(crate) purge_name: Option<String>,
     /// Derived at merge: its index into `MainConf::zones`.
-    pub purge: Option<usize>,
+    pub(crate) purge: Option<usize>,
 }
 
 /// `phantom_token_compat`: whose exact responses the module gives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compat {
+pub(crate) enum Compat {
     /// RFC 6750 challenges with `error=`, 503 for an unreachable identity server.
     Off,
     /// Curity's module 2.0, byte for byte.
@@ -70,11 +70,11 @@ pub enum Compat {
 
 /// Precomputed `WWW-Authenticate` values for each error kind.
 #[derive(Default, Clone)]
-pub struct Challenges {
-    pub missing: String,
-    pub invalid_request: String,
-    pub invalid_token: String,
-    pub insufficient_scope: String,
+pub(crate) struct Challenges {
+    pub(crate) missing: String,
+    pub(crate) invalid_request: String,
+    pub(crate) invalid_token: String,
+    pub(crate) insufficient_scope: String,
 }
 
 impl Default for LocConf {
@@ -106,15 +106,15 @@ impl Default for LocConf {
 }
 
 impl LocConf {
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.enable == 1
     }
 
-    pub fn compat(&self) -> Compat {
+    pub(crate) fn compat(&self) -> Compat {
         self.compat.unwrap_or(Compat::Off)
     }
 
-    pub fn format(&self) -> &Format {
+    pub(crate) fn format(&self) -> &Format {
         self.format.as_ref().unwrap_or(&Format::Jwt)
     }
 
@@ -197,19 +197,19 @@ fn merge_opt<T: Clone>(this: &mut Option<T>, prev: &Option<T>) {
 
 /// `http`-level settings: the declared cache zones.
 #[derive(Default)]
-pub struct MainConf {
-    pub zones: Vec<cache::ZoneConf>,
+pub(crate) struct MainConf {
+    pub(crate) zones: Vec<cache::ZoneConf>,
     /// Some location has `phantom_token_status`: the counters are kept (else not at all).
-    pub metrics: bool,
+    pub(crate) metrics: bool,
     /// The counters' zone, when kept.
-    pub metrics_zone: Option<*mut nginx_sys::ngx_shm_zone_t>,
+    pub(crate) metrics_zone: Option<*mut nginx_sys::ngx_shm_zone_t>,
 }
 
 /// Merge hook: inherit, resolve the cache zone by name and build the challenges.
 ///
 /// # Safety
 /// Called by nginx with valid configuration pointers of this module's types.
-pub unsafe fn merge_loc_conf(
+pub(crate) unsafe fn merge_loc_conf(
     cf: *mut ngx_conf_t,
     prev: *mut c_void,
     conf: *mut c_void,
@@ -267,7 +267,7 @@ pub unsafe fn merge_loc_conf(
 ///
 /// # Safety
 /// `cf` must be the configuration context passed to a directive handler.
-pub unsafe fn args<'a>(cf: *mut ngx_conf_t) -> Vec<&'a str> {
+pub(crate) unsafe fn args<'a>(cf: *mut ngx_conf_t) -> Vec<&'a str> {
     // SAFETY: cf->args is an array of ngx_str_t for the directive being parsed.
     let all = unsafe { (*(*cf).args).as_slice::<ngx_str_t>() };
     all.iter()
@@ -284,7 +284,7 @@ pub(super) unsafe fn loc<'a>(conf: *mut c_void) -> &'a mut LocConf {
 }
 
 /// Parses an nginx size ("10m") for a directive; `None` when invalid.
-pub fn parse_size(value: &str) -> Option<usize> {
+pub(crate) fn parse_size(value: &str) -> Option<usize> {
     let mut s = ngx_str_t {
         len: value.len(),
         data: value.as_ptr() as *mut u8,
@@ -295,7 +295,7 @@ pub fn parse_size(value: &str) -> Option<usize> {
 }
 
 /// Parses an nginx time ("30s", "5m") in seconds; `None` when invalid.
-pub fn parse_seconds(value: &str) -> Option<u64> {
+pub(crate) fn parse_seconds(value: &str) -> Option<u64> {
     let mut s = ngx_str_t {
         len: value.len(),
         data: value.as_ptr() as *mut u8,
@@ -306,7 +306,7 @@ pub fn parse_seconds(value: &str) -> Option<u64> {
 }
 
 /// Parses an nginx time (`200ms`, `3s`, `1m`; a bare number is seconds) to milliseconds.
-pub fn parse_ms(value: &str) -> Option<u64> {
+pub(crate) fn parse_ms(value: &str) -> Option<u64> {
     let mut s = ngx_str_t {
         len: value.len(),
         data: value.as_ptr() as *mut u8,

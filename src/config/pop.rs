@@ -15,7 +15,7 @@ use super::{args, loc, parse_seconds};
 
 /// `phantom_token_dpop`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DpopMode {
+pub(crate) enum DpopMode {
     Off,
     /// `Authorization: DPoP` with a proof, or `Bearer` for tokens that are not bound.
     On,
@@ -25,7 +25,7 @@ pub enum DpopMode {
 
 /// `phantom_token_dpop_replay`: where a proof's `jti` is used up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Replay {
+pub(crate) enum Replay {
     /// The instance's replay cache only (each instance accepts a proof once).
     Local,
     /// Also claimed in Redis, once per fleet; the instance's cache alone while Redis cannot
@@ -36,7 +36,7 @@ pub enum Replay {
 }
 
 impl Replay {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Replay::Local => "local",
             Replay::Fleet => "fleet",
@@ -47,7 +47,7 @@ impl Replay {
 
 /// `phantom_token_mtls`: where the client certificate comes from.
 #[derive(Clone, Copy, Debug)]
-pub enum Mtls {
+pub(crate) enum Mtls {
     Off,
     /// This connection's TLS client certificate (`$ssl_client_escaped_cert`).
     Tls(*mut ngx_http_complex_value_t),
@@ -56,15 +56,15 @@ pub enum Mtls {
 }
 
 /// The proof-of-possession part of a location's configuration.
-pub struct PopConf {
-    pub dpop: Option<DpopMode>,
-    pub algs: Option<Vec<Alg>>,
-    pub url: Option<*mut ngx_http_complex_value_t>,
-    pub window: Option<u64>,
-    pub replay: Option<Replay>,
-    pub nonce: ngx_flag_t,
-    pub forward_proof: ngx_flag_t,
-    pub mtls: Option<Mtls>,
+pub(crate) struct PopConf {
+    pub(crate) dpop: Option<DpopMode>,
+    pub(crate) algs: Option<Vec<Alg>>,
+    pub(crate) url: Option<*mut ngx_http_complex_value_t>,
+    pub(crate) window: Option<u64>,
+    pub(crate) replay: Option<Replay>,
+    pub(crate) nonce: ngx_flag_t,
+    pub(crate) forward_proof: ngx_flag_t,
+    pub(crate) mtls: Option<Mtls>,
 }
 
 impl Default for PopConf {
@@ -96,7 +96,7 @@ fn merge_flag(this: &mut ngx_flag_t, prev: ngx_flag_t) {
 }
 
 impl PopConf {
-    pub fn merge_from(&mut self, prev: &PopConf) {
+    pub(crate) fn merge_from(&mut self, prev: &PopConf) {
         self.dpop = self.dpop.or(prev.dpop);
         if self.algs.is_none() {
             self.algs.clone_from(&prev.algs);
@@ -109,37 +109,37 @@ impl PopConf {
         self.mtls = self.mtls.or(prev.mtls);
     }
 
-    pub fn dpop(&self) -> DpopMode {
+    pub(crate) fn dpop(&self) -> DpopMode {
         self.dpop.unwrap_or(DpopMode::Off)
     }
 
-    pub fn algs(&self) -> &[Alg] {
+    pub(crate) fn algs(&self) -> &[Alg] {
         self.algs.as_deref().unwrap_or(&[Alg::Es256])
     }
 
     /// `algs="ES256 RS256"`'s value.
-    pub fn algs_text(&self) -> String {
+    pub(crate) fn algs_text(&self) -> String {
         let names: Vec<&str> = self.algs().iter().map(|a| a.name()).collect();
         names.join(" ")
     }
 
-    pub fn window(&self) -> u64 {
+    pub(crate) fn window(&self) -> u64 {
         self.window.unwrap_or(WINDOW)
     }
 
     /// The replay scope on a zone with (`fleet`) or without a Redis tier: `fleet` where there
     /// is one, unless configured.
-    pub fn replay(&self, fleet: bool) -> Replay {
+    pub(crate) fn replay(&self, fleet: bool) -> Replay {
         self.replay
             .unwrap_or(if fleet { Replay::Fleet } else { Replay::Local })
     }
 
-    pub fn mtls(&self) -> Mtls {
+    pub(crate) fn mtls(&self) -> Mtls {
         self.mtls.unwrap_or(Mtls::Off)
     }
 
     /// Whether tokens must be checked for a binding (their claims are read on every request).
-    pub fn binds(&self) -> bool {
+    pub(crate) fn binds(&self) -> bool {
         self.dpop() != DpopMode::Off || !matches!(self.mtls(), Mtls::Off)
     }
 }
@@ -147,7 +147,7 @@ impl PopConf {
 const DUPLICATE: *mut c_char = c"is duplicate".as_ptr() as *mut c_char;
 
 /// `phantom_token_dpop off | on | required;`
-pub extern "C" fn set_dpop(
+pub(crate) extern "C" fn set_dpop(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -174,7 +174,7 @@ pub extern "C" fn set_dpop(
 }
 
 /// `phantom_token_dpop_algs <alg> ...;`
-pub extern "C" fn set_dpop_algs(
+pub(crate) extern "C" fn set_dpop_algs(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -195,7 +195,7 @@ pub extern "C" fn set_dpop_algs(
 }
 
 /// `phantom_token_dpop_url <complex value>;`: scheme and authority the clients use.
-pub extern "C" fn set_dpop_url(
+pub(crate) extern "C" fn set_dpop_url(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -214,7 +214,7 @@ pub extern "C" fn set_dpop_url(
 }
 
 /// `phantom_token_dpop_window <time>;` (1s to 1h).
-pub extern "C" fn set_dpop_window(
+pub(crate) extern "C" fn set_dpop_window(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -240,7 +240,7 @@ pub extern "C" fn set_dpop_window(
 }
 
 /// `phantom_token_dpop_replay local | fleet | fleet_required;`
-pub extern "C" fn set_dpop_replay(
+pub(crate) extern "C" fn set_dpop_replay(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -271,7 +271,11 @@ pub extern "C" fn set_dpop_replay(
 ///
 /// # Safety
 /// `cf` must be valid during merge.
-pub unsafe fn check_replay(cf: *mut ngx_conf_t, pop: &PopConf, zone_has_redis: bool) -> bool {
+pub(crate) unsafe fn check_replay(
+    cf: *mut ngx_conf_t,
+    pop: &PopConf,
+    zone_has_redis: bool,
+) -> bool {
     let Some(replay) = pop.replay else {
         return true;
     };
@@ -288,7 +292,7 @@ pub unsafe fn check_replay(cf: *mut ngx_conf_t, pop: &PopConf, zone_has_redis: b
 }
 
 /// `phantom_token_mtls off | on | <complex value>;`
-pub extern "C" fn set_mtls(
+pub(crate) extern "C" fn set_mtls(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
@@ -305,6 +309,7 @@ pub extern "C" fn set_mtls(
             Some(cv) => Mtls::Tls(cv),
             None => return NGX_CONF_ERROR,
         },
+        // SAFETY: cf is valid while the directive is parsed.
         v if v.contains('$') => match unsafe { compile_arg(cf) } {
             Some(cv) => Mtls::Var(cv),
             None => return NGX_CONF_ERROR,

@@ -12,7 +12,12 @@ use crate::fleet::{Addr, FleetSpec};
 const MAX_MS: u64 = 60_000;
 
 /// Takes one `redis*=` parameter; `Ok(false)` if `k` is not one.
-pub fn parse_param(spec: &mut FleetSpec, k: &str, v: &str, arg: &str) -> Result<bool, String> {
+pub(crate) fn parse_param(
+    spec: &mut FleetSpec,
+    k: &str,
+    v: &str,
+    arg: &str,
+) -> Result<bool, String> {
     let ms = || {
         super::parse_ms(v)
             .filter(|ms| (1..=MAX_MS).contains(ms))
@@ -42,7 +47,7 @@ pub fn parse_param(spec: &mut FleetSpec, k: &str, v: &str, arg: &str) -> Result<
 ///
 /// # Safety
 /// `cf` must be the configuration context of postconfiguration.
-pub unsafe fn resolve(cf: *mut ngx_conf_t, target: &str) -> Result<Vec<Addr>, String> {
+pub(crate) unsafe fn resolve(cf: *mut ngx_conf_t, target: &str) -> Result<Vec<Addr>, String> {
     // SAFETY: per contract.
     if let Some(addrs) = unsafe { from_upstream(cf, target) } {
         return if addrs.is_empty() {
@@ -81,7 +86,8 @@ unsafe fn from_upstream(cf: *mut ngx_conf_t, name: &str) -> Option<Vec<Addr>> {
         }
         let mut primary = Vec::new();
         let mut backup = Vec::new();
-        if !us.servers.is_null() && (*us.servers).nelts > 0 {
+        // SAFETY: servers is NULL or the block's array of servers, alive with the cycle.
+        if !us.servers.is_null() && unsafe { (*us.servers).nelts } > 0 {
             // SAFETY: servers is an array of ngx_http_upstream_server_t.
             let servers = unsafe {
                 core::slice::from_raw_parts(

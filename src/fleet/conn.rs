@@ -29,7 +29,7 @@ const MAX_INBUF: usize = 512 * 1024;
 
 /// Why a connection failed, for the breaker's log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     Connect,
     Timeout,
     Closed,
@@ -40,7 +40,7 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Failure::Connect => "connection failed",
             Failure::Timeout => "timed out",
@@ -69,7 +69,7 @@ enum State {
 }
 
 /// A connection at a stable address (boxed; nginx's events point at it).
-pub struct Conn {
+pub(crate) struct Conn {
     pc: ngx_peer_connection_t,
     /// The cycle log with a raised level: nginx's own per-connection errors stay quiet; the
     /// breaker logs state changes instead.
@@ -97,7 +97,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(
+    pub(crate) fn new(
         addrs: *const Vec<Addr>,
         timeout_ms: u64,
         auth: Option<Vec<u8>>,
@@ -126,14 +126,20 @@ impl Conn {
         })
     }
 
-    pub fn set_cancelable(&mut self) {
+    pub(crate) fn set_cancelable(&mut self) {
         self.cancelable = true;
     }
 
     /// Queues `cmds` (already RESP-encoded) expecting `replies` replies for `waiter` (0 =
     /// nobody waits), to be answered within `extra_ms` plus the timeout. `false`: not sent
     /// (cannot connect, or too many in flight); the waiter is not called.
-    pub fn submit(&mut self, cmds: &[u8], replies: usize, waiter: u64, extra_ms: u64) -> bool {
+    pub(crate) fn submit(
+        &mut self,
+        cmds: &[u8],
+        replies: usize,
+        waiter: u64,
+        extra_ms: u64,
+    ) -> bool {
         if self.slots.len() >= MAX_SLOTS {
             return false;
         }
@@ -330,6 +336,7 @@ impl Conn {
             }
             // SAFETY: the connect finished: the socket error tells how.
             if unsafe { (*ev).timer_set() } != 0 {
+                // SAFETY: the timer is in the tree (just checked).
                 unsafe { ngx_del_timer(ev) };
             }
             if !self.connected() {
@@ -517,7 +524,7 @@ impl Conn {
     }
 
     /// Closes the socket (timers and posted events go with it).
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         if self.flush_ev.posted() != 0 {
             // SAFETY: the event is in the posted queue.
             unsafe { nginx_sys::ngx_delete_posted_event(&mut self.flush_ev) };
@@ -537,7 +544,7 @@ impl Conn {
 
     /// Sends what is queued if the socket takes it at once, then closes and forgets every
     /// waiter (worker exit).
-    pub fn shutdown(&mut self) {
+    pub(crate) fn shutdown(&mut self) {
         if self.state == State::Ready && !self.handshaking {
             self.flush();
         }

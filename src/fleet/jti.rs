@@ -14,10 +14,10 @@ use super::Fleet;
 /// A request's claim in flight; dropping it (with the request) forgets the waiter, so a
 /// late reply finds nobody.
 #[derive(Default)]
-pub struct JtiClaim {
+pub(crate) struct JtiClaim {
     /// The operation the request waits for (0: none).
-    pub op: u64,
-    pub reply: Option<Outcome>,
+    pub(crate) op: u64,
+    pub(crate) reply: Option<Outcome>,
 }
 
 impl Drop for JtiClaim {
@@ -28,7 +28,7 @@ impl Drop for JtiClaim {
 
 /// What Redis said about a claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// First use in the fleet.
     Claimed,
     /// Used before, somewhere in the fleet.
@@ -38,13 +38,13 @@ pub enum Answer {
 }
 
 /// The Redis key of a proof (`replay_key` binds the `jti` to the proof's key).
-pub fn key(fleet: &Fleet, jkt: &str, jti: &str) -> String {
+pub(crate) fn key(fleet: &Fleet, jkt: &str, jti: &str) -> String {
     fleet.key("jti", b"", &phantom_core::dpop::replay_key(jkt, jti))
 }
 
 /// Sends the claim of a proof for `px_ms`; `wake` runs with the reply, unless the slot was
 /// dropped first. `false` when nothing was sent (breaker open, Redis full, unreachable now).
-pub fn claim(
+pub(crate) fn claim(
     fleet: &Fleet,
     slot: &mut JtiClaim,
     (jkt, jti): (&str, &str),
@@ -74,7 +74,7 @@ pub fn claim(
 }
 
 /// Reads the reply the slot received.
-pub fn answer(fleet: &Fleet, slot: &mut JtiClaim, now_ms: i64) -> Answer {
+pub(crate) fn answer(fleet: &Fleet, slot: &mut JtiClaim, now_ms: i64) -> Answer {
     let Some(Ok(replies)) = slot.reply.take() else {
         return Answer::Unavailable;
     };

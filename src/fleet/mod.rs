@@ -6,11 +6,11 @@
 //! request: every error is a miss, and a breaker shared by the workers ([`FleetShared`])
 //! stops paying timeouts while Redis is down, logging once per change of state.
 
-pub mod conn;
-pub mod jti;
-pub mod ops;
-pub mod reader;
-pub mod waiters;
+pub(crate) mod conn;
+pub(crate) mod jti;
+pub(crate) mod ops;
+pub(crate) mod reader;
+pub(crate) mod waiters;
 
 use core::sync::atomic::Ordering;
 use std::cell::RefCell;
@@ -28,21 +28,21 @@ use conn::{Conn, Failure};
 
 /// The `redis*=` parameters as written.
 #[derive(Default)]
-pub struct FleetSpec {
+pub(crate) struct FleetSpec {
     /// `redis=`: an `upstream` block's name, `host:port` or `unix:/path`.
-    pub target: String,
+    pub(crate) target: String,
     /// `redis_key=`: the key file.
-    pub key_file: String,
+    pub(crate) key_file: String,
     /// `redis_timeout=`: connect and reply timeout per operation (ms).
-    pub timeout_ms: u64,
+    pub(crate) timeout_ms: u64,
     /// `redis_lock=`: how long the fleet lock holds others back (ms).
-    pub lock_ms: u64,
+    pub(crate) lock_ms: u64,
     /// `redis_prefix=`: prepended to every key.
-    pub prefix: String,
+    pub(crate) prefix: String,
 }
 
 impl FleetSpec {
-    pub fn new() -> FleetSpec {
+    pub(crate) fn new() -> FleetSpec {
         FleetSpec {
             timeout_ms: 200,
             lock_ms: 3000,
@@ -53,10 +53,10 @@ impl FleetSpec {
 }
 
 /// A Redis server address, resolved when the configuration is read (as `proxy_pass` does).
-pub struct Addr {
-    pub sockaddr: *mut sockaddr,
-    pub socklen: socklen_t,
-    pub name: ngx_str_t,
+pub(crate) struct Addr {
+    pub(crate) sockaddr: *mut sockaddr,
+    pub(crate) socklen: socklen_t,
+    pub(crate) name: ngx_str_t,
 }
 
 /// Consecutive failures that open the breaker.
@@ -70,24 +70,24 @@ const FULL_MS: i64 = 5000;
 const ERROR_LOG_MS: i64 = 60_000;
 
 /// One zone's `redis=` tier.
-pub struct Fleet {
-    pub zone_name: String,
-    pub target: String,
-    pub keys: KeyFile,
-    pub timeout_ms: u64,
-    pub lock_ms: u64,
-    pub prefix: String,
-    pub addrs: Vec<Addr>,
+pub(crate) struct Fleet {
+    pub(crate) zone_name: String,
+    pub(crate) target: String,
+    pub(crate) keys: KeyFile,
+    pub(crate) timeout_ms: u64,
+    pub(crate) lock_ms: u64,
+    pub(crate) prefix: String,
+    pub(crate) addrs: Vec<Addr>,
     /// The zone's shared state (set once the zone is known to the worker).
     shared: core::cell::Cell<*const FleetShared>,
     worker: RefCell<Option<Box<Conn>>>,
     /// The worker is exiting: nothing more is sent.
     stopped: core::cell::Cell<bool>,
-    pub reader: RefCell<Option<Box<reader::Reader>>>,
+    pub(crate) reader: RefCell<Option<Box<reader::Reader>>>,
 }
 
 impl Fleet {
-    pub fn new(spec: FleetSpec, keys: KeyFile, zone_name: &str) -> Fleet {
+    pub(crate) fn new(spec: FleetSpec, keys: KeyFile, zone_name: &str) -> Fleet {
         Fleet {
             zone_name: zone_name.into(),
             target: spec.target,
@@ -104,7 +104,7 @@ impl Fleet {
     }
 
     /// Points the breaker at the zone's shared state (at worker start).
-    pub fn attach(&self, shared: Option<&FleetShared>) {
+    pub(crate) fn attach(&self, shared: Option<&FleetShared>) {
         self.shared
             .set(shared.map_or(core::ptr::null(), |s| s as *const _));
     }
@@ -125,7 +125,7 @@ impl Fleet {
 
     /// Sends `cmds` expecting `replies` replies for `waiter`; `false` when Redis is
     /// skipped (breaker open) or unreachable right now.
-    pub fn submit(&self, cmds: &[u8], replies: usize, waiter: u64, now_ms: i64) -> bool {
+    pub(crate) fn submit(&self, cmds: &[u8], replies: usize, waiter: u64, now_ms: i64) -> bool {
         if self.stopped.get() || !self.allow(now_ms) {
             return false;
         }
@@ -144,13 +144,13 @@ impl Fleet {
     }
 
     /// Whether writes are worth sending (Redis is not known to be full).
-    pub fn writable(&self, now_ms: i64) -> bool {
+    pub(crate) fn writable(&self, now_ms: i64) -> bool {
         self.shared()
             .is_none_or(|s| s.full_until_ms.load(Ordering::Relaxed) <= now_ms)
     }
 
     /// Redis answered a write with `-OOM`: skip writes for a while (one log line).
-    pub fn full(&self, now_ms: i64) {
+    pub(crate) fn full(&self, now_ms: i64) {
         let Some(s) = self.shared() else { return };
         let before = s.full_until_ms.swap(now_ms + FULL_MS, Ordering::Relaxed);
         if before <= now_ms {
@@ -174,7 +174,7 @@ impl Fleet {
     }
 
     /// A connection failed: count it; the failure that opens the breaker logs one line.
-    pub fn failed(&self, why: Failure) {
+    pub(crate) fn failed(&self, why: Failure) {
         let Some(s) = self.shared() else { return };
         let now = crate::glue::time::now_ms();
         let n = s.failures.fetch_add(1, Ordering::AcqRel) + 1;
@@ -195,7 +195,7 @@ impl Fleet {
 
     /// Redis answered with an error: counted by its meaning, and logged (once a minute per
     /// class and instance) with what happens next.
-    pub fn reply_error(&self, class: ErrorClass, line: &[u8], server: &str) {
+    pub(crate) fn reply_error(&self, class: ErrorClass, line: &[u8], server: &str) {
         use crate::metrics::{count, Counter};
         count(match class {
             ErrorClass::Role => Counter::RedisRole,
@@ -243,7 +243,7 @@ impl Fleet {
     }
 
     /// A reply arrived: the breaker closes (one log line if it was open).
-    pub fn answered(&self) {
+    pub(crate) fn answered(&self) {
         let Some(s) = self.shared() else { return };
         s.failures.store(0, Ordering::Relaxed);
         if s.open_until_ms.load(Ordering::Relaxed) != 0
@@ -267,18 +267,18 @@ impl Fleet {
     }
 
     /// A Redis key name for `item` under `label`.
-    pub fn key(&self, label: &str, context: &[u8], item: &[u8]) -> String {
+    pub(crate) fn key(&self, label: &str, context: &[u8], item: &[u8]) -> String {
         redis_key(self.keys.name_key(), &self.prefix, label, context, item)
     }
 
     /// The purge stream of this zone.
-    pub fn stream_key(&self) -> String {
+    pub(crate) fn stream_key(&self) -> String {
         format!("{}purge:{}", self.prefix, self.zone_name)
     }
 
     /// Closes this worker's connections (worker exit), after a last try at releasing the
     /// locks its requests still hold (they end without their cleanups).
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.stopped.set(true);
         if let Ok(mut w) = self.worker.try_borrow_mut() {
             if let Some(conn) = w.as_mut() {

@@ -23,18 +23,18 @@ const RELEASE: &[u8] =
 
 /// A request's fleet state; dropping it (with the request) forgets its pending operation.
 #[derive(Default)]
-pub struct FleetCtx {
+pub(crate) struct FleetCtx {
     /// The operation this request waits for (0: none).
-    pub op: u64,
-    pub reply: Option<Outcome>,
+    pub(crate) op: u64,
+    pub(crate) reply: Option<Outcome>,
     /// Our lock value, while this request introspects for the fleet.
-    pub lock: Option<Vec<u8>>,
+    pub(crate) lock: Option<Vec<u8>>,
     /// When this request started waiting for another instance's introspection.
-    pub since_ms: i64,
+    pub(crate) since_ms: i64,
     /// The entry's key name while its `GET` is out (the value is sealed for it).
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// The outstanding command is the lock's `SET NX`, not the `GET`.
-    pub locking: bool,
+    pub(crate) locking: bool,
     /// Where our lock lives, so that a request that ends early releases it.
     held: Option<(&'static Fleet, String)>,
 }
@@ -72,7 +72,7 @@ impl FleetCtx {
 }
 
 /// What a lookup found.
-pub enum Found {
+pub(crate) enum Found {
     /// A shared entry, already opened and checked.
     Hit(Sealed),
     /// Nobody introspects this token: we hold the fleet lock.
@@ -95,7 +95,7 @@ fn lock_key(fleet: &Fleet, context: &[u8], token: &[u8]) -> String {
 
 /// Starts a lookup (`GET`); `false` if nothing was sent (introspect now). `wake` runs with
 /// the reply, unless `fc` was dropped first.
-pub fn lookup(
+pub(crate) fn lookup(
     fleet: &'static Fleet,
     fc: &mut FleetCtx,
     (context, token): (&[u8], &[u8]),
@@ -165,7 +165,7 @@ fn send(
 
 /// Reads a reply: a hit, or after a miss the lock (which is then asked for, `wake` getting
 /// its reply: `Found::Asked`).
-pub fn found(
+pub(crate) fn found(
     fleet: &'static Fleet,
     fc: &mut FleetCtx,
     (context, token): (&[u8], &[u8]),
@@ -222,7 +222,7 @@ pub fn found(
 }
 
 /// The cached entry a shared value stands for.
-pub fn entry_of(sealed: &Sealed) -> Entry {
+pub(crate) fn entry_of(sealed: &Sealed) -> Entry {
     if !sealed.active {
         return Entry::Inactive;
     }
@@ -234,7 +234,7 @@ pub fn entry_of(sealed: &Sealed) -> Entry {
 
 /// Writes an introspection result for the fleet (fire and forget), then releases our lock.
 #[allow(clippy::too_many_arguments)]
-pub fn store(
+pub(crate) fn store(
     fleet: &'static Fleet,
     fc: &mut FleetCtx,
     context: &[u8],
@@ -325,7 +325,7 @@ fn sealed_of(
 }
 
 /// The Redis set listing the entries of a subject or client.
-pub fn index_key(fleet: &Fleet, kind: Kind, value: &[u8]) -> String {
+pub(crate) fn index_key(fleet: &Fleet, kind: Kind, value: &[u8]) -> String {
     let label = match kind {
         Kind::Sub => "sub",
         Kind::ClientId => "cid",
@@ -347,7 +347,7 @@ fn release(fleet: &Fleet, context: &[u8], token: &[u8], lock: &[u8], now_ms: i64
 }
 
 /// Releases the lock of a request whose result is not stored (errors, `no-store`).
-pub fn abandon(fleet: &Fleet, fc: &mut FleetCtx, context: &[u8], token: &[u8], now_ms: i64) {
+pub(crate) fn abandon(fleet: &Fleet, fc: &mut FleetCtx, context: &[u8], token: &[u8], now_ms: i64) {
     if let Some(lock) = fc.take_lock() {
         release(fleet, context, token, &lock, now_ms);
     }
@@ -361,7 +361,7 @@ thread_local! {
 }
 
 /// The release commands of the locks this worker holds in `fleet` (worker exit).
-pub fn held_releases(fleet: &Fleet) -> (Vec<u8>, usize) {
+pub(crate) fn held_releases(fleet: &Fleet) -> (Vec<u8>, usize) {
     let held = HELD.with_borrow_mut(core::mem::take);
     let mut cmds = Vec::new();
     let mut n = 0;

@@ -27,7 +27,7 @@ const COUNT: u32 = 100;
 const MIN_BACKOFF_MS: u64 = 50;
 const MAX_BACKOFF_MS: u64 = 2000;
 
-pub struct Reader {
+pub(crate) struct Reader {
     conn: Box<Conn>,
     fleet: *const Fleet,
     zone: &'static Zone,
@@ -45,7 +45,7 @@ pub struct Reader {
 impl Reader {
     /// Starts following the stream of `zone` (worker 0, at worker start); `on_notice` gets
     /// each purge made on another instance.
-    pub fn start(
+    pub(crate) fn start(
         zone: &'static Zone,
         fleet: &'static Fleet,
         now_ms: i64,
@@ -162,7 +162,7 @@ impl Reader {
         self.backoff_ms = (self.backoff_ms * 2).min(MAX_BACKOFF_MS);
     }
 
-    pub fn shutdown(&mut self) {
+    pub(crate) fn shutdown(&mut self) {
         self.stopped = true;
         if self.timer.timer_set() != 0 {
             // SAFETY: the timer is in the tree.

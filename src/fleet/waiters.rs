@@ -12,7 +12,7 @@ use phantom_core::fleet::resp::Reply;
 
 /// An owned reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
+pub(crate) enum Value {
     /// `$-1`
     Nil,
     /// `*-1` (a blocking read that timed out)
@@ -40,7 +40,7 @@ impl From<&Reply<'_>> for Value {
 
 impl Value {
     /// The borrowed form the pure parsers of `phantom_core::fleet` read.
-    pub fn as_reply(&self) -> Reply<'_> {
+    pub(crate) fn as_reply(&self) -> Reply<'_> {
         match self {
             Value::Nil => Reply::Bulk(None),
             Value::NilArray => Reply::Array(None),
@@ -53,7 +53,7 @@ impl Value {
     }
 
     /// The error code of an error reply (`OOM`, `ERR`...).
-    pub fn error_code(&self) -> Option<&[u8]> {
+    pub(crate) fn error_code(&self) -> Option<&[u8]> {
         match self {
             Value::Error(line) => line.split(|&b| b == b' ').next(),
             _ => None,
@@ -62,7 +62,7 @@ impl Value {
 }
 
 /// What an operation ended with: its replies in order, or `Err` (timeout, closed, invalid).
-pub type Outcome = Result<Vec<Value>, ()>;
+pub(crate) type Outcome = Result<Vec<Value>, ()>;
 
 type Callback = Box<dyn FnOnce(Outcome)>;
 
@@ -76,21 +76,21 @@ thread_local! {
 }
 
 /// Registers `f`; the id goes with the operation.
-pub fn register(f: impl FnOnce(Outcome) + 'static) -> u64 {
+pub(crate) fn register(f: impl FnOnce(Outcome) + 'static) -> u64 {
     let id = NEXT.with(|n| n.replace(n.get() + 1));
     WAITERS.with_borrow_mut(|w| w.insert(id, Box::new(f)));
     id
 }
 
 /// Forgets a waiter (its request ended, or the operation was never sent).
-pub fn cancel(id: u64) {
+pub(crate) fn cancel(id: u64) {
     if id != 0 {
         WAITERS.with_borrow_mut(|w| w.remove(&id));
     }
 }
 
 /// Runs the callbacks of finished operations (each at most once; none for cancelled ids).
-pub fn complete_all(done: Vec<(u64, Outcome)>) {
+pub(crate) fn complete_all(done: Vec<(u64, Outcome)>) {
     for (id, outcome) in done {
         // The borrow ends before the callback runs: it may register or cancel others.
         if let Some(f) = WAITERS.with_borrow_mut(|w| w.remove(&id)) {
@@ -100,7 +100,7 @@ pub fn complete_all(done: Vec<(u64, Outcome)>) {
 }
 
 /// Runs `done` from the event loop, after the current handler returns.
-pub fn defer(done: Vec<(u64, Outcome)>) {
+pub(crate) fn defer(done: Vec<(u64, Outcome)>) {
     if done.is_empty() {
         return;
     }

@@ -9,7 +9,7 @@ use nginx_sys::{
 ///
 /// # Safety
 /// `list` must be an initialised header list whose memory comes from `pool`.
-pub unsafe fn push(
+pub(crate) unsafe fn push(
     list: *mut ngx_list_t,
     pool: *mut ngx_pool_t,
     key: &[u8],
@@ -31,7 +31,9 @@ pub unsafe fn push(
 ///
 /// # Safety
 /// `list` must be an initialised list of `ngx_table_elt_t` that outlives the iterator.
-pub unsafe fn iter<'a>(list: *const ngx_list_t) -> impl Iterator<Item = &'a mut ngx_table_elt_t> {
+pub(crate) unsafe fn iter<'a>(
+    list: *const ngx_list_t,
+) -> impl Iterator<Item = &'a mut ngx_table_elt_t> {
     // SAFETY: the first part is embedded in the list.
     let mut part: *const ngx_list_part_t = unsafe { &(*list).part };
     let mut i = 0usize;
@@ -53,7 +55,7 @@ pub unsafe fn iter<'a>(list: *const ngx_list_t) -> impl Iterator<Item = &'a mut 
 ///
 /// # Safety
 /// As for [`iter`].
-pub unsafe fn values(list: *const ngx_list_t, name: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) unsafe fn values(list: *const ngx_list_t, name: &[u8]) -> impl Iterator<Item = &[u8]> {
     // SAFETY: forwarded contract.
     unsafe { iter(list) }
         .filter(move |h| h.hash != 0 && h.key.as_bytes().eq_ignore_ascii_case(name))
@@ -64,7 +66,7 @@ pub unsafe fn values(list: *const ngx_list_t, name: &[u8]) -> impl Iterator<Item
 ///
 /// # Safety
 /// `pool` must be a valid pool.
-pub unsafe fn pool_build(
+pub(crate) unsafe fn pool_build(
     pool: *mut ngx_pool_t,
     len: usize,
     fill: impl FnOnce(&mut [u8]),
@@ -85,7 +87,7 @@ pub unsafe fn pool_build(
 ///
 /// # Safety
 /// `pool` must be a valid pool.
-pub unsafe fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
+pub(crate) unsafe fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
     // SAFETY: forwarded contract.
     unsafe { ngx_str_t::from_bytes(pool, bytes) }
 }
@@ -100,7 +102,7 @@ pub unsafe fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t>
 ///
 /// # Safety
 /// `list` must be an initialised list of `ngx_table_elt_t` allocated from `pool`.
-pub unsafe fn remove_where(
+pub(crate) unsafe fn remove_where(
     list: *mut ngx_list_t,
     pool: *mut ngx_pool_t,
     mut gone: impl FnMut(&ngx_table_elt_t) -> bool,

@@ -48,7 +48,7 @@ pub(crate) const AGAIN: Step = Step::Rc(NGX_AGAIN as ngx_int_t);
 const DECLINED: Step = Step::Rc(NGX_DECLINED as ngx_int_t);
 
 /// The access phase handler registered in postconfiguration.
-pub extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+pub(crate) extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls phase handlers with a valid request.
     let step = handle(unsafe { Request::from_ngx_http_request(r) });
     // Every borrow of the request and of its context has ended: a rejection may finalize

@@ -12,7 +12,7 @@ use crate::metrics::{self, Counter};
 /// went: at once for a token, after a walk over the zone for a subject or client. The
 /// tombstone is laid first, so a copy stored meanwhile (from Redis, or by an introspection
 /// in flight) is kept out.
-pub fn apply(
+pub(crate) fn apply(
     zone: &'static ZoneConf,
     kind: Kind,
     value: &[u8],
@@ -49,7 +49,7 @@ pub fn apply(
 
 /// The zone's count of purges: taken when a copy is asked for (from Redis, the identity
 /// server or the zone's stale entries), then given to [`buried`].
-pub fn purges(zone: &ZoneConf) -> u64 {
+pub(crate) fn purges(zone: &ZoneConf) -> u64 {
     zone.zone
         .fleet_locked(|f| f.tombstones.count())
         .unwrap_or(0)
@@ -59,7 +59,7 @@ pub fn purges(zone: &ZoneConf) -> u64 {
 /// seen `asked` purges, and made at `made_ms` if known, may have been purged: a purge
 /// learnt of since matches it (or more came than the ring keeps), or a remembered purge
 /// came after it was made.
-pub fn buried(
+pub(crate) fn buried(
     zone: &ZoneConf,
     token: &[u8],
     jwt: Option<&[u8]>,

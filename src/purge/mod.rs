@@ -7,7 +7,7 @@
 //! which the other instances read within a second. Operators protect the location with
 //! nginx's own access control; the answer is JSON.
 
-pub mod local;
+pub(crate) mod local;
 mod walk;
 
 use core::ffi::{c_char, c_void};
@@ -41,7 +41,7 @@ const STREAM_MAXLEN: u64 = 10_000;
 const UNLINK_INDEX: &[u8] = b"local m = redis.call('SMEMBERS', KEYS[1]) local n = 0 for i = 1, #m do n = n + redis.call('UNLINK', m[i]) end redis.call('UNLINK', KEYS[1]) return n";
 
 /// The location's content handler.
-pub extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+pub(crate) extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls content handlers with a valid request.
     let req = unsafe { &*r };
     let problem = if req.method != NGX_HTTP_POST as usize {
@@ -129,10 +129,12 @@ unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
 unsafe fn purge(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: per the caller.
     let Some(body) = (unsafe { body_of(r) }) else {
+        // SAFETY: as above; nothing was sent yet.
         return unsafe { bad_request(r, "the body is too large") };
     };
     let selector = match purge::parse_body(&body) {
         Ok(s) => s,
+        // SAFETY: as above; nothing was sent yet.
         Err(e) => return unsafe { bad_request(r, &e.to_string()) },
     };
     // SAFETY: r is valid.

@@ -26,7 +26,7 @@ struct Walk {
 
 /// Starts a walk removing the entries whose JWT has `kind`'s claim equal to `value`; `done`
 /// gets the count once the walk is over (every worker's L1 is then dropped).
-pub fn start(zone: &'static ZoneConf, kind: Kind, value: Vec<u8>, done: Done) {
+pub(crate) fn start(zone: &'static ZoneConf, kind: Kind, value: Vec<u8>, done: Done) {
     let walk = Box::new(Walk {
         zone,
         kind,

@@ -21,7 +21,7 @@ use crate::metrics::{self, Counter};
 use crate::Module;
 
 /// The directive: makes the location answer with the metrics.
-pub extern "C" fn set_status(
+pub(crate) extern "C" fn set_status(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     _: *mut c_void,

@@ -5,13 +5,13 @@ use phantom_core::index;
 
 use super::Node;
 
-pub fn tree_key(digest: &[u8; 32]) -> usize {
+pub(crate) fn tree_key(digest: &[u8; 32]) -> usize {
     index::tree_key(digest) as usize
 }
 
 /// The index as `phantom_core::index` searches it: nodes by pointer, nil = the sentinel.
-pub struct Index {
-    pub sentinel: *mut ngx_rbtree_node_t,
+pub(crate) struct Index {
+    pub(crate) sentinel: *mut ngx_rbtree_node_t,
 }
 
 impl index::Tree for Index {
@@ -39,7 +39,7 @@ impl index::Tree for Index {
 
 /// The tree's insert callback: places `node` below `root` by the index's one total order
 /// (key, then full digest), the order `Locked::find` searches by.
-pub unsafe extern "C" fn insert_node(
+pub(crate) unsafe extern "C" fn insert_node(
     root: *mut ngx_rbtree_node_t,
     node: *mut ngx_rbtree_node_t,
     sentinel: *mut ngx_rbtree_node_t,

@@ -21,9 +21,9 @@ use crate::cache::entry::Entry;
 use crate::metrics::{count, Counter};
 
 /// Holds the slab pool mutex; unlocks on drop.
-pub struct Locked {
-    pub pool: *mut ngx_slab_pool_t,
-    pub sh: *mut Shared,
+pub(crate) struct Locked {
+    pub(crate) pool: *mut ngx_slab_pool_t,
+    pub(crate) sh: *mut Shared,
 }
 
 impl Drop for Locked {
@@ -55,7 +55,7 @@ fn seconds_down(ms: i64) -> u32 {
 
 /// How many leading bytes of `len` bytes of data go to a separate body allocation: the
 /// power of two (or none) that makes header + tail and body take the fewest slab bytes.
-pub fn body_len(len: usize) -> usize {
+pub(crate) fn body_len(len: usize) -> usize {
     let header = size_of::<Node>();
     let cost = |b: usize| charge(header + len - b) + charge(b);
     let mut best = 0;
@@ -89,14 +89,14 @@ unsafe fn put(body: *mut u8, split: usize, tail: *mut u8, at: usize, bytes: &[u8
 
 impl Locked {
     /// Finds the entry whose full digest matches (keys may collide, digests may not).
-    pub fn find(&self, digest: &[u8; 32]) -> Option<*mut Node> {
+    pub(crate) fn find(&self, digest: &[u8; 32]) -> Option<*mut Node> {
         // SAFETY: the tree is consistent while the lock is held.
         let (root, sentinel) = unsafe { ((*self.sh).tree.root, (*self.sh).tree.sentinel) };
         index::find(&Index { sentinel }, root, digest).map(|n| n as *mut Node)
     }
 
     /// The entry after `after` in the index's order (the first one with `None`).
-    pub fn first_after(&self, after: Option<&[u8; 32]>) -> Option<*mut Node> {
+    pub(crate) fn first_after(&self, after: Option<&[u8; 32]>) -> Option<*mut Node> {
         // SAFETY: the tree is consistent while the lock is held.
         let (root, sentinel) = unsafe { ((*self.sh).tree.root, (*self.sh).tree.sentinel) };
         index::first_after(&Index { sentinel }, root, after).map(|n| n as *mut Node)
@@ -116,7 +116,7 @@ impl Locked {
     /// Allocates (evicting as allowed) and links one entry: a [`Node`], then `jwt`, `scope`.
     /// `neg_budget` bounds the bytes of inactive entries.
     #[allow(clippy::too_many_arguments)]
-    pub fn insert(
+    pub(crate) fn insert(
         &self,
         digest: &[u8; 32],
         life: Life,
@@ -204,7 +204,7 @@ impl Locked {
     ///
     /// # Safety
     /// `node` must be a live entry of this locked zone.
-    pub unsafe fn remove(&self, node: *mut Node) {
+    pub(crate) unsafe fn remove(&self, node: *mut Node) {
         // SAFETY: per contract.
         unsafe {
             let kind = (*node).kind;
@@ -255,7 +255,7 @@ impl Locked {
     ///
     /// # Safety
     /// `node` must be a live entry of this locked zone.
-    pub unsafe fn touch(&self, node: *mut Node) {
+    pub(crate) unsafe fn touch(&self, node: *mut Node) {
         // SAFETY: per contract.
         unsafe {
             ngx_queue_remove(&mut (*node).lru);
@@ -264,12 +264,12 @@ impl Locked {
     }
 
     /// Reclaims up to `n` remembered proofs past their window from the tail.
-    pub fn expire_proofs(&self, now_ms: i64, n: usize) {
+    pub(crate) fn expire_proofs(&self, now_ms: i64, n: usize) {
         self.expire_list(JTI, now_ms, n);
     }
 
     /// Reclaims up to `n` entries past their keep time from each list's tail.
-    pub fn expire(&self, now_ms: i64, n: usize) {
+    pub(crate) fn expire(&self, now_ms: i64, n: usize) {
         for kind in [ACTIVE, INACTIVE, JTI] {
             self.expire_list(kind, now_ms, n);
         }
@@ -309,7 +309,7 @@ impl Locked {
 ///
 /// # Safety
 /// `node` must be a live entry of a locked zone.
-pub unsafe fn read_entry(node: *const Node) -> Entry {
+pub(crate) unsafe fn read_entry(node: *const Node) -> Entry {
     // SAFETY: per contract; the data follows the header.
     unsafe {
         if (*node).kind != ACTIVE {

@@ -84,6 +84,10 @@ struct Node {
 }
 
 const _: () = assert!(size_of::<Node>() == 120);
+// Every layout the zone holds is covered by `MAGIC`: a change of any size here must come
+// with a new magic (a reload keeps the old zone, read with the new layout otherwise).
+const _: () = assert!(size_of::<FleetShared>() == 2192);
+const _: () = assert!(size_of::<Shared>() == 2376);
 
 impl Node {
     fn keep_ms(&self) -> i64 {
@@ -97,10 +101,10 @@ impl Node {
 
 /// An entry's times: fresh until `expires_ms`, kept until `keep_ms`, made at `created_ms`.
 #[derive(Clone, Copy, Debug)]
-pub struct Life {
-    pub expires_ms: i64,
-    pub keep_ms: i64,
-    pub created_ms: i64,
+pub(crate) struct Life {
+    pub(crate) expires_ms: i64,
+    pub(crate) keep_ms: i64,
+    pub(crate) created_ms: i64,
 }
 
 impl Life {
@@ -126,7 +130,7 @@ const JTI: u8 = 3;
 const JTI_SHARE: usize = 10;
 
 /// The shared zone of one `phantom_token_cache_zone`.
-pub struct Zone {
+pub(crate) struct Zone {
     shm: *mut ngx_shm_zone_t,
     /// Bytes inactive entries may take (`negative_share` of the zone).
     neg_budget: u64,
@@ -143,7 +147,7 @@ impl Default for Zone {
 
 /// What a store did.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Stored {
+pub(crate) enum Stored {
     Yes,
     /// Larger than a quarter of the zone.
     TooBig,
@@ -152,26 +156,26 @@ pub enum Stored {
 }
 
 /// The zone's fill, for the status page.
-pub struct Usage {
-    pub size: u64,
-    pub used: u64,
-    pub entries: u64,
+pub(crate) struct Usage {
+    pub(crate) size: u64,
+    pub(crate) used: u64,
+    pub(crate) entries: u64,
 }
 
 /// An expired active entry still kept for `stale_if_error`.
 #[derive(Clone, Debug)]
-pub struct Stale {
-    pub entry: Entry,
-    pub expires_ms: i64,
-    pub keep_ms: i64,
-    pub created_ms: i64,
+pub(crate) struct Stale {
+    pub(crate) entry: Entry,
+    pub(crate) expires_ms: i64,
+    pub(crate) keep_ms: i64,
+    pub(crate) created_ms: i64,
     /// The zone's count of purges when the copy was taken: a purge learnt of since then
     /// keeps the copy from being served or put back (see `purge::local::buried`).
-    pub purges: u64,
+    pub(crate) purges: u64,
 }
 
 /// Result of a shared-zone lookup.
-pub enum Found {
+pub(crate) enum Found {
     Fresh(Entry, Life),
     Pending,
     Expired(Option<Stale>),
@@ -182,7 +186,7 @@ pub enum Found {
 ///
 /// # Safety
 /// `cf` must be valid.
-pub unsafe fn declare(
+pub(crate) unsafe fn declare(
     cf: *mut ngx_conf_t,
     zone: &mut Zone,
     name: &str,
@@ -251,7 +255,7 @@ fn random_fill(out: &mut [u8]) -> std::io::Result<()> {
 
 /// Why a proof could not be remembered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplayError {
+pub(crate) enum ReplayError {
     /// Seen before, within its window.
     Replayed,
     /// The replay cache holds only live proofs and has no room: fail closed.
@@ -261,7 +265,7 @@ pub enum ReplayError {
 impl Zone {
     /// Remembers a DPoP proof (`key` = its digest) until `expires_ms`, in one critical
     /// section: of two workers presenting the same proof, exactly one succeeds.
-    pub fn remember_proof(
+    pub(crate) fn remember_proof(
         &self,
         key: &[u8; 32],
         expires_ms: i64,
@@ -299,7 +303,7 @@ impl Zone {
     }
 
     /// The zone's DPoP nonce key (fixed once the zone is laid out).
-    pub fn nonce_key(&self) -> Option<[u8; 32]> {
+    pub(crate) fn nonce_key(&self) -> Option<[u8; 32]> {
         let l = self.lock()?;
         // SAFETY: sh is our locked header.
         Some(unsafe { (*l.sh).nonce_key })
@@ -319,12 +323,12 @@ impl Zone {
         }
     }
 
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         // SAFETY: shm was set at configuration.
         unsafe { self.shm.as_ref() }.map_or(0, |z| z.shm.size)
     }
 
-    pub fn lookup(&self, digest: &[u8; 32], now_ms: i64) -> Found {
+    pub(crate) fn lookup(&self, digest: &[u8; 32], now_ms: i64) -> Found {
         let Some(l) = self.lock() else {
             return Found::Missing;
         };
@@ -368,7 +372,13 @@ impl Zone {
 
     /// Stores `entry` in place of whatever the zone holds for `digest` (this worker's
     /// marker, usually); an entry too large to cache only withdraws the marker.
-    pub fn store(&self, digest: &[u8; 32], entry: &Entry, life: Life, now_ms: i64) -> Stored {
+    pub(crate) fn store(
+        &self,
+        digest: &[u8; 32],
+        entry: &Entry,
+        life: Life,
+        now_ms: i64,
+    ) -> Stored {
         let (jwt, scope): (&[u8], &[u8]) = match entry {
             Entry::Active { jwt, scope, .. } => (jwt, scope.as_bytes()),
             Entry::Inactive => (&[], &[]),
@@ -399,7 +409,7 @@ impl Zone {
     }
 
     /// Size, bytes in use (whole pages) and entries.
-    pub fn usage(&self) -> Usage {
+    pub(crate) fn usage(&self) -> Usage {
         let size = self.size() as u64;
         let Some(l) = self.lock() else {
             return Usage {
@@ -425,7 +435,13 @@ impl Zone {
     /// holds a fresh entry or a marker for it (another worker got there first). An expired
     /// entry is replaced (the caller took its stale copy with the lookup).
     /// An entry made before `made_after_ms` is replaced as if expired (`cache_max_age`).
-    pub fn claim(&self, digest: &[u8; 32], until_ms: i64, now_ms: i64, made_after_ms: i64) -> bool {
+    pub(crate) fn claim(
+        &self,
+        digest: &[u8; 32],
+        until_ms: i64,
+        now_ms: i64,
+        made_after_ms: i64,
+    ) -> bool {
         let Some(l) = self.lock() else { return true };
         if let Some(node) = l.find(digest) {
             // SAFETY: node is a live entry of the locked tree.
@@ -448,11 +464,12 @@ impl Zone {
     }
 
     /// Removes this worker's marker for `digest` (its result was not cached).
-    pub fn release(&self, digest: &[u8; 32]) {
+    pub(crate) fn release(&self, digest: &[u8; 32]) {
         let Some(l) = self.lock() else { return };
         if let Some(node) = l.find(digest) {
             // SAFETY: node is a live entry of the locked tree.
             if unsafe { (*node).kind } == PENDING {
+                // SAFETY: as above; removing it is the last use of the node.
                 unsafe { l.remove(node) };
             }
         }

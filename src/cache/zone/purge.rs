@@ -14,46 +14,47 @@ use crate::cache::entry::Entry;
 /// Purges: removal of cached decisions before their time, and what every worker must notice.
 impl Zone {
     /// This zone's purge generation; L1s older than it are dropped. No lock: one atomic load.
-    pub fn epoch(&self) -> u64 {
+    pub(crate) fn epoch(&self) -> u64 {
         self.shared()
             .map_or(0, |sh| sh.epoch.load(Ordering::Acquire))
     }
 
     /// Tells every worker's L1 to drop what it holds.
-    pub fn bump_epoch(&self) {
+    pub(crate) fn bump_epoch(&self) {
         if let Some(sh) = self.shared() {
             sh.epoch.fetch_add(1, Ordering::AcqRel);
         }
     }
 
     /// The fleet state in this zone (atomics; the tombstones are behind [`Zone::tombstones`]).
-    pub fn fleet(&self) -> Option<&FleetShared> {
+    pub(crate) fn fleet(&self) -> Option<&FleetShared> {
         self.shared().map(|sh| &sh.fleet)
     }
 
     /// Runs `f` on the fleet state with the zone locked (tombstones, stream cursor).
-    pub fn fleet_locked<R>(&self, f: impl FnOnce(&mut FleetShared) -> R) -> Option<R> {
+    pub(crate) fn fleet_locked<R>(&self, f: impl FnOnce(&mut FleetShared) -> R) -> Option<R> {
         let l = self.lock()?;
         // SAFETY: sh is our locked header.
         Some(f(unsafe { &mut (*l.sh).fleet }))
     }
 
     /// This instance's origin in purge notices (see [`FleetShared::origin`]).
-    pub fn origin(&self) -> Option<Origin> {
+    pub(crate) fn origin(&self) -> Option<Origin> {
         self.fleet_locked(|f| f.origin)
     }
 
     /// How many purges the tombstone ring remembers (for the status page).
-    pub fn tombstones(&self) -> usize {
+    pub(crate) fn tombstones(&self) -> usize {
         self.fleet_locked(|f| f.tombstones.len()).unwrap_or(0)
     }
 
     /// Removes the decision cached for `digest` (markers stay); `true` if there was one.
-    pub fn purge(&self, digest: &[u8; 32]) -> bool {
+    pub(crate) fn purge(&self, digest: &[u8; 32]) -> bool {
         let Some(l) = self.lock() else { return false };
         match l.find(digest) {
             // SAFETY: node is a live entry of the locked tree.
             Some(node) if matches!(unsafe { (*node).kind }, ACTIVE | INACTIVE) => {
+                // SAFETY: as above; removing it is the last use of the node.
                 unsafe { l.remove(node) };
                 true
             }
@@ -65,7 +66,7 @@ impl Zone {
     /// after `after` (moved along), removing the active ones whose JWT `matches`. Returns
     /// how many went and whether the walk reached the end. The lock is held for one step
     /// only, so other workers go on between steps.
-    pub fn purge_step(
+    pub(crate) fn purge_step(
         &self,
         after: &mut Option<[u8; 32]>,
         budget: usize,

@@ -10,7 +10,7 @@ use phantom_core::fleet::tombstones::Tombstones;
 
 /// The fleet state every worker of an instance shares, in the cache zone.
 #[repr(C)]
-pub struct FleetShared {
+pub(crate) struct FleetShared {
     /// 0: closed. Otherwise Redis is skipped until then; after it, one worker probes.
     pub(crate) open_until_ms: AtomicI64,
     /// Writes are skipped until then (Redis is full).
@@ -19,11 +19,11 @@ pub struct FleetShared {
     /// When each class of error reply was last logged (by the fleet tier).
     pub(crate) logged_ms: [AtomicI64; ErrorClass::COUNT],
     /// The purge stream's last applied entry id (ASCII), under the zone lock.
-    pub last_id: [u8; 48],
+    pub(crate) last_id: [u8; 48],
     /// Recent purges (under the zone lock).
-    pub tombstones: Tombstones,
+    pub(crate) tombstones: Tombstones,
     /// This instance, in the purge notices it publishes: random, drawn when the zone is laid
     /// out (in the master, before the workers start), so shared by every worker and kept
     /// across reloads. Written only then; read under the zone lock.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
 }
