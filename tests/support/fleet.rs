@@ -205,6 +205,18 @@ pub fn get(port: u16, token: &str) -> (u16, String) {
     (r.status, r.header("x-cache").unwrap_or("").to_string())
 }
 
+/// Caches every token on every instance (the first instance introspects).
+pub fn cache_everywhere(f: &Fleet, tokens: &[String]) {
+    for t in tokens {
+        for i in 0..f.nodes.len() {
+            assert_eq!(get(f.port(i), t).0, 200);
+        }
+        for i in 0..f.nodes.len() {
+            assert_eq!(get(f.port(i), t), (200, "HIT".into()));
+        }
+    }
+}
+
 pub fn purge(port: u16, body: &str) -> Response {
     request(
         port,
