@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the module with nginx's own build system, as a packager would (`config` at the
-# repository root, see README "Building with nginx's build system"), and checks the result.
+# repository root, see README "With nginx's build system"), and checks the result.
 #
 #   scripts/nginx-build.sh vendored   nginx 1.28.3 (the nginx-src crate's copy):
 #                                     ./configure --with-compat ... --add-dynamic-module=<repo>,

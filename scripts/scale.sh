@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scale figures (see README, Performance):
+# Scale figures (see docs/performance.md):
 #   density   cached 1 KiB JWTs per MiB of zone (a 10m zone flooded with distinct tokens)
 #   growth    CPU per hit with 1 thousand and with 1 million distinct cached tokens, wrk
 #             picking tokens at random (so the 1M case is served from the zone, not L1)

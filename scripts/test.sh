@@ -5,7 +5,7 @@
 # installed by scripts/oidc-provider.sh).
 #
 # Against another nginx (e.g. Debian's), set NGINX_BUILD_DIR to its configured objs
-# directory and TEST_NGINX_BINARY to the binary (see README, "Distribution nginx").
+# directory and TEST_NGINX_BINARY to the binary (see README, "Debian's nginx").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh

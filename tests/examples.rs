@@ -1,4 +1,6 @@
-//! Every example configuration in nginx-conf/ passes `nginx -t` with the module loaded.
+//! Every example configuration passes `nginx -t` with the module loaded: the files in
+//! nginx-conf/, and the fenced ```nginx blocks of README.md and docs/*.md whose first line is
+//! `# complete configuration` (the other blocks are fragments of a configuration).
 
 mod support;
 
@@ -15,6 +17,10 @@ fn substitute(text: &str, dir: &std::path::Path) -> String {
         .replace(
             "/usr/lib/nginx/modules/ngx_http_phantom_token_module.so",
             &module_path().display().to_string(),
+        )
+        .replace(
+            "load_module modules/ngx_http_phantom_token_module.so;",
+            &format!("load_module {};", module_path().display()),
         )
         .replace(
             "/var/run/nginx.pid",
@@ -71,25 +77,85 @@ fn every_example_configuration_passes_nginx_t() {
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "conf"))
     {
-        let dir = std::env::temp_dir().join(format!(
-            "phantom-example-{}-{}",
-            std::process::id(),
-            path.file_stem().unwrap().to_string_lossy()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("logs")).unwrap();
-        self_signed(&dir);
-        // The fleet example's key file (redis_key=__PREFIX__/phantom-redis.key).
-        fs::write(
-            dir.join("phantom-redis.key"),
-            "name v1 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n\
-             seal k1 IB8eHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE\n",
-        )
-        .unwrap();
-        let conf = dir.join("nginx.conf");
-        fs::write(&conf, substitute(&fs::read_to_string(path).unwrap(), &dir)).unwrap();
-        let (ok, out) = test_config_file(&dir, &conf);
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        let (ok, out) = nginx_t(&stem, &fs::read_to_string(path).unwrap());
         assert!(ok, "{} fails nginx -t:\n{out}", path.display());
-        let _ = fs::remove_dir_all(&dir);
     }
+}
+
+/// Writes `text` (with the placeholders substituted) as nginx.conf in a fresh prefix, with a
+/// test certificate and a fleet key file, and runs `nginx -t` on it.
+fn nginx_t(label: &str, text: &str) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("phantom-example-{}-{label}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("logs")).unwrap();
+    self_signed(&dir);
+    // The fleet example's key file (redis_key=__PREFIX__/phantom-redis.key).
+    fs::write(
+        dir.join("phantom-redis.key"),
+        "name v1 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n\
+         seal k1 IB8eHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE\n",
+    )
+    .unwrap();
+    let conf = dir.join("nginx.conf");
+    fs::write(&conf, substitute(text, &dir)).unwrap();
+    let result = test_config_file(&dir, &conf);
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+/// The first line that marks a fenced ```nginx block as a whole configuration file.
+const COMPLETE: &str = "# complete configuration";
+
+/// `(line, text)` of each fenced ```nginx block of a Markdown file marked [`COMPLETE`].
+fn complete_blocks(markdown: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut block: Option<(usize, String)> = None;
+    let mut other_fence = false;
+    for (n, line) in markdown.lines().enumerate() {
+        let fence = line.trim_start().starts_with("```");
+        match (&mut block, fence) {
+            (Some(_), true) => out.push(block.take().unwrap()),
+            (Some((_, text)), false) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, true) if other_fence => other_fence = false,
+            (None, true) if line.trim() == "```nginx" => block = Some((n + 1, String::new())),
+            (None, true) => other_fence = true,
+            (None, false) => {}
+        }
+    }
+    out.retain(|(_, text)| text.lines().next().is_some_and(|l| l.trim() == COMPLETE));
+    out
+}
+
+#[test]
+fn every_complete_configuration_in_the_docs_passes_nginx_t() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    let mut docs: Vec<_> = fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    let mut checked = 0;
+    for file in files {
+        let name = file.strip_prefix(root).unwrap().display().to_string();
+        for (line, text) in complete_blocks(&fs::read_to_string(&file).unwrap()) {
+            let label = format!("{}-{line}", name.replace(['/', '.'], "_"));
+            let (ok, out) = nginx_t(&label, &text);
+            assert!(
+                ok,
+                "{name}:{line}: the block marked `{COMPLETE}` fails nginx -t:\n{out}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "expected at least two blocks marked `{COMPLETE}` in README.md and docs/, found {checked}"
+    );
 }

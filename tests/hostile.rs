@@ -237,7 +237,7 @@ fn raw_tokens_are_never_in_shared_memory_or_logs() {
         for log in ["error.log", "debug_log.log", "access.log", "full.log"] {
             let text = std::fs::read_to_string(s.nginx.dir.join(log)).unwrap_or_default();
             // nginx's own debug log (--with-debug builds) dumps request headers; that is
-            // nginx, not the module, and documented in the README.
+            // nginx, not the module, and documented in docs/troubleshooting.md.
             let leaks: Vec<&str> = text
                 .lines()
                 .filter(|l| l.contains(t) && !l.contains("http header: "))

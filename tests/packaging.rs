@@ -47,8 +47,8 @@ fn changelog_has_an_entry_for_this_version() {
     assert!(changelog.contains("## [Unreleased]"));
 }
 
-/// Every `load_module` of an installed module (the examples, the container image, the README's
-/// code blocks) names the file nginx's convention gives the module.
+/// Every `load_module` of an installed module (the examples, the container image, the code
+/// blocks of the README and docs/) names the file nginx's convention gives the module.
 #[test]
 fn examples_load_the_module_under_its_nginx_name() {
     const NAME: &str = "ngx_http_phantom_token_module.so";
@@ -59,6 +59,13 @@ fn examples_load_the_module_under_its_nginx_name() {
         .collect();
     files.push(root.join("Dockerfile"));
     files.push(root.join("README.md"));
+    let mut docs: Vec<_> = fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
     let mut seen = 0;
     for path in files {
         let text = fs::read_to_string(&path).unwrap();
