@@ -12,7 +12,8 @@ use crate::cache::zone;
 use crate::cache::ZoneConf;
 
 /// `phantom_token_cache_zone name:size [max_ttl=time] [negative_ttl=time] [leeway=time]
-/// [stale_if_error=time] [negative_share=N%] [l1=N];`
+/// [stale_if_error=time] [negative_share=N%] [l1=N] [redis=upstream|host:port|unix:path
+/// redis_key=file [redis_timeout=time] [redis_lock=time] [redis_prefix=prefix]];`
 pub(crate) extern "C" fn set_cache_zone(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,

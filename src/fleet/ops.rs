@@ -8,11 +8,12 @@
 //! that died blocks nobody longer than the lock time). Any error is a miss: introspect as
 //! without Redis.
 
+use phantom_core::fleet::lookup::{self, Lock, Value};
 use phantom_core::fleet::resp::push_command;
 use phantom_core::fleet::seal::{self, Sealed};
 use phantom_core::purge::Kind;
 
-use super::waiters::{self, Outcome, Value};
+use super::waiters::{self, Outcome, Value as Owned};
 use super::Fleet;
 use crate::cache::entry::Entry;
 use crate::metrics::{self, Counter};
@@ -172,46 +173,49 @@ pub(crate) fn found(
     now_ms: i64,
     wake: impl FnOnce(Outcome) + 'static,
 ) -> Found {
-    let Some(Ok(mut replies)) = fc.reply.take() else {
+    let Some(Ok(replies)) = fc.reply.take() else {
         metrics::count(Counter::RedisErrors);
         return Found::Unavailable;
     };
-    let value = replies.pop();
-    let locked = if fc.locking { replies.pop() } else { None };
-    let got_lock = matches!(&locked, Some(Value::Simple(ok)) if ok == b"OK");
-    if let Some(Value::Bulk(bytes)) = &value {
-        let key = fc.key.as_deref().unwrap_or_default();
-        match seal::open(&fleet.keys, key, bytes) {
-            Ok(sealed) if sealed.expires_ms > now_ms => {
-                if let (true, Some(lock)) = (got_lock, fc.take_lock()) {
-                    release(fleet, context, token, &lock, now_ms);
+    let replies: Vec<_> = replies.iter().map(Owned::as_reply).collect();
+    let (lock, value) = lookup::classify(&replies, fc.locking);
+    let got_lock = lock == Some(Lock::Taken);
+    match value {
+        Value::Stored(bytes) => {
+            let key = fc.key.as_deref().unwrap_or_default();
+            match seal::open(&fleet.keys, key, bytes) {
+                Ok(sealed) if sealed.expires_ms > now_ms => {
+                    if let (true, Some(lock)) = (got_lock, fc.take_lock()) {
+                        release(fleet, context, token, &lock, now_ms);
+                    }
+                    return Found::Hit(sealed);
                 }
-                return Found::Hit(sealed);
+                Ok(_) => {}
+                Err(_) => metrics::count(Counter::RedisBadValues),
             }
-            Ok(_) => {}
-            Err(_) => metrics::count(Counter::RedisBadValues),
         }
-    } else if !matches!(value, Some(Value::Nil)) {
-        if let (true, Some(lock)) = (got_lock, fc.take_lock()) {
-            release(fleet, context, token, &lock, now_ms);
+        Value::Missing => {}
+        Value::Unusable => {
+            if let (true, Some(lock)) = (got_lock, fc.take_lock()) {
+                release(fleet, context, token, &lock, now_ms);
+            }
+            return Found::Unavailable;
         }
-        return Found::Unavailable;
     }
-    if fc.locking {
-        return match locked {
-            _ if got_lock => Found::Lead,
-            Some(Value::Nil) => {
-                fc.take_lock();
-                Found::Held
+    match lock {
+        Some(Lock::Taken) => return Found::Lead,
+        Some(Lock::Held) => {
+            fc.take_lock();
+            return Found::Held;
+        }
+        Some(Lock::Failed { full }) => {
+            fc.take_lock();
+            if full {
+                fleet.full(now_ms);
             }
-            other => {
-                fc.take_lock();
-                if other.as_ref().and_then(Value::error_code) == Some(b"OOM") {
-                    fleet.full(now_ms);
-                }
-                Found::Unavailable
-            }
-        };
+            return Found::Unavailable;
+        }
+        None => {}
     }
     // A miss: ask for the lock.
     if take_lock(fleet, fc, (context, token), now_ms, wake) {
@@ -326,12 +330,7 @@ fn sealed_of(
 
 /// The Redis set listing the entries of a subject or client.
 pub(crate) fn index_key(fleet: &Fleet, kind: Kind, value: &[u8]) -> String {
-    let label = match kind {
-        Kind::Sub => "sub",
-        Kind::ClientId => "cid",
-        Kind::Token => "tok",
-    };
-    fleet.key(label, b"", value)
+    fleet.key(kind.index_label(), b"", value)
 }
 
 fn push_release(fleet: &Fleet, cmds: &mut Vec<u8>, context: &[u8], token: &[u8], lock: &[u8]) {

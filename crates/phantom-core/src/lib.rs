@@ -17,6 +17,7 @@ pub mod jwt;
 pub mod metrics;
 pub mod purge;
 pub mod scope;
+pub mod slab;
 pub mod source;
 pub mod token;
 pub mod trace;

@@ -39,6 +39,15 @@ impl Kind {
         }
     }
 
+    /// The label of the Redis key names of this kind's index sets (`<prefix>sub:<HMAC>`, ...).
+    pub fn index_label(self) -> &'static str {
+        match self {
+            Kind::Token => "tok",
+            Kind::Sub => "sub",
+            Kind::ClientId => "cid",
+        }
+    }
+
     /// The wire code used in notices and tombstones (0 means "none" there).
     pub fn code(self) -> u8 {
         match self {

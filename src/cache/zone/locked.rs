@@ -33,18 +33,10 @@ impl Drop for Locked {
     }
 }
 
-/// What a slab allocation of `size` bytes really takes: a power of two up to half a page,
-/// whole pages above.
+/// What a slab allocation of `size` bytes really takes (`phantom_core::slab`).
 fn charge(size: usize) -> u64 {
     // SAFETY: ngx_pagesize is set once at startup.
-    let page = unsafe { nginx_sys::ngx_pagesize }.max(4096);
-    if size == 0 {
-        0
-    } else if size > page / 2 {
-        size.div_ceil(page) as u64 * page as u64
-    } else {
-        size.next_power_of_two().max(8) as u64
-    }
+    phantom_core::slab::charge(size, unsafe { nginx_sys::ngx_pagesize })
 }
 
 /// Whole seconds, rounded down: an entry is never kept (served stale) past its keep time;
@@ -53,20 +45,12 @@ fn seconds_down(ms: i64) -> u32 {
     (ms.max(0) / 1000).min(u32::MAX as i64) as u32
 }
 
-/// How many leading bytes of `len` bytes of data go to a separate body allocation: the
-/// power of two (or none) that makes header + tail and body take the fewest slab bytes.
+/// How many leading bytes of `len` bytes of data go to a separate body allocation
+/// (`phantom_core::slab`).
 pub(crate) fn body_len(len: usize) -> usize {
-    let header = size_of::<Node>();
-    let cost = |b: usize| charge(header + len - b) + charge(b);
-    let mut best = 0;
-    let mut b = 64;
-    while b <= len {
-        if cost(b) < cost(best) {
-            best = b;
-        }
-        b *= 2;
-    }
-    best
+    // SAFETY: ngx_pagesize is set once at startup.
+    let page = unsafe { nginx_sys::ngx_pagesize };
+    phantom_core::slab::body_len(size_of::<Node>(), len, page)
 }
 
 /// Copies `bytes` to offset `at` of an entry's data: the first `split` bytes of the data

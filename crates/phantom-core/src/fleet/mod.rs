@@ -1,6 +1,7 @@
 //! Pure building blocks of the fleet cache tier (a Redis / Valkey cache shared by instances).
 //!
 //! - [`errors`]: what an error reply means (a replica, credentials, a cluster, a miss).
+//! - [`lookup`]: what the replies of a fleet lookup (and its lock) say.
 //! - [`resp`]: RESP2 command encoder and a bounded, iterative reply parser.
 //! - [`keys`]: the key file (HMAC and seal keys, Redis credentials) and HMAC'd Redis key names,
 //!   so Redis never sees a token, subject or client id.
@@ -13,6 +14,7 @@
 
 pub mod errors;
 pub mod keys;
+pub mod lookup;
 pub mod notice;
 pub mod resp;
 pub mod seal;
