@@ -91,6 +91,7 @@ fn redis_harness_starts_answers_and_stops() {
     assert!(r.pid().is_none());
     // SAFETY: probing a pid we reaped; ESRCH expected.
     assert_eq!(
+        // SAFETY: kill has no memory preconditions; the pid is ours.
         unsafe { libc::kill(pid as i32, 0) },
         -1,
         "killed and reaped"
@@ -111,6 +112,7 @@ fn redis_harness_starts_answers_and_stops() {
     drop(again);
     // SAFETY: as above.
     assert_eq!(
+        // SAFETY: kill has no memory preconditions; the pid is ours.
         unsafe { libc::kill(pid as i32, 0) },
         -1,
         "dropped is killed"

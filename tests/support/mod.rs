@@ -435,6 +435,7 @@ pub fn test_config_file(dir: &Path, conf: &Path) -> (bool, String) {
 
 fn render(dir: &Path, port: u16, h2_port: u16, main: &str, http: &str, server: &str) -> String {
     let d = dir.display();
+    // SAFETY: geteuid has no preconditions.
     let user = if unsafe { libc::geteuid() } == 0 {
         "user root;"
     } else {
