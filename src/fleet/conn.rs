@@ -4,6 +4,9 @@
 //! Any timeout, EOF, protocol error or unexpected byte closes the connection and fails every
 //! slot: a late reply must never answer the next command. The next submit reconnects, to the
 //! next address after a failed connect.
+//!
+//! One file on purpose (as nginx keeps an upstream protocol in one file): the connection's
+//! states, from connect to send, receive, parse and fail, read top to bottom.
 
 use core::ffi::c_void;
 use core::ptr;

@@ -5,36 +5,40 @@
 //! forward `Bearer <JWT>` upstream or reject. After an internal redirect, the policy of the
 //! location that now serves the request is applied to the decision already made.
 //! The fleet tier's steps are in [`fleet`], storing results in [`store`], the fleet-wide
-//! replay check of DPoP proofs before a grant in [`proof`].
+//! replay check of DPoP proofs before a grant in [`proof`], the token in [`token`], the
+//! grant or rejection in [`grant`].
 
 mod fleet;
+mod grant;
 mod proof;
 mod store;
+mod token;
 
 use fleet::{ask_fleet, from_fleet};
+use grant::apply;
 use store::{purged_meanwhile, record_introspection, stale_if_error, store};
+use token::{extract, reject_token};
 
 use nginx_sys::{
     ngx_http_block_reading, ngx_http_request_t, ngx_http_test_reading, ngx_int_t, ngx_str_t,
     NGX_AGAIN, NGX_DECLINED, NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS, NGX_LOG_ERR, NGX_LOG_INFO,
-    NGX_LOG_WARN, NGX_OK,
+    NGX_LOG_WARN,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Request};
 use ngx::{ngx_log_debug_http, ngx_log_error};
 use phantom_core::digest::keyed_digest;
-use phantom_core::token::{auth_token, source_token, Scheme, TokenError};
 
-use crate::cache::{CacheStatus, Entry, Level, Lookup, ZoneConf};
+use crate::cache::{CacheStatus, Level, Lookup, ZoneConf};
+use crate::config::Compat;
 use crate::config::LocConf;
-use crate::config::{Compat, DpopMode};
 use crate::ctx::{self, Ctx, Phase};
 use crate::decide::{decide, Outcome};
 use crate::glue::time::now_ms;
 use crate::introspect::{self, Reply};
 use crate::metrics::{self, Counter};
-use crate::reject::{Challenge, DpopReject, Reject};
+use crate::reject::Reject;
 use crate::respond;
-use crate::{coalesce, forward, glue::headers, pop, Module};
+use crate::{coalesce, pop, Module};
 
 /// What a pass of the handler ends with.
 pub(crate) enum Step {
@@ -356,224 +360,4 @@ fn revisit(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, endpoint: ngx_s
 fn zone(request: &Request, conf: &LocConf) -> Option<&'static ZoneConf> {
     let i = conf.cache?;
     Module::main_conf(request)?.zones.get(i)
-}
-
-/// The token (and its scheme) from `phantom_token_source` or the `Authorization` header
-/// (`Bearer`, or also `DPoP` where `phantom_token_dpop` allows it).
-///
-/// The slice points into the request's header memory or pool, which outlive the handler
-/// (removing the source later copies, never overwrites), so it is detached from the borrow.
-fn extract<'a>(request: &Request, conf: &LocConf) -> Result<(Scheme, &'a [u8]), TokenError> {
-    let (scheme, raw): (Scheme, &[u8]) = match conf.source {
-        Some(cv) => {
-            // SAFETY: the complex value was compiled at configuration time.
-            let value = request
-                .get_complex_value(unsafe { &*cv })
-                .ok_or(TokenError::Missing)?;
-            (Scheme::Bearer, source_token(value.as_bytes())?)
-        }
-        None => {
-            let auth = request.as_ref().headers_in.authorization;
-            let dpop = conf.pop.dpop() != DpopMode::Off;
-            // SAFETY: authorization is NULL or points into the request's header list.
-            match unsafe { auth.as_ref() } {
-                None => return Err(TokenError::Missing),
-                Some(h) => auth_token(h.value.as_bytes(), dpop)?,
-            }
-        }
-    };
-    // SAFETY: header values and complex values live in r->pool for the request's life.
-    Ok((scheme, unsafe {
-        core::slice::from_raw_parts(raw.as_ptr(), raw.len())
-    }))
-}
-
-fn reject_token(request: &Request, conf: &LocConf, e: TokenError) -> Step {
-    let log = request.log();
-    let challenge = match e {
-        TokenError::Missing => {
-            ngx_log_error!(NGX_LOG_INFO, log, "Authorization header not present");
-            Challenge::Missing
-        }
-        TokenError::NotBearer => {
-            ngx_log_error!(
-                NGX_LOG_INFO,
-                log,
-                "Authorization header does not contain a bearer token"
-            );
-            Challenge::Missing
-        }
-        TokenError::Malformed | TokenError::TooLong => {
-            if curity_sees_no_bearer(request, conf) {
-                ngx_log_error!(
-                    NGX_LOG_INFO,
-                    log,
-                    "Authorization header does not contain a bearer token"
-                );
-            }
-            ngx_log_error!(
-                NGX_LOG_INFO,
-                log,
-                "Authorization header contains a malformed bearer token"
-            );
-            Challenge::InvalidRequest
-        }
-    };
-    Step::Reject(Reject::Unauthorized(challenge))
-}
-
-/// Under `phantom_token_compat curity`: whether Curity's module, which looks for `Bearer `
-/// (case-insensitive, with its space) anywhere in the `Authorization` header, would call
-/// the header not bearer (e.g. `Bearer` with no token), and so log that.
-fn curity_sees_no_bearer(request: &Request, conf: &LocConf) -> bool {
-    if conf.compat() != Compat::Curity || conf.source.is_some() {
-        return false;
-    }
-    let auth = request.as_ref().headers_in.authorization;
-    // SAFETY: authorization is NULL or points into the request's header list.
-    unsafe { auth.as_ref() }.is_some_and(|h| {
-        !h.value
-            .as_bytes()
-            .windows(7)
-            .any(|w| w.eq_ignore_ascii_case(b"bearer "))
-    })
-}
-
-/// Turns an outcome into the request's result.
-pub(crate) fn apply(
-    request: &mut Request,
-    conf: &LocConf,
-    ctx: &mut Ctx,
-    outcome: Outcome,
-) -> Step {
-    ctx.granted = false;
-    let reject = match outcome {
-        Outcome::Decided(entry @ Entry::Active { .. }) => return grant(request, conf, ctx, entry),
-        Outcome::Decided(Entry::Inactive) => {
-            ngx_log_error!(
-                NGX_LOG_INFO,
-                request.log(),
-                "The access token is not active"
-            );
-            inactive(ctx)
-        }
-        Outcome::Expired => inactive(ctx),
-        Outcome::Unavailable(retry_after) => Reject::Unavailable {
-            retry_after,
-            unreachable: false,
-        },
-        Outcome::Unreachable => Reject::Unavailable {
-            retry_after: None,
-            unreachable: true,
-        },
-        Outcome::ServerError => Reject::ServerError,
-        Outcome::RateLimited(retry_after) => Reject::TooManyRequests(retry_after),
-        Outcome::Stale(stale) => {
-            ctx.cache_status = CacheStatus::Stale;
-            metrics::count(Counter::StaleServed);
-            ngx_log_error!(
-                NGX_LOG_INFO,
-                request.log(),
-                "Identity server unavailable: serving a cached JWT past its lifetime (stale_if_error)"
-            );
-            return grant(request, conf, ctx, stale.entry);
-        }
-        Outcome::Failed | Outcome::Retry => Reject::BadGateway,
-    };
-    Step::Reject(reject)
-}
-
-/// `invalid_token` on the scheme the client used.
-fn inactive(ctx: &Ctx) -> Reject {
-    match ctx.proof {
-        Some(_) => Reject::Dpop(DpopReject::Binding("The access token is not active")),
-        None => Reject::Unauthorized(Challenge::InvalidToken),
-    }
-}
-
-/// The token's binding to the request (DPoP key, client certificate), then the proof is
-/// remembered against replay in the instance: the last checks before a grant (and
-/// [`proof::claim`], for the fleet).
-fn bound(
-    request: &Request,
-    conf: &LocConf,
-    ctx: &mut Ctx,
-    jwt: &[u8],
-    binding: &core::cell::OnceCell<phantom_core::dpop::Binding>,
-) -> Result<(), Reject> {
-    if !conf.pop.binds() {
-        return Ok(());
-    }
-    let binding =
-        binding.get_or_init(|| phantom_core::dpop::binding(&phantom_core::jwt::claims_of(jwt)));
-    pop::check_binding(request, conf, ctx.proof.as_ref(), binding)?;
-    if let (Some(proof), Some(zone)) = (&ctx.proof, zone(request, conf)) {
-        if !ctx.proof_remembered {
-            pop::remember(request, conf, zone, proof)?;
-            ctx.proof_remembered = true;
-        }
-    }
-    Ok(())
-}
-
-/// Checks required scopes, then puts `Bearer <JWT>` into the upstream request.
-fn grant(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, entry: Entry) -> Step {
-    let r: *mut ngx_http_request_t = request.into();
-    let Entry::Active {
-        jwt,
-        scope,
-        binding,
-    } = &entry
-    else {
-        return DECLINED;
-    };
-    if let Some(required) = &conf.required_scopes {
-        if !phantom_core::scope::has_all(scope, required) {
-            ngx_log_error!(
-                NGX_LOG_INFO,
-                request.log(),
-                "The access token lacks a required scope (requires \"{}\")",
-                required.join(" ")
-            );
-            return Step::Reject(Reject::Forbidden);
-        }
-    }
-    if let Some(required) = &conf.required_claims {
-        let claims = ctx
-            .claims
-            .get_or_insert_with(|| phantom_core::jwt::claims_of(jwt));
-        if let Some(unmet) = phantom_core::claims::first_unmet(required, claims) {
-            ngx_log_error!(
-                NGX_LOG_INFO,
-                request.log(),
-                "The access token's claim \"{}\" does not have a required value",
-                unmet.name
-            );
-            return Step::Reject(Reject::Unauthorized(Challenge::InvalidToken));
-        }
-    }
-    if let Err(reject) = bound(request, conf, ctx, jwt, binding) {
-        return Step::Reject(reject);
-    }
-    if let Some(step) = proof::claim(request, conf, ctx, &entry) {
-        return step;
-    }
-    let fill = |buf: &mut [u8]| {
-        let (scheme, token) = buf.split_at_mut(7);
-        scheme.copy_from_slice(b"Bearer ");
-        token.copy_from_slice(jwt);
-    };
-    // SAFETY: r->pool outlives the upstream request that reads the header.
-    let Some(bearer) = (unsafe { headers::pool_build((*r).pool, 7 + jwt.len(), fill) }) else {
-        return Step::Rc(500);
-    };
-    // SAFETY: r is valid; the header list belongs to it; bearer lives in its pool.
-    if unsafe { forward::forward(r, conf, bearer) }.is_err() {
-        return Step::Rc(500);
-    }
-    ctx.bearer = bearer;
-    ctx.granted = true;
-    ctx.decision = Some(entry);
-    metrics::count(Counter::Granted);
-    Step::Rc(NGX_OK as ngx_int_t)
 }

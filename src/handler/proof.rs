@@ -11,7 +11,8 @@ use nginx_sys::{ngx_http_request_t, ngx_post_event, ngx_posted_events, NGX_LOG_I
 use ngx::http::Request;
 use ngx::{ngx_log_debug_http, ngx_log_error};
 
-use super::{grant, now_ms, zone, Step, AGAIN};
+use super::grant::grant;
+use super::{now_ms, zone, Step, AGAIN};
 use crate::cache::Entry;
 use crate::config::LocConf;
 use crate::config::Replay;
