@@ -74,8 +74,17 @@ impl HttpModule for Module {
                 continue;
             };
             // SAFETY: cf is the configuration context of postconfiguration.
-            match unsafe { config::redis::resolve(cf, &fleet.target) } {
-                Ok(addrs) => fleet.addrs = addrs,
+            let made = unsafe { config::redis::resolve(cf, &fleet.target) }.and_then(|addrs| {
+                fleet.addrs = addrs;
+                let Some(spec) = fleet.tls_spec.clone() else {
+                    return Ok(());
+                };
+                // SAFETY: as above.
+                fleet.tls = Some(unsafe { config::redis::make_tls(cf, &spec) }?);
+                Ok(())
+            });
+            match made {
+                Ok(()) => {}
                 Err(e) => {
                     ngx::ngx_conf_log_error!(
                         nginx_sys::NGX_LOG_EMERG,

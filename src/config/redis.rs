@@ -1,12 +1,19 @@
 //! The `redis*=` parameters of `phantom_token_cache_zone`, and where the servers are.
 
+use core::ffi::c_void;
+use core::ptr;
+
 use nginx_sys::{
     ngx_array_t, ngx_conf_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t,
-    ngx_parse_url, ngx_str_t, ngx_url_t, NGX_HTTP_UPSTREAM_CREATE, NGX_OK,
+    ngx_parse_url, ngx_pnalloc, ngx_pool_cleanup_add, ngx_ssl_certificate, ngx_ssl_ciphers,
+    ngx_ssl_cleanup_ctx, ngx_ssl_create, ngx_ssl_t, ngx_ssl_trusted_certificate, ngx_str_t,
+    ngx_url_t, NGX_SSL_TLSv1_2, NGX_SSL_TLSv1_3, SSL_CTX_set_default_verify_paths,
+    NGX_HTTP_UPSTREAM_CREATE, NGX_OK,
 };
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 
-use crate::fleet::{Addr, FleetSpec};
+use crate::fleet::tls::Tls;
+use crate::fleet::{Addr, FleetSpec, TlsSpec};
 
 /// Longest operation timeout and lock time.
 const MAX_MS: u64 = 60_000;
@@ -37,9 +44,144 @@ pub(crate) fn parse_param(
             spec.prefix = v.into();
         }
         "redis" | "redis_key" => return Err(format!("empty \"{arg}\"")),
+        _ if k.starts_with("redis_ssl") => return parse_tls(spec, k, v, arg).map(|_| true),
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// One `redis_ssl*=` parameter. Files are checked here, so `nginx -t` names the parameter
+/// of a file that is missing or unreadable.
+fn parse_tls(spec: &mut FleetSpec, k: &str, v: &str, arg: &str) -> Result<(), String> {
+    let on_off = || match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("invalid \"{arg}\" (on or off)")),
+    };
+    if k == "redis_ssl" {
+        spec.tls = on_off()?.then(TlsSpec::default);
+        return Ok(());
+    }
+    let Some(tls) = spec.tls.as_mut() else {
+        return Err(format!("\"{arg}\" needs \"redis_ssl=on\" before it"));
+    };
+    let file = || {
+        std::fs::File::open(v)
+            .map(|_| v.to_string())
+            .map_err(|e| format!("cannot read {k} file \"{v}\": {e}"))
+    };
+    match k {
+        "redis_ssl_verify" => tls.verify = on_off()?,
+        "redis_ssl_trusted_certificate" => tls.trusted = file()?,
+        "redis_ssl_certificate" => tls.certificate = file()?,
+        "redis_ssl_certificate_key" => tls.certificate_key = file()?,
+        "redis_ssl_name" => {
+            if v.is_empty() || v.len() > 253 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!("invalid \"{arg}\" (a host name)"));
+            }
+            tls.name = Some(v.to_string());
+        }
+        "redis_ssl_verify_depth" => {
+            tls.depth = v
+                .parse()
+                .ok()
+                .filter(|d| (1..=100).contains(d))
+                .ok_or_else(|| format!("invalid \"{arg}\" (1 to 100)"))?
+        }
+        _ => return Err(format!("unknown parameter \"{arg}\" (expected redis_ssl=, redis_ssl_verify=, redis_ssl_trusted_certificate=, redis_ssl_name=, redis_ssl_verify_depth=, redis_ssl_certificate= or redis_ssl_certificate_key=)")),
+    }
+    Ok(())
+}
+
+/// Checks what the `redis_ssl*=` parameters need together.
+pub(crate) fn check_tls(spec: &FleetSpec) -> Result<(), String> {
+    let Some(tls) = &spec.tls else { return Ok(()) };
+    match (tls.certificate.is_empty(), tls.certificate_key.is_empty()) {
+        (true, false) => {
+            Err("\"redis_ssl_certificate_key=\" needs \"redis_ssl_certificate=\"".into())
+        }
+        (false, true) => {
+            Err("\"redis_ssl_certificate=\" needs \"redis_ssl_certificate_key=\"".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Makes nginx's TLS context for `redis_ssl=on`: TLS 1.2 and 1.3 with nginx's default
+/// ciphers, the trusted CAs (the file, else the system's), the client certificate.
+///
+/// # Safety
+/// `cf` must be the configuration context of postconfiguration.
+pub(crate) unsafe fn make_tls(cf: *mut ngx_conf_t, spec: &TlsSpec) -> Result<Tls, String> {
+    // SAFETY: an all-zero ngx_ssl_t is what ngx_ssl_create fills.
+    let mut ssl: Box<ngx_ssl_t> = Box::new(unsafe { core::mem::zeroed() });
+    // SAFETY: cf is valid; its log and pool outlive the configuration.
+    unsafe {
+        ssl.log = (*cf).log;
+        let protocols = (NGX_SSL_TLSv1_2 | NGX_SSL_TLSv1_3) as usize;
+        if ngx_ssl_create(&mut *ssl, protocols, ptr::null_mut()) != NGX_OK as isize {
+            return Err("cannot create the TLS context for redis_ssl".into());
+        }
+        let cln = ngx_pool_cleanup_add((*cf).pool, 0);
+        if cln.is_null() {
+            return Err("out of memory".into());
+        }
+        (*cln).handler = Some(ngx_ssl_cleanup_ctx);
+        (*cln).data = &mut *ssl as *mut ngx_ssl_t as *mut c_void;
+        let mut ciphers = conf_str(cf, "DEFAULT").ok_or("out of memory")?;
+        if ngx_ssl_ciphers(cf, &mut *ssl, &mut ciphers, 0) != NGX_OK as isize {
+            return Err("cannot set the TLS ciphers for redis_ssl".into());
+        }
+        if !spec.certificate.is_empty() {
+            let mut cert = conf_str(cf, &spec.certificate).ok_or("out of memory")?;
+            let mut key = conf_str(cf, &spec.certificate_key).ok_or("out of memory")?;
+            let rc = ngx_ssl_certificate(cf, &mut *ssl, &mut cert, &mut key, ptr::null_mut());
+            if rc != NGX_OK as isize {
+                return Err(format!(
+                    "cannot use redis_ssl_certificate \"{}\" with redis_ssl_certificate_key \"{}\"",
+                    spec.certificate, spec.certificate_key
+                ));
+            }
+        }
+        if spec.verify {
+            let mut trusted = conf_str(cf, &spec.trusted).ok_or("out of memory")?;
+            let depth = spec.depth as isize;
+            if ngx_ssl_trusted_certificate(cf, &mut *ssl, &mut trusted, depth) != NGX_OK as isize {
+                return Err(format!(
+                    "cannot use redis_ssl_trusted_certificate \"{}\"",
+                    spec.trusted
+                ));
+            }
+            if spec.trusted.is_empty() && SSL_CTX_set_default_verify_paths(ssl.ctx as _) != 1 {
+                return Err("cannot load the system's trusted CAs for redis_ssl".into());
+            }
+        }
+    }
+    Ok(Tls {
+        ssl,
+        verify: spec.verify,
+        name: spec.name.clone(),
+    })
+}
+
+/// A NUL-terminated copy of `s` in the configuration pool (nginx opens files by name).
+///
+/// # Safety
+/// `cf` must be valid.
+unsafe fn conf_str(cf: *mut ngx_conf_t, s: &str) -> Option<ngx_str_t> {
+    // SAFETY: the pool is valid; the copy is len + 1 bytes.
+    unsafe {
+        let p = ngx_pnalloc((*cf).pool, s.len() + 1) as *mut u8;
+        if p.is_null() {
+            return None;
+        }
+        ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
+        *p.add(s.len()) = 0;
+        Some(ngx_str_t {
+            len: s.len(),
+            data: p,
+        })
+    }
 }
 
 /// Finds the servers of `redis=`: an `upstream` block of that name (primaries, then

@@ -149,14 +149,20 @@ fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway=, stale_if_error=, negative_share=, l1=, redis=, redis_key=, redis_timeout=, redis_lock= or redis_prefix=)"
+                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway=, stale_if_error=, negative_share=, l1=, redis=, redis_key=, redis_timeout=, redis_lock=, redis_prefix= or redis_ssl*=)"
                 ))
             }
         }
     }
+    if fleet.target.is_empty() && fleet.tls.is_some() {
+        return Err("\"redis_ssl=\" is given without \"redis=\"".into());
+    }
     match (fleet.target.is_empty(), fleet.key_file.is_empty()) {
         (true, true) => {}
-        (false, false) => spec.fleet = Some(fleet),
+        (false, false) => {
+            super::redis::check_tls(&fleet)?;
+            spec.fleet = Some(fleet)
+        }
         (false, true) => return Err("\"redis=\" needs \"redis_key=\", the file of the keys that name and seal what Redis stores".into()),
         (true, false) => return Err("\"redis_key=\" is given without \"redis=\"".into()),
     }

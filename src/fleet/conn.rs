@@ -18,9 +18,11 @@ use nginx_sys::{
     ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_log_t, ngx_msec_t,
     ngx_peer_connection_t, NGX_AGAIN, NGX_ERROR, NGX_LOG_CRIT, NGX_OK,
 };
+use nginx_sys::{ngx_create_pool, ngx_destroy_pool, ngx_pool_t, SSL_SESSION};
 use phantom_core::fleet::errors::ErrorClass;
 use phantom_core::fleet::resp::{self, Limits, Reply};
 
+use super::tls::{self, Handshake, TlsError};
 use super::waiters::{self, Value};
 use super::{Addr, Fleet};
 
@@ -40,10 +42,20 @@ pub(crate) enum Failure {
     Auth,
     /// The server cannot serve us now (`READONLY`, `MASTERDOWN`, `LOADING`).
     Role,
+    /// TLS: the handshake or the certificate check failed.
+    Tls(TlsError),
 }
 
 impl Failure {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// Why, in a log line.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Failure::Tls(e) => e.describe(),
+            other => other.as_str().into(),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
         match self {
             Failure::Connect => "connection failed",
             Failure::Timeout => "timed out",
@@ -51,6 +63,7 @@ impl Failure {
             Failure::Protocol => "invalid reply",
             Failure::Auth => "authentication failed",
             Failure::Role => "not a writable primary",
+            Failure::Tls(_) => "TLS failed",
         }
     }
 }
@@ -68,6 +81,8 @@ struct Slot {
 enum State {
     Closed,
     Connecting,
+    /// Connected; the TLS handshake runs.
+    Tls,
     Ready,
 }
 
@@ -97,6 +112,10 @@ pub(crate) struct Conn {
     cancelable: bool,
     /// Writes what the requests of one event loop iteration queued, in one `send`.
     flush_ev: ngx_event_t,
+    /// The pool TLS allocates from while the connection lives (peer connections have none).
+    tls_pool: *mut ngx_pool_t,
+    /// The last TLS session, resumed by the next connection.
+    session: *mut SSL_SESSION,
 }
 
 impl Conn {
@@ -126,6 +145,8 @@ impl Conn {
             cancelable: false,
             // SAFETY: an all-zero event is its initial state; set up in `post_flush`.
             flush_ev: unsafe { core::mem::zeroed() },
+            tls_pool: ptr::null_mut(),
+            session: ptr::null_mut(),
         })
     }
 
@@ -250,10 +271,89 @@ impl Conn {
             self.state = State::Connecting;
             // SAFETY: c is live; the timer is removed when the connection closes.
             unsafe { nginx_sys::ngx_add_timer((*c).write, self.timeout_ms) };
-        } else {
-            self.state = State::Ready;
+            return true;
         }
-        true
+        self.established();
+        self.state != State::Closed
+    }
+
+    /// The socket is connected: with `redis_ssl`, TLS starts; else the connection is ready.
+    fn established(&mut self) {
+        // SAFETY: the owner outlives its connections.
+        let Some(tls) = (unsafe { (*self.owner).tls.as_ref() }) else {
+            self.state = State::Ready;
+            return;
+        };
+        let c = self.pc.connection;
+        // SAFETY: c is live; TLS allocates from a pool of the connection's own, destroyed
+        // after the connection closes.
+        unsafe {
+            self.tls_pool = ngx_create_pool(4096, &mut self.log);
+            if self.tls_pool.is_null() {
+                return self.fail(Failure::Tls(TlsError::Handshake));
+            }
+            (*c).pool = self.tls_pool;
+        }
+        let host = phantom_core::fleet::addr::host_of(self.addr_name()).to_string();
+        self.state = State::Tls;
+        // SAFETY: c is live and has no TLS yet.
+        let started = unsafe { tls::start(c, tls, &host, self.session) };
+        self.handshake_went(started);
+    }
+
+    /// Acts on a handshake's progress: wait for nginx's callback, fail, or go on.
+    fn handshake_went(&mut self, how: Result<Handshake, TlsError>) {
+        let c = self.pc.connection;
+        match how {
+            Ok(Handshake::Again) => {
+                // SAFETY: c is live with TLS; nginx calls the handler when the handshake ends
+                // (or times out: the read timer below).
+                unsafe {
+                    (*(*c).ssl).handler = Some(on_tls_done);
+                    nginx_sys::ngx_add_timer((*c).read, self.timeout_ms);
+                }
+            }
+            Err(e) => self.fail(Failure::Tls(e)),
+            Ok(Handshake::Done) => {
+                // SAFETY: c is live; its handshake is done. The events come back to us.
+                unsafe {
+                    self.session = tls::keep_session(c, self.session);
+                    (*(*c).read).handler = Some(on_read);
+                    (*(*c).write).handler = Some(on_write);
+                    if (*(*c).read).timer_set() != 0 {
+                        ngx_del_timer((*c).read);
+                    }
+                }
+                self.state = State::Ready;
+                self.arm_read_timer();
+                self.flush();
+            }
+        }
+    }
+
+    /// nginx's SSL layer is done with the handshake (or it timed out).
+    fn tls_done(&mut self) {
+        let c = self.pc.connection;
+        // SAFETY: nginx calls this with our live connection.
+        let (timedout, handshaked) = unsafe {
+            (
+                (*(*c).read).timedout() != 0 || (*(*c).write).timedout() != 0,
+                (*(*c).ssl).handshaked() != 0,
+            )
+        };
+        if timedout {
+            return self.fail(Failure::Tls(TlsError::Timeout));
+        }
+        if !handshaked {
+            return self.fail(Failure::Tls(TlsError::Handshake));
+        }
+        // SAFETY: the owner outlives its connections; TLS was configured to get here.
+        let Some(tls) = (unsafe { (*self.owner).tls.as_ref() }) else {
+            return self.fail(Failure::Tls(TlsError::Handshake));
+        };
+        // SAFETY: c is live; the handshake finished, so this only checks the certificate.
+        let how = unsafe { tls::handshake(c, tls) };
+        self.handshake_went(how);
     }
 
     /// The address this connection talks to, for log lines.
@@ -346,7 +446,7 @@ impl Conn {
                 self.addr += 1;
                 return self.fail(Failure::Connect);
             }
-            self.state = State::Ready;
+            self.established();
         }
         if self.state == State::Ready {
             self.flush();
@@ -540,8 +640,17 @@ impl Conn {
         self.handshaking = false;
         self.inbuf.clear();
         if !c.is_null() {
-            // SAFETY: c is the live connection this Conn opened; closing frees it.
-            unsafe { ngx_close_connection(c) };
+            // SAFETY: c is the live connection this Conn opened; TLS (if any) is shut down
+            // without waiting, then closing frees the connection.
+            unsafe {
+                tls::shutdown(c);
+                ngx_close_connection(c);
+            }
+        }
+        let pool = core::mem::replace(&mut self.tls_pool, ptr::null_mut());
+        if !pool.is_null() {
+            // SAFETY: the pool was made for the connection just closed; nothing uses it now.
+            unsafe { ngx_destroy_pool(pool) };
         }
     }
 
@@ -551,6 +660,8 @@ impl Conn {
         if self.state == State::Ready && !self.handshaking {
             self.flush();
         }
+        // SAFETY: the session is ours (or NULL); no connection will resume it now.
+        unsafe { tls::free_session(core::mem::replace(&mut self.session, ptr::null_mut())) };
         for (id, _) in self.fail_collect(None) {
             waiters::cancel(id);
         }
@@ -572,6 +683,13 @@ unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
     // SAFETY: as above; the borrow ends before the waiters run.
     let done = unsafe { (*conn).on_read(ev) };
     waiters::complete_all(done);
+}
+
+unsafe extern "C" fn on_tls_done(c: *mut ngx_connection_t) {
+    // SAFETY: c is our live connection; its data is the boxed Conn.
+    let conn = unsafe { (*c).data } as *mut Conn;
+    // SAFETY: as above; waiters failed meanwhile run from the event loop (`fail`).
+    unsafe { (*conn).tls_done() };
 }
 
 unsafe extern "C" fn on_flush(ev: *mut ngx_event_t) {

@@ -10,6 +10,7 @@ pub(crate) mod conn;
 pub(crate) mod jti;
 pub(crate) mod ops;
 pub(crate) mod reader;
+pub(crate) mod tls;
 pub(crate) mod waiters;
 
 use core::sync::atomic::Ordering;
@@ -39,6 +40,37 @@ pub(crate) struct FleetSpec {
     pub(crate) lock_ms: u64,
     /// `redis_prefix=`: prepended to every key.
     pub(crate) prefix: String,
+    /// `redis_ssl=on` and its `redis_ssl_*=` parameters.
+    pub(crate) tls: Option<TlsSpec>,
+}
+
+/// The `redis_ssl*=` parameters as written (`proxy_ssl_*` is the model).
+#[derive(Clone, Debug)]
+pub(crate) struct TlsSpec {
+    /// `redis_ssl_verify=`: check the server's certificate (on by default).
+    pub(crate) verify: bool,
+    /// `redis_ssl_trusted_certificate=`: the CAs to trust (else the system's).
+    pub(crate) trusted: String,
+    /// `redis_ssl_name=`: the name to send and expect (else each address's host).
+    pub(crate) name: Option<String>,
+    /// `redis_ssl_verify_depth=`.
+    pub(crate) depth: u32,
+    /// `redis_ssl_certificate=` and `redis_ssl_certificate_key=`: a client certificate.
+    pub(crate) certificate: String,
+    pub(crate) certificate_key: String,
+}
+
+impl Default for TlsSpec {
+    fn default() -> TlsSpec {
+        TlsSpec {
+            verify: true,
+            trusted: String::new(),
+            name: None,
+            depth: 2,
+            certificate: String::new(),
+            certificate_key: String::new(),
+        }
+    }
 }
 
 impl FleetSpec {
@@ -78,6 +110,9 @@ pub(crate) struct Fleet {
     pub(crate) lock_ms: u64,
     pub(crate) prefix: String,
     pub(crate) addrs: Vec<Addr>,
+    /// `redis_ssl*=` as written, and the TLS context made from it at postconfiguration.
+    pub(crate) tls_spec: Option<TlsSpec>,
+    pub(crate) tls: Option<tls::Tls>,
     /// The zone's shared state (set once the zone is known to the worker).
     shared: core::cell::Cell<*const FleetShared>,
     worker: RefCell<Option<Box<Conn>>>,
@@ -96,6 +131,8 @@ impl Fleet {
             lock_ms: spec.lock_ms,
             prefix: spec.prefix,
             addrs: Vec::new(),
+            tls_spec: spec.tls,
+            tls: None,
             shared: core::cell::Cell::new(core::ptr::null()),
             worker: RefCell::new(None),
             stopped: core::cell::Cell::new(false),
@@ -186,7 +223,7 @@ impl Fleet {
             .compare_exchange(0, now + OPEN_MS, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok();
         if opened {
-            let msg = format!("unavailable ({}): going on without it", why.as_str());
+            let msg = format!("unavailable ({}): going on without it", why.describe());
             self.log(NGX_LOG_WARN as usize, &msg);
         } else {
             s.open_until_ms.store(now + OPEN_MS, Ordering::Release);

@@ -3,6 +3,7 @@
 
 pub mod fleet;
 pub mod http;
+pub mod pki;
 pub mod redis;
 
 use std::fs;

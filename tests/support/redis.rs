@@ -200,11 +200,18 @@ pub struct Redis {
     child: Option<Child>,
     dir: PathBuf,
     conn: Mutex<Option<Conn>>,
+    /// More arguments for `redis-server` (e.g. its TLS port and files).
+    extra: Vec<String>,
 }
 
 impl Redis {
     /// Starts a server on a free port (another port if the chosen one was taken meanwhile).
     pub fn start() -> Redis {
+        Redis::start_with_args(&[])
+    }
+
+    /// As [`Redis::start`], with more `redis-server` arguments.
+    pub fn start_with_args(extra: &[String]) -> Redis {
         let dir = super::fresh_dir();
         let mut last = String::new();
         for _ in 0..10 {
@@ -217,6 +224,7 @@ impl Redis {
                 child: None,
                 dir: dir.clone(),
                 conn: Mutex::new(None),
+                extra: extra.to_vec(),
             };
             match r.spawn() {
                 Ok(()) => return r,
@@ -235,6 +243,7 @@ impl Redis {
             child: None,
             dir: super::fresh_dir(),
             conn: Mutex::new(None),
+            extra: Vec::new(),
         };
         r.spawn_retrying();
         r
@@ -295,6 +304,7 @@ impl Redis {
             .args(["--enable-debug-command", "local"])
             .arg("--logfile")
             .arg(&log)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

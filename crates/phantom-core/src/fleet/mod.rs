@@ -1,5 +1,6 @@
 //! Pure building blocks of the fleet cache tier (a Redis / Valkey cache shared by instances).
 //!
+//! - [`addr`]: server addresses as configured.
 //! - [`errors`]: what an error reply means (a replica, credentials, a cluster, a miss).
 //! - [`lookup`]: what the replies of a fleet lookup (and its lock) say.
 //! - [`resp`]: RESP2 command encoder and a bounded, iterative reply parser.
@@ -12,6 +13,7 @@
 //! Nothing here does I/O; everything is total over untrusted input (replies from Redis, values
 //! read back from Redis), which may come from a compromised or confused server.
 
+pub mod addr;
 pub mod errors;
 pub mod keys;
 pub mod lookup;
