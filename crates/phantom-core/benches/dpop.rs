@@ -7,7 +7,7 @@
 //! signature costs a few microseconds; keep ES384 opt-in (CPU per proof).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use phantom_core::dpop::sign::SigningKey;
+use dpop_sign::SigningKey;
 use phantom_core::dpop::{thumbprint, verify_proof, Alg, ProofInput};
 use std::hint::black_box;
 

@@ -21,8 +21,6 @@ mod jwk;
 mod mtls;
 mod nonce;
 mod proof;
-#[cfg(any(test, feature = "test-signing"))]
-pub mod sign;
 
 pub use htu::{htu_matches, normalize_htu};
 pub use mtls::{cert_der_from_header, x5t_s256, MAX_CERT_HEADER_LEN};
