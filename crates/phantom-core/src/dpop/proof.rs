@@ -47,6 +47,7 @@ pub struct Verified {
     pub iat: i64,
 }
 
+/// Why [`verify_proof`] refused a proof, as the two RFC 9449 challenges the module sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProofError {
     /// 401 `error="invalid_dpop_proof"`; a short description for `error_description` and the
