@@ -33,7 +33,7 @@ fleet_key "$dir/fleet.key"
 
 # A realistic ~900-byte JWT from the "identity server", bound to a DPoP key made here.
 proofs() {
-  cargo run --release -q -p phantom-core --features test-signing --example dpop_proofs -- \
+  cargo run --release -q -p dpop-sign --example dpop_proofs -- \
     "$1" http://127.0.0.1:19100/dpop bench-token "$dir/dpop.key"
 }
 jkt=$(proofs 0 | head -n 1)

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use phantom_core::dpop::sign::SigningKey;
+use dpop_sign::SigningKey;
 use phantom_core::dpop::Alg;
 use support::fleet::*;
 use support::http::request;

@@ -1,5 +1,5 @@
 //! Sender-constrained tokens (issue 11): DPoP proofs (RFC 9449) and certificate-bound tokens
-//! (RFC 8705) at the gateway, with proofs made by `phantom_core::dpop::sign`.
+//! (RFC 8705) at the gateway, with proofs made by `dpop_sign`.
 
 mod support;
 
@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use phantom_core::dpop::sign::SigningKey;
+use dpop_sign::SigningKey;
 use phantom_core::dpop::Alg;
 use support::http::request;
 use support::*;

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use phantom_core::dpop::sign::SigningKey;
+use dpop_sign::SigningKey;
 use phantom_core::dpop::Alg;
 use sha2::{Digest, Sha256};
 

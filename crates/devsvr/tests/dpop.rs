@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use devsvr::{jwt_claims, IdConfig, IdServer};
-use phantom_core::dpop::sign::SigningKey;
+use dpop_sign::SigningKey;
 use phantom_core::dpop::{thumbprint, Alg};
 use serde_json::Value;
 

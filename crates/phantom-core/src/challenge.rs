@@ -1,21 +1,31 @@
 //! Error bodies (Curity-compatible) and `WWW-Authenticate` values (RFC 6750).
 
+/// Body of a 401: no token, or an invalid, expired or badly bound one.
 pub const UNAUTHORIZED_BODY: &str = r#"{"code":"unauthorized_request","message":"Access denied due to missing, invalid or expired credentials"}"#;
+/// Body of a 500, 502 or 503: the identity server is unreachable, failing or answered
+/// something unusable.
 pub const SERVER_ERROR_BODY: &str =
     r#"{"code":"server_error","message":"Problem encountered processing the request"}"#;
+/// Body of a 429: the introspection request was rate limited (the identity server gave 429).
 pub const TOO_MANY_REQUESTS_BODY: &str =
     r#"{"code":"too_many_requests","message":"Too many requests, retry later"}"#;
+/// Body of a 403: the token lacks a scope the location requires.
 pub const FORBIDDEN_BODY: &str =
     r#"{"code":"forbidden","message":"Access denied due to insufficient scope"}"#;
 
+/// The `error` of a Bearer challenge (RFC 6750 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BearerError {
+    /// The request is malformed, e.g. the `Authorization` header cannot be parsed.
     InvalidRequest,
+    /// The token is expired, revoked, malformed or otherwise not accepted.
     InvalidToken,
+    /// The token is valid but lacks the scope the location requires.
     InsufficientScope,
 }
 
 impl BearerError {
+    /// The RFC 6750 error code, e.g. `invalid_token`.
     pub fn as_str(self) -> &'static str {
         match self {
             BearerError::InvalidRequest => "invalid_request",
@@ -84,6 +94,7 @@ pub fn bearer_error(realm: &str, error: &str, description: &str) -> String {
     )
 }
 
+/// Body of a 400: a request with both a Bearer token and a DPoP proof (RFC 9449 §7.2).
 pub const BAD_REQUEST_BODY: &str = r#"{"code":"invalid_request","message":"The request carries both a Bearer token and a DPoP proof"}"#;
 
 fn quote(v: &str) -> String {

@@ -5,7 +5,9 @@ use serde_json::{Map, Value};
 /// One configured requirement: a top-level claim and the values it may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {
+    /// The top-level claim's name.
     pub name: String,
+    /// The values it may take, compared as text; any one of them satisfies the requirement.
     pub values: Vec<String>,
 }
 

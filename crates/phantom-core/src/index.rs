@@ -21,11 +21,17 @@ pub fn order(key_a: u64, a: &[u8; 32], key_b: u64, b: &[u8; 32]) -> Ordering {
 
 /// A binary search tree as the index sees it: nodes by handle, a nil handle for leaves.
 pub trait Tree {
+    /// A node handle (the module uses a pointer into the shared zone).
     type Node: Copy;
+    /// Whether `n` is the nil leaf (nginx's sentinel), below which a search stops.
     fn is_nil(&self, n: Self::Node) -> bool;
+    /// The left child of `n`.
     fn left(&self, n: Self::Node) -> Self::Node;
+    /// The right child of `n`.
     fn right(&self, n: Self::Node) -> Self::Node;
+    /// The tree key of `n` ([`tree_key`] of its digest).
     fn key(&self, n: Self::Node) -> u64;
+    /// The full digest stored in `n`.
     fn digest(&self, n: Self::Node) -> &[u8; 32];
 }
 

@@ -15,13 +15,17 @@ pub enum Format {
     Rfc9701,
 }
 
+/// What a 200 introspection response says about the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// The token is active; `jwt` goes upstream.
     Active {
+        /// The JWT to forward (for RFC 9701, the whole signed response).
         jwt: Vec<u8>,
+        /// Its expiry and scopes, for caching and the scope check.
         info: TokenInfo,
     },
+    /// The response says `"active": false` (Curity's 204 is handled before [`interpret`]).
     Inactive,
     /// The response is unusable; the reason is for the error log (never token bytes).
     Invalid(String),

@@ -4,11 +4,16 @@ use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::{Map, Value};
 
+/// Why a JWT's claims could not be read; its `Display` is the error log's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwtError {
+    /// Not three base64url segments separated by dots.
     NotCompact,
+    /// The payload segment does not decode as base64url.
     BadBase64,
+    /// The decoded payload is not a JSON object.
     NotJsonObject,
+    /// `exp` is missing, not a number, not an integer or out of range (the reason).
     BadExp(&'static str),
 }
 
@@ -103,6 +108,7 @@ pub fn may_contain(jwt: &[u8], value: &[u8]) -> bool {
 /// What the module needs from a token's claims.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TokenInfo {
+    /// The `exp` claim: Unix seconds, 0 to 9999-12-31.
     pub exp: i64,
     /// Space separated, from `scope` (string) or `scp` (array of strings).
     pub scope: String,

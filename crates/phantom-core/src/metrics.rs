@@ -20,18 +20,28 @@ pub fn bucket(ms: u64) -> usize {
 
 /// One labelled family: name, help, type, and (label value, number) samples.
 pub struct Family<'a> {
+    /// The metric name, e.g. `phantom_token_requests_total`.
     pub name: &'a str,
+    /// The `# HELP` text.
     pub help: &'a str,
+    /// The `# TYPE`: `counter` or `gauge`.
     pub kind: &'a str,
+    /// The one label's name; empty for an unlabelled metric (one sample, its value unused).
     pub label: &'a str,
+    /// (label value, number) per sample; label values are escaped when rendered.
     pub samples: Vec<(String, f64)>,
 }
 
 /// A latency histogram: per-bucket (not cumulative) counts, the sum and the count.
 pub struct Histogram<'a> {
+    /// The metric name (the `_bucket`, `_sum` and `_count` series are derived from it).
     pub name: &'a str,
+    /// The `# HELP` text.
     pub help: &'a str,
+    /// Observations per bucket of [`BUCKETS`], then the `+Inf` bucket; made cumulative when
+    /// rendered.
     pub counts: Vec<u64>,
+    /// The sum of all observations, in seconds.
     pub sum_seconds: f64,
 }
 

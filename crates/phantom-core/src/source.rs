@@ -8,7 +8,9 @@
 /// A token source that the module knows how to strip.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
+    /// A query argument, by its lowercase name (`$arg_t` -> `t`).
     Arg(Vec<u8>),
+    /// A cookie, by its lowercase name (`$cookie_t` -> `t`).
     Cookie(Vec<u8>),
     /// The variable's suffix, lowercase (`$http_x_api_token` -> `x_api_token`).
     Header(Vec<u8>),

@@ -1,5 +1,6 @@
 //! Bearer token extraction (RFC 6750 section 2.1).
 
+/// Why no usable access token was found in the credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
     /// No credentials at all.
@@ -59,6 +60,7 @@ pub fn bearer_token(header: &[u8]) -> Result<&[u8], TokenError> {
 /// The scheme of an `Authorization` header that carries an access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
+    /// RFC 6750: whoever holds the token may use it.
     Bearer,
     /// RFC 9449 section 7.1: the token is bound to the key of the `DPoP` proof.
     Dpop,

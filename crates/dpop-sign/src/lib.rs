@@ -1,19 +1,25 @@
-//! Making DPoP proofs: for tests, benchmarks and the development identity server only
-//! (`cfg(test)` or feature `test-signing`; never part of the nginx module).
+//! Makes DPoP proofs (RFC 9449) for the tests, the benchmarks and the development identity
+//! server. Test tooling: the nginx module only verifies proofs and never links this crate.
+#![forbid(unsafe_code)]
 
-use super::{ath, b64url, jwk, Alg};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use phantom_core::dpop::{ath, thumbprint, Alg};
 use ring::rand::SystemRandom;
 use ring::rsa::PublicKeyComponents;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use serde_json::{json, Map, Value};
 
 /// A fixed 2048-bit RSA test key, PKCS#8 DER in base64 (ring cannot generate RSA keys).
-pub const TEST_RSA_2048_PKCS8_B64: &str = include_str!("testdata/rsa2048.pk8.b64");
+pub const TEST_RSA_2048_PKCS8_B64: &str = include_str!("../testdata/rsa2048.pk8.b64");
 
 /// A private key that signs DPoP proofs.
 pub enum SigningKey {
+    /// A P-256 or P-384 key, for ES256 or ES384.
     Ecdsa(Alg, EcdsaKeyPair),
+    /// An Ed25519 key, for EdDSA.
     Ed25519(Ed25519KeyPair),
+    /// An RSA key, for RS256 or PS256.
     Rsa(Alg, RsaKeyPair),
 }
 
@@ -70,13 +76,13 @@ impl SigningKey {
 
     /// The fixed RSA test key ([`TEST_RSA_2048_PKCS8_B64`]) for RS256 or PS256.
     pub fn test_rsa(alg: Alg) -> Result<SigningKey, &'static str> {
-        use base64::Engine;
         let der = base64::engine::general_purpose::STANDARD
             .decode(TEST_RSA_2048_PKCS8_B64.trim())
             .map_err(|_| "bad test key")?;
         SigningKey::from_pkcs8(alg, &der)
     }
 
+    /// The algorithm this key signs with.
     pub fn alg(&self) -> Alg {
         match self {
             SigningKey::Ecdsa(alg, _) | SigningKey::Rsa(alg, _) => *alg,
@@ -111,7 +117,7 @@ impl SigningKey {
 
     /// RFC 7638 thumbprint of the public key (the `cnf.jkt` of tokens bound to it).
     pub fn jkt(&self) -> String {
-        jwk::thumbprint(&self.public_jwk()).unwrap_or_default()
+        thumbprint(&self.public_jwk()).unwrap_or_default()
     }
 
     /// Signs `b64url(header).b64url(payload)` as given (for malformed test proofs).
@@ -189,4 +195,8 @@ pub fn sign_proof_es256(
     nonce: Option<&str>,
 ) -> Result<String, &'static str> {
     SigningKey::from_pkcs8(Alg::Es256, pkcs8)?.proof(htm, htu, iat, jti, token, nonce)
+}
+
+fn b64url(data: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(data)
 }

@@ -1,13 +1,13 @@
 //! Prints a key's thumbprint, then `count` DPoP proofs (ES256, distinct `jti`, `iat` now) for
 //! `GET <htu>` bound to `token`, one per line: input for `scripts/bench.sh`'s DPoP run.
 //!
-//! `cargo run --release -p phantom-core --features test-signing --example dpop_proofs -- \
+//! `cargo run --release -p dpop-sign --example dpop_proofs -- \
 //!   <count> <htu> <token> <key-file>` (the PKCS#8 key is made once and kept in the file).
 
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use phantom_core::dpop::sign::SigningKey;
+use dpop_sign::SigningKey;
 use phantom_core::dpop::Alg;
 
 fn main() {
