@@ -21,8 +21,11 @@ pub enum Lock {
     Taken,
     /// `nil`: another instance holds it.
     Held,
-    /// An error reply or anything else; `full` when Redis answered `-OOM`.
-    Failed { full: bool },
+    /// An error reply or anything else.
+    Failed {
+        /// Redis answered `-OOM`: writes should pause.
+        full: bool,
+    },
 }
 
 /// The replies of a lookup, in order: `[GET]`, or `[SET NX, GET]` when the lock was asked.
