@@ -21,6 +21,7 @@ use nginx_sys::{
 use nginx_sys::{ngx_create_pool, ngx_destroy_pool, ngx_pool_t, SSL_SESSION};
 use phantom_core::fleet::errors::ErrorClass;
 use phantom_core::fleet::resp::{self, Limits, Reply};
+use phantom_core::fleet::role::{role_of, Role};
 
 use super::tls::{self, Handshake, TlsError};
 use super::waiters::{self, Value};
@@ -73,8 +74,19 @@ struct Slot {
     got: Vec<Value>,
     waiter: u64,
     deadline: ngx_msec_t,
-    /// The handshake's own slot: an error reply fails the connection.
-    auth: bool,
+    /// What the slot is for.
+    step: Step,
+}
+
+/// A slot's part in the conversation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Step {
+    /// A request's (or nobody's) commands.
+    Command,
+    /// The handshake's `AUTH`: an error reply fails the connection.
+    Auth,
+    /// The handshake's `ROLE`: a replica is passed over for the next address.
+    Role,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -177,7 +189,7 @@ impl Conn {
             got: Vec::with_capacity(replies),
             waiter,
             deadline: now + self.timeout_ms + extra_ms as ngx_msec_t,
-            auth: false,
+            step: Step::Command,
         });
         if self.handshaking {
             self.held.extend_from_slice(cmds);
@@ -254,17 +266,20 @@ impl Conn {
         self.sent = 0;
         self.inbuf.clear();
         self.held.clear();
-        self.handshaking = self.auth.is_some();
-        if let Some(auth) = &self.auth {
-            self.out.extend_from_slice(auth);
-            // SAFETY: reading nginx's cached clock.
-            let now = unsafe { ngx_current_msec };
+        // The handshake: AUTH (with credentials), then ROLE; commands wait behind it.
+        self.handshaking = true;
+        // SAFETY: reading nginx's cached clock.
+        let now = unsafe { ngx_current_msec };
+        let auth = self.auth.clone();
+        for (cmd, step) in [(auth, Step::Auth), (Some(role_command()), Step::Role)] {
+            let Some(cmd) = cmd else { continue };
+            self.out.extend_from_slice(&cmd);
             self.slots.push_back(Slot {
                 replies: 1,
                 got: Vec::new(),
                 waiter: 0,
                 deadline: now + self.timeout_ms,
-                auth: true,
+                step,
             });
         }
         if rc == NGX_AGAIN as isize {
@@ -552,11 +567,26 @@ impl Conn {
                     return done;
                 }
             };
-            let Some(auth) = self.slots.front().map(|s| s.auth) else {
+            let Some(step) = self.slots.front().map(|s| s.step) else {
                 // Bytes nobody asked for: out of sync.
                 done.extend(self.fail_collect(Some(Failure::Protocol)));
                 return done;
             };
+            if step == Step::Role {
+                if role_of(&reply) == Role::NotPrimary {
+                    // SAFETY: the owner outlives its connections.
+                    unsafe { (*self.owner).not_primary(self.addr_name()) };
+                    self.addr += 1;
+                    done.extend(self.fail_collect(Some(Failure::Role)));
+                    return done;
+                }
+                self.handshaking = false;
+                let held = core::mem::take(&mut self.held);
+                self.out.extend_from_slice(&held);
+                self.slots.pop_front();
+                continue;
+            }
+            let auth = step == Step::Auth;
             if let Reply::Error(line) = &reply {
                 let class = ErrorClass::of(line);
                 // SAFETY: the owner outlives its connections.
@@ -572,11 +602,6 @@ impl Conn {
                     done.extend(self.fail_collect(Some(why)));
                     return done;
                 }
-            }
-            if auth {
-                self.handshaking = false;
-                let held = core::mem::take(&mut self.held);
-                self.out.extend_from_slice(&held);
             }
             let Some(slot) = self.slots.front_mut() else {
                 break;
@@ -666,6 +691,11 @@ impl Conn {
             waiters::cancel(id);
         }
     }
+}
+
+/// `ROLE`, asked once per connection.
+fn role_command() -> Vec<u8> {
+    resp::command(&[b"ROLE"])
 }
 
 unsafe extern "C" fn fail_send(_: *mut ngx_connection_t, _: *mut u8, _: usize) -> isize {

@@ -279,6 +279,12 @@ impl Fleet {
         self.log(level as usize, &msg);
     }
 
+    /// A new connection found a replica (or a Sentinel) where it wants the primary: it moves
+    /// on to the next address (counted, and logged once a minute per instance).
+    pub(crate) fn not_primary(&self, server: &str) {
+        self.reply_error(ErrorClass::Role, b"ROLE: not the primary", server);
+    }
+
     /// A reply arrived: the breaker closes (one log line if it was open).
     pub(crate) fn answered(&self) {
         let Some(s) = self.shared() else { return };

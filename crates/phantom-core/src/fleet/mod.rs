@@ -3,6 +3,7 @@
 //! - [`addr`]: server addresses as configured.
 //! - [`errors`]: what an error reply means (a replica, credentials, a cluster, a miss).
 //! - [`lookup`]: what the replies of a fleet lookup (and its lock) say.
+//! - [`role`]: the server's answer to `ROLE` (the primary is wanted).
 //! - [`resp`]: RESP2 command encoder and a bounded, iterative reply parser.
 //! - [`keys`]: the key file (HMAC and seal keys, Redis credentials) and HMAC'd Redis key names,
 //!   so Redis never sees a token, subject or client id.
@@ -19,5 +20,6 @@ pub mod keys;
 pub mod lookup;
 pub mod notice;
 pub mod resp;
+pub mod role;
 pub mod seal;
 pub mod tombstones;
