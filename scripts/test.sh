@@ -2,7 +2,9 @@
 # Runs the whole test suite: unit tests of the pure crates and the integration tests,
 # which start the real nginx with the module, the development identity server and an echo API,
 # and the interoperability tests against oidc-provider and the dpop client library (Node.js,
-# installed by scripts/oidc-provider.sh).
+# installed by scripts/oidc-provider.sh), and the fleet tests on every Redis and Valkey version
+# (tests/fleet_versions.rs: Debian's Redis 7.0, and Redis 6.2, Valkey 8.1 and 9.1 installed by
+# scripts/redis-servers.sh; TEST_ALL_REDIS=1 makes a missing one a failure, not a skip).
 #
 # Against another nginx (e.g. Debian's), set NGINX_BUILD_DIR to its configured objs
 # directory and TEST_NGINX_BINARY to the binary (see README, "Debian's nginx").
@@ -11,6 +13,8 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/oidc-provider.sh
 scripts/py-deps.sh
+scripts/redis-servers.sh
+export TEST_ALL_REDIS=1
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 features=()
 [ -n "${NGINX_BUILD_DIR:-}" ] && features=(--no-default-features --features export-modules)

@@ -375,6 +375,7 @@ fn an_acl_user_from_the_key_file_authenticates_and_a_wrong_password_fails_no_req
         "+del",
         "+unlink",
         "+sadd",
+        "+pttl",
         "+pexpire",
         "+eval",
         "+xadd",
@@ -389,6 +390,16 @@ fn an_acl_user_from_the_key_file_authenticates_and_a_wrong_password_fails_no_req
     assert_eq!(get(a.port, &token), (200, "MISS".into()));
     eventually("the entry written as user phantom", || {
         f.token_keys().len() == 1
+    });
+    // The index sets too: the script that adds to them runs with the user's permissions.
+    eventually("the index sets written as user phantom, with a TTL", || {
+        let sets: Vec<String> = f
+            .redis
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with("pt:v1:sub:") || k.starts_with("pt:v1:cid:"))
+            .collect();
+        sets.len() == 2 && sets.iter().all(|k| f.redis.pttl(k) > 0)
     });
     // The wrong password: Redis is not used, and no request fails.
     for _ in 0..5 {

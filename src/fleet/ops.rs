@@ -22,6 +22,22 @@ use crate::metrics::{self, Counter};
 const RELEASE: &[u8] =
     b"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
+/// Adds an entry key (`ARGV[1]`) to a subject's or client's index set (`KEYS[1]`) and makes the
+/// set live at least as long as the entry (`ARGV[2]` ms): `PEXPIRE` when the set has no TTL or
+/// a shorter one, so it expires with its last entry. This is `PEXPIRE NX` + `PEXPIRE GT` (Redis
+/// 7.0+) in a form that Redis 6.2, 7.x and Valkey 8 and 9 all run. A full server's refusal
+/// is answered as `-OOM` on each of them (Redis 6.2 would wrap it in `-ERR Error running
+/// script`), so the store sees that Redis is full. The one key it touches is in `KEYS` (the
+/// entry key is only a member), as a Redis Cluster needs.
+const INDEX: &[u8] = b"local n = redis.pcall('SADD', KEYS[1], ARGV[1]) \
+if type(n) == 'table' and n.err then \
+if string.find(n.err, 'OOM', 1, true) then \
+return redis.error_reply(\"OOM command not allowed when used memory > 'maxmemory'.\") end \
+return n end \
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then \
+redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
+return n";
+
 /// A request's fleet state; dropping it (with the request) forgets its pending operation.
 #[derive(Default)]
 pub(crate) struct FleetCtx {
@@ -262,16 +278,18 @@ pub(crate) fn store(
             );
             replies += 1;
             for index in selectors {
-                push_command(&mut cmds, &[b"SADD", index.as_bytes(), key.as_bytes()]);
                 push_command(
                     &mut cmds,
-                    &[b"PEXPIRE", index.as_bytes(), px.as_bytes(), b"NX"],
+                    &[
+                        b"EVAL",
+                        INDEX,
+                        b"1",
+                        index.as_bytes(),
+                        key.as_bytes(),
+                        px.as_bytes(),
+                    ],
                 );
-                push_command(
-                    &mut cmds,
-                    &[b"PEXPIRE", index.as_bytes(), px.as_bytes(), b"GT"],
-                );
-                replies += 3;
+                replies += 1;
             }
         }
     }

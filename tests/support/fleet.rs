@@ -143,7 +143,12 @@ impl Fleet {
     }
 
     pub fn with(instances: usize, opts: Opts) -> Fleet {
-        let redis = Redis::start();
+        Fleet::with_redis(Redis::start(), instances, opts)
+    }
+
+    /// As [`Fleet::with`], on a server already started (e.g. [`Redis::start_with`] another
+    /// version).
+    pub fn with_redis(redis: Redis, instances: usize, opts: Opts) -> Fleet {
         let ids = IdServer::start(IdConfig::default()).unwrap();
         let echo = EchoServer::start().unwrap();
         let keys = KeyFile::new();

@@ -1,5 +1,6 @@
-//! A private Redis for the fleet tests: Debian's `redis-server` on a free 127.0.0.1 port with
-//! its own directory, no persistence, and a small synchronous RESP2 client.
+//! A private Redis for the fleet tests: Debian's `redis-server` (or `TEST_REDIS_SERVER`, or a
+//! binary the test names: Redis 6.2+, Valkey 8+) on a free 127.0.0.1 port with its own
+//! directory, no persistence, and a small synchronous RESP2 client.
 //!
 //! Never a system Redis: the server is always one this process spawned, on a port from
 //! [`super::free_port`] (never 6379), and it is killed when the handle is dropped.
@@ -20,11 +21,58 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server may take to answer PING after it is spawned.
 const STARTUP: Duration = Duration::from_secs(5);
 
-/// The `redis-server` binary: `TEST_REDIS_SERVER`, else Debian's.
+/// The `redis-server` binary: `TEST_REDIS_SERVER` (a `redis-server` or `valkey-server`), else
+/// Debian's.
 pub fn redis_server_binary() -> PathBuf {
     std::env::var_os("TEST_REDIS_SERVER")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/redis-server"))
+}
+
+/// What a server binary says it is (`--version`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerVersion {
+    /// `Redis` or `Valkey`.
+    pub name: String,
+    /// Major, minor, patch.
+    pub version: (u32, u32, u32),
+}
+
+impl ServerVersion {
+    /// Runs `<binary> --version` (`Redis server v=7.0.15 sha=...`, `Valkey server v=8.1.1 ...`).
+    pub fn of(binary: &Path) -> Result<ServerVersion, String> {
+        let out = Command::new(binary)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{}: {e}", binary.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        ServerVersion::parse(&text)
+            .ok_or_else(|| format!("{} --version answered {text:?}", binary.display()))
+    }
+
+    fn parse(text: &str) -> Option<ServerVersion> {
+        let mut words = text.split_whitespace();
+        let name = words.next()?.to_string();
+        let v = words.find_map(|w| w.strip_prefix("v="))?;
+        let mut n = v.split('.').map(|p| p.parse::<u32>().ok());
+        let version = (n.next()??, n.next()??, n.next().flatten().unwrap_or(0));
+        Some(ServerVersion { name, version })
+    }
+
+    /// Whether the server knows `enable-debug-command` (Redis 7.0+, every Valkey); before it,
+    /// `DEBUG` is always allowed and the flag is a fatal configuration error.
+    pub fn has_debug_command_flag(&self) -> bool {
+        self.name.eq_ignore_ascii_case("valkey") || self.version >= (7, 0, 0)
+    }
+}
+
+impl std::fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b, c) = self.version;
+        write!(f, "{} {a}.{b}.{c}", self.name)
+    }
 }
 
 /// A RESP2 reply.
@@ -197,6 +245,9 @@ impl Conn {
 /// A `redis-server` child process on 127.0.0.1, killed on drop.
 pub struct Redis {
     pub port: u16,
+    /// The server binary and what it says it is.
+    binary: PathBuf,
+    version: ServerVersion,
     child: Option<Child>,
     dir: PathBuf,
     conn: Mutex<Option<Conn>>,
@@ -207,11 +258,21 @@ pub struct Redis {
 impl Redis {
     /// Starts a server on a free port (another port if the chosen one was taken meanwhile).
     pub fn start() -> Redis {
-        Redis::start_with_args(&[])
+        Redis::start_with(&redis_server_binary())
+    }
+
+    /// As [`Redis::start`], with a given `redis-server` or `valkey-server` binary.
+    pub fn start_with(binary: &Path) -> Redis {
+        Redis::start_full(binary, &[])
     }
 
     /// As [`Redis::start`], with more `redis-server` arguments.
     pub fn start_with_args(extra: &[String]) -> Redis {
+        Redis::start_full(&redis_server_binary(), extra)
+    }
+
+    fn start_full(binary: &Path, extra: &[String]) -> Redis {
+        let version = ServerVersion::of(binary).unwrap_or_else(|e| panic!("{e}"));
         let dir = super::fresh_dir();
         let mut last = String::new();
         for _ in 0..10 {
@@ -221,6 +282,8 @@ impl Redis {
             }
             let mut r = Redis {
                 port,
+                binary: binary.to_path_buf(),
+                version: version.clone(),
                 child: None,
                 dir: dir.clone(),
                 conn: Mutex::new(None),
@@ -238,8 +301,11 @@ impl Redis {
     /// Starts a server on `port`, e.g. again after [`Redis::stop`] (the nginx instances name the
     /// port in their configuration). Retries for a few seconds while the port is still taken.
     pub fn start_on(port: u16) -> Redis {
+        let binary = redis_server_binary();
         let mut r = Redis {
             port,
+            version: ServerVersion::of(&binary).unwrap_or_else(|e| panic!("{e}")),
+            binary,
             child: None,
             dir: super::fresh_dir(),
             conn: Mutex::new(None),
@@ -283,6 +349,11 @@ impl Redis {
         &self.dir
     }
 
+    /// What the server binary says it is.
+    pub fn version(&self) -> &ServerVersion {
+        &self.version
+    }
+
     /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -292,16 +363,19 @@ impl Redis {
         assert_ne!(self.port, 6379, "never the system Redis port");
         let log = self.log_path();
         let _ = fs::remove_file(&log);
-        let child = Command::new(redis_server_binary())
-            .args(["--port", &self.port.to_string()])
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .args(["--daemonize", "no"])
-            .args(["--protected-mode", "yes"])
-            .args(["--enable-debug-command", "local"])
+            .args(["--protected-mode", "yes"]);
+        if self.version.has_debug_command_flag() {
+            cmd.args(["--enable-debug-command", "local"]);
+        }
+        let child = cmd
             .arg("--logfile")
             .arg(&log)
             .args(&self.extra)
@@ -309,7 +383,7 @@ impl Redis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("{}: {e}", redis_server_binary().display()))?;
+            .map_err(|e| format!("{}: {e}", self.binary.display()))?;
         self.child = Some(child);
         *self.conn.lock().unwrap() = None;
         let deadline = Instant::now() + STARTUP;
