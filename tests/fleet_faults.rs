@@ -252,7 +252,11 @@ fn a_replica_first_in_the_upstream_is_passed_over_for_the_primary() {
     assert!(metric(a.port, role) >= 1.0, "{role}");
     // Passed over at connect (ROLE), or on its first refused write (READONLY): logged once.
     let log = a.error_log();
-    assert_eq!(log.matches("trying the next server").count(), 1, "once: {log}");
+    assert_eq!(
+        log.matches("trying the next server").count(),
+        1,
+        "once: {log}"
+    );
     assert_no_crash(&a);
     assert_no_crash(&b);
 }

@@ -128,6 +128,10 @@ pub(crate) struct Conn {
     tls_pool: *mut ngx_pool_t,
     /// The last TLS session, resumed by the next connection.
     session: *mut SSL_SESSION,
+    /// Addresses passed over in a row because they were not the primary.
+    hops: usize,
+    /// The connection was replaced while its replies were read: the reader stops.
+    replaced: bool,
 }
 
 impl Conn {
@@ -159,6 +163,8 @@ impl Conn {
             flush_ev: unsafe { core::mem::zeroed() },
             tls_pool: ptr::null_mut(),
             session: ptr::null_mut(),
+            hops: 0,
+            replaced: false,
         })
     }
 
@@ -224,6 +230,7 @@ impl Conn {
 
     /// Starts a connection to the current address; `false` if it failed at once.
     fn connect(&mut self) -> bool {
+        self.replaced = false;
         // SAFETY: the owner's addresses live as long as the configuration.
         let addrs = unsafe { &*self.addrs };
         let Some(addr) = addrs.get(self.addr % addrs.len().max(1)) else {
@@ -513,7 +520,7 @@ impl Conn {
                 // never on a burst of complete ones.
                 self.inbuf.extend_from_slice(&buf[..n as usize]);
                 done.extend(self.parse());
-                if self.state == State::Closed {
+                if self.state == State::Closed || core::mem::take(&mut self.replaced) {
                     return done;
                 }
                 if self.inbuf.len() > MAX_INBUF {
@@ -577,9 +584,10 @@ impl Conn {
                     // SAFETY: the owner outlives its connections.
                     unsafe { (*self.owner).not_primary(self.addr_name()) };
                     self.addr += 1;
-                    done.extend(self.fail_collect(Some(Failure::Role)));
+                    done.extend(self.reroute());
                     return done;
                 }
+                self.hops = 0;
                 self.handshaking = false;
                 let held = core::mem::take(&mut self.held);
                 self.out.extend_from_slice(&held);
@@ -621,6 +629,39 @@ impl Conn {
             unsafe { (*self.owner).answered() };
         }
         done
+    }
+
+    /// The server is not the primary: the commands waiting behind the handshake go to the
+    /// next address on a new connection (each address once; then they fail).
+    fn reroute(&mut self) -> Vec<(u64, Result<Vec<Value>, ()>)> {
+        self.hops += 1;
+        // SAFETY: the owner's addresses live as long as the configuration.
+        let count = unsafe { &*self.addrs }.len().max(1);
+        if self.hops >= count {
+            self.hops = 0;
+            return self.fail_collect(Some(Failure::Role));
+        }
+        let held = core::mem::take(&mut self.held);
+        let waiting: VecDeque<Slot> = self
+            .slots
+            .drain(..)
+            .filter(|s| s.step == Step::Command)
+            .collect();
+        self.close();
+        let connected = self.connect();
+        // The caller reads no more from the connection it was reading.
+        self.replaced = true;
+        if !connected {
+            self.slots = waiting;
+            return self.fail_collect(Some(Failure::Connect));
+        }
+        self.slots.extend(waiting);
+        self.held = held;
+        self.arm_read_timer();
+        if self.state == State::Ready {
+            self.post_flush();
+        }
+        Vec::new()
     }
 
     /// Fails the connection from inside a call into it (connect, send): the waiters run
