@@ -5,25 +5,26 @@
 //! slot: a late reply must never answer the next command. The next submit reconnects, to the
 //! next address after a failed connect.
 //!
-//! One file on purpose (as nginx keeps an upstream protocol in one file): the connection's
-//! states, from connect to send, receive, parse and fail, read top to bottom.
+//! The handshake (TLS, `AUTH`, `ROLE`) is in [`handshake`], reading replies in [`replies`].
 
 use core::ffi::c_void;
 use core::ptr;
 use std::collections::VecDeque;
 
 use nginx_sys::{
-    ngx_close_connection, ngx_connection_log_error_e_NGX_ERROR_INFO, ngx_connection_t,
-    ngx_current_msec, ngx_cycle, ngx_del_timer, ngx_event_connect_peer, ngx_event_get_peer,
+    ngx_close_connection, ngx_connection_t, ngx_current_msec, ngx_cycle, ngx_del_timer,
     ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_log_t, ngx_msec_t,
-    ngx_peer_connection_t, NGX_AGAIN, NGX_ERROR, NGX_LOG_CRIT, NGX_OK,
+    ngx_peer_connection_t, NGX_AGAIN, NGX_ERROR, NGX_OK,
 };
-use nginx_sys::{ngx_create_pool, ngx_destroy_pool, ngx_pool_t, SSL_SESSION};
-use phantom_core::fleet::errors::ErrorClass;
-use phantom_core::fleet::resp::{self, Limits, Reply};
-use phantom_core::fleet::role::{role_of, Role};
+use nginx_sys::{ngx_destroy_pool, ngx_pool_t, SSL_SESSION};
 
-use super::tls::{self, Handshake, TlsError};
+mod failure;
+mod handshake;
+mod replies;
+
+pub(crate) use failure::Failure;
+
+use super::tls::{self};
 use super::waiters::{self, Value};
 use super::{Addr, Fleet};
 
@@ -32,42 +33,6 @@ const MAX_SLOTS: usize = 1024;
 
 /// Most bytes of one incomplete reply (a reply bigger than this is a protocol error).
 const MAX_INBUF: usize = 512 * 1024;
-
-/// Why a connection failed, for the breaker's log line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Failure {
-    Connect,
-    Timeout,
-    Closed,
-    Protocol,
-    Auth,
-    /// The server cannot serve us now (`READONLY`, `MASTERDOWN`, `LOADING`).
-    Role,
-    /// TLS: the handshake or the certificate check failed.
-    Tls(TlsError),
-}
-
-impl Failure {
-    /// Why, in a log line.
-    pub(crate) fn describe(self) -> String {
-        match self {
-            Failure::Tls(e) => e.describe(),
-            other => other.as_str().into(),
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Failure::Connect => "connection failed",
-            Failure::Timeout => "timed out",
-            Failure::Closed => "connection closed",
-            Failure::Protocol => "invalid reply",
-            Failure::Auth => "authentication failed",
-            Failure::Role => "not a writable primary",
-            Failure::Tls(_) => "TLS failed",
-        }
-    }
-}
 
 struct Slot {
     replies: usize,
@@ -228,156 +193,6 @@ impl Conn {
         };
     }
 
-    /// Starts a connection to the current address; `false` if it failed at once.
-    fn connect(&mut self) -> bool {
-        self.replaced = false;
-        // SAFETY: the owner's addresses live as long as the configuration.
-        let addrs = unsafe { &*self.addrs };
-        let Some(addr) = addrs.get(self.addr % addrs.len().max(1)) else {
-            return false;
-        };
-        // SAFETY: the cycle log outlives the worker; we copy it and raise its level.
-        unsafe {
-            self.log = *(*ngx_cycle).log;
-        }
-        self.log.log_level = NGX_LOG_CRIT as usize;
-        // SAFETY: zeroed is the initial state; the fields set below are what nginx reads.
-        self.pc = unsafe { core::mem::zeroed() };
-        self.pc.sockaddr = addr.sockaddr;
-        self.pc.socklen = addr.socklen;
-        self.pc.name = &addr.name as *const _ as *mut _;
-        self.pc.get = Some(ngx_event_get_peer);
-        self.pc.log = &mut self.log;
-        self.pc
-            .set_log_error(ngx_connection_log_error_e_NGX_ERROR_INFO);
-        // SAFETY: pc is filled as ngx_event_connect_peer requires; on success it owns a
-        // connection whose events we route to this (boxed, never moved) Conn.
-        let rc = unsafe { ngx_event_connect_peer(&mut self.pc) };
-        if rc != NGX_OK as isize && rc != NGX_AGAIN as isize {
-            // Failover: the next address is tried on the next submit.
-            self.addr += 1;
-            self.report(Failure::Connect);
-            return false;
-        }
-        let c = self.pc.connection;
-        // SAFETY: c is the live connection just made.
-        unsafe {
-            (*c).data = self as *mut Conn as *mut c_void;
-            (*(*c).read).handler = Some(on_read);
-            (*(*c).write).handler = Some(on_write);
-            (*c).log = &mut self.log;
-            (*(*c).read).log = &mut self.log;
-            (*(*c).write).log = &mut self.log;
-        }
-        self.out.clear();
-        self.sent = 0;
-        self.inbuf.clear();
-        self.held.clear();
-        // The handshake: AUTH (with credentials), then ROLE; commands wait behind it.
-        self.handshaking = true;
-        // SAFETY: reading nginx's cached clock.
-        let now = unsafe { ngx_current_msec };
-        let auth = self.auth.clone();
-        for (cmd, step) in [(auth, Step::Auth), (Some(role_command()), Step::Role)] {
-            let Some(cmd) = cmd else { continue };
-            self.out.extend_from_slice(&cmd);
-            self.slots.push_back(Slot {
-                replies: 1,
-                got: Vec::new(),
-                waiter: 0,
-                deadline: now + self.timeout_ms,
-                step,
-            });
-        }
-        if rc == NGX_AGAIN as isize {
-            self.state = State::Connecting;
-            // SAFETY: c is live; the timer is removed when the connection closes.
-            unsafe { nginx_sys::ngx_add_timer((*c).write, self.timeout_ms) };
-            return true;
-        }
-        self.established();
-        self.state != State::Closed
-    }
-
-    /// The socket is connected: with `redis_ssl`, TLS starts; else the connection is ready.
-    fn established(&mut self) {
-        // SAFETY: the owner outlives its connections.
-        let Some(tls) = (unsafe { (*self.owner).tls.as_ref() }) else {
-            self.state = State::Ready;
-            return;
-        };
-        let c = self.pc.connection;
-        // SAFETY: c is live; TLS allocates from a pool of the connection's own, destroyed
-        // after the connection closes.
-        unsafe {
-            self.tls_pool = ngx_create_pool(4096, &mut self.log);
-            if self.tls_pool.is_null() {
-                return self.fail(Failure::Tls(TlsError::Handshake));
-            }
-            (*c).pool = self.tls_pool;
-        }
-        let host = phantom_core::fleet::addr::host_of(self.addr_name()).to_string();
-        self.state = State::Tls;
-        // SAFETY: c is live and has no TLS yet.
-        let started = unsafe { tls::start(c, tls, &host, self.session) };
-        self.handshake_went(started);
-    }
-
-    /// Acts on a handshake's progress: wait for nginx's callback, fail, or go on.
-    fn handshake_went(&mut self, how: Result<Handshake, TlsError>) {
-        let c = self.pc.connection;
-        match how {
-            Ok(Handshake::Again) => {
-                // SAFETY: c is live with TLS; nginx calls the handler when the handshake ends
-                // (or times out: the read timer below).
-                unsafe {
-                    (*(*c).ssl).handler = Some(on_tls_done);
-                    nginx_sys::ngx_add_timer((*c).read, self.timeout_ms);
-                }
-            }
-            Err(e) => self.fail(Failure::Tls(e)),
-            Ok(Handshake::Done) => {
-                // SAFETY: c is live; its handshake is done. The events come back to us.
-                unsafe {
-                    self.session = tls::keep_session(c, self.session);
-                    (*(*c).read).handler = Some(on_read);
-                    (*(*c).write).handler = Some(on_write);
-                    if (*(*c).read).timer_set() != 0 {
-                        ngx_del_timer((*c).read);
-                    }
-                }
-                self.state = State::Ready;
-                self.arm_read_timer();
-                self.flush();
-            }
-        }
-    }
-
-    /// nginx's SSL layer is done with the handshake (or it timed out).
-    fn tls_done(&mut self) {
-        let c = self.pc.connection;
-        // SAFETY: nginx calls this with our live connection.
-        let (timedout, handshaked) = unsafe {
-            (
-                (*(*c).read).timedout() != 0 || (*(*c).write).timedout() != 0,
-                (*(*c).ssl).handshaked() != 0,
-            )
-        };
-        if timedout {
-            return self.fail(Failure::Tls(TlsError::Timeout));
-        }
-        if !handshaked {
-            return self.fail(Failure::Tls(TlsError::Handshake));
-        }
-        // SAFETY: the owner outlives its connections; TLS was configured to get here.
-        let Some(tls) = (unsafe { (*self.owner).tls.as_ref() }) else {
-            return self.fail(Failure::Tls(TlsError::Handshake));
-        };
-        // SAFETY: c is live; the handshake finished, so this only checks the certificate.
-        let how = unsafe { tls::handshake(c, tls) };
-        self.handshake_went(how);
-    }
-
     /// The address this connection talks to, for log lines.
     fn addr_name(&self) -> &str {
         // SAFETY: the owner's addresses live as long as the configuration.
@@ -475,23 +290,6 @@ impl Conn {
         }
     }
 
-    /// Whether a non-blocking connect succeeded (`SO_ERROR` is 0).
-    fn connected(&self) -> bool {
-        let mut err: libc::c_int = 0;
-        let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: fd is the live connection's socket; err/len are valid out-parameters.
-        let rc = unsafe {
-            libc::getsockopt(
-                (*self.pc.connection).fd,
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                &mut err as *mut _ as *mut c_void,
-                &mut len,
-            )
-        };
-        rc == 0 && err == 0
-    }
-
     /// Reads and parses; returns the completed waiters for the caller to run once this
     /// connection is no longer borrowed.
     fn on_read(&mut self, ev: *mut ngx_event_t) -> Vec<(u64, Result<Vec<Value>, ()>)> {
@@ -553,115 +351,6 @@ impl Conn {
         // SAFETY: c is live.
         unsafe { self.set_idle(self.slots.is_empty() || self.cancelable) };
         done
-    }
-
-    /// Parses complete replies off the buffer into their slots. An error reply is heard by
-    /// its meaning: one that says this server cannot serve us (a replica, bad credentials)
-    /// closes the connection, the next one goes to the next address.
-    fn parse(&mut self) -> Vec<(u64, Result<Vec<Value>, ()>)> {
-        let mut done = Vec::new();
-        let mut pos = 0;
-        let limits = Limits::default();
-        loop {
-            let reply = match resp::parse(self.inbuf.get(pos..).unwrap_or_default(), &limits) {
-                Ok(Some((reply, used))) => {
-                    pos += used;
-                    reply
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    done.extend(self.fail_collect(Some(Failure::Protocol)));
-                    return done;
-                }
-            };
-            let Some(step) = self.slots.front().map(|s| s.step) else {
-                // Bytes nobody asked for: out of sync.
-                done.extend(self.fail_collect(Some(Failure::Protocol)));
-                return done;
-            };
-            if step == Step::Role {
-                if role_of(&reply) == Role::NotPrimary {
-                    // SAFETY: the owner outlives its connections.
-                    unsafe { (*self.owner).not_primary(self.addr_name()) };
-                    self.addr += 1;
-                    done.extend(self.reroute());
-                    return done;
-                }
-                self.hops = 0;
-                self.handshaking = false;
-                let held = core::mem::take(&mut self.held);
-                self.out.extend_from_slice(&held);
-                self.slots.pop_front();
-                continue;
-            }
-            let auth = step == Step::Auth;
-            if let Reply::Error(line) = &reply {
-                let class = ErrorClass::of(line);
-                // SAFETY: the owner outlives its connections.
-                unsafe { (*self.owner).reply_error(class, line, self.addr_name()) };
-                if auth || class.closes() {
-                    let why = if class == ErrorClass::Role {
-                        // Another address may be the primary now.
-                        self.addr += 1;
-                        Failure::Role
-                    } else {
-                        Failure::Auth
-                    };
-                    done.extend(self.fail_collect(Some(why)));
-                    return done;
-                }
-            }
-            let Some(slot) = self.slots.front_mut() else {
-                break;
-            };
-            slot.got.push(Value::from(&reply));
-            if slot.got.len() >= slot.replies {
-                if let Some(slot) = self.slots.pop_front() {
-                    if slot.waiter != 0 {
-                        done.push((slot.waiter, Ok(slot.got)));
-                    }
-                }
-            }
-        }
-        self.inbuf.drain(..pos);
-        if pos > 0 {
-            // SAFETY: the owner outlives its connections.
-            unsafe { (*self.owner).answered() };
-        }
-        done
-    }
-
-    /// The server is not the primary: the commands waiting behind the handshake go to the
-    /// next address on a new connection (each address once; then they fail).
-    fn reroute(&mut self) -> Vec<(u64, Result<Vec<Value>, ()>)> {
-        self.hops += 1;
-        // SAFETY: the owner's addresses live as long as the configuration.
-        let count = unsafe { &*self.addrs }.len().max(1);
-        if self.hops >= count {
-            self.hops = 0;
-            return self.fail_collect(Some(Failure::Role));
-        }
-        let held = core::mem::take(&mut self.held);
-        let waiting: VecDeque<Slot> = self
-            .slots
-            .drain(..)
-            .filter(|s| s.step == Step::Command)
-            .collect();
-        self.close();
-        let connected = self.connect();
-        // The caller reads no more from the connection it was reading.
-        self.replaced = true;
-        if !connected {
-            self.slots = waiting;
-            return self.fail_collect(Some(Failure::Connect));
-        }
-        self.slots.extend(waiting);
-        self.held = held;
-        self.arm_read_timer();
-        if self.state == State::Ready {
-            self.post_flush();
-        }
-        Vec::new()
     }
 
     /// Fails the connection from inside a call into it (connect, send): the waiters run
@@ -734,11 +423,6 @@ impl Conn {
     }
 }
 
-/// `ROLE`, asked once per connection.
-fn role_command() -> Vec<u8> {
-    resp::command(&[b"ROLE"])
-}
-
 unsafe extern "C" fn fail_send(_: *mut ngx_connection_t, _: *mut u8, _: usize) -> isize {
     NGX_ERROR as isize
 }
@@ -754,13 +438,6 @@ unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
     // SAFETY: as above; the borrow ends before the waiters run.
     let done = unsafe { (*conn).on_read(ev) };
     waiters::complete_all(done);
-}
-
-unsafe extern "C" fn on_tls_done(c: *mut ngx_connection_t) {
-    // SAFETY: c is our live connection; its data is the boxed Conn.
-    let conn = unsafe { (*c).data } as *mut Conn;
-    // SAFETY: as above; waiters failed meanwhile run from the event loop (`fail`).
-    unsafe { (*conn).tls_done() };
 }
 
 unsafe extern "C" fn on_flush(ev: *mut ngx_event_t) {

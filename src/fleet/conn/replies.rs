@@ -1,0 +1,122 @@
+//! Replies: parsed as they arrive, each answering the oldest slot; an error reply is heard
+//! by its meaning, and a server that is not the primary hands its waiting commands on.
+
+use std::collections::VecDeque;
+
+use phantom_core::fleet::errors::ErrorClass;
+use phantom_core::fleet::resp::{self, Limits, Reply};
+use phantom_core::fleet::role::{role_of, Role};
+
+use super::super::waiters::Value;
+use super::{Conn, Failure, Slot, State, Step};
+
+impl Conn {
+    /// Parses complete replies off the buffer into their slots. An error reply is heard by
+    /// its meaning: one that says this server cannot serve us (a replica, bad credentials)
+    /// closes the connection, the next one goes to the next address.
+    pub(super) fn parse(&mut self) -> Vec<(u64, Result<Vec<Value>, ()>)> {
+        let mut done = Vec::new();
+        let mut pos = 0;
+        let limits = Limits::default();
+        loop {
+            let reply = match resp::parse(self.inbuf.get(pos..).unwrap_or_default(), &limits) {
+                Ok(Some((reply, used))) => {
+                    pos += used;
+                    reply
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    done.extend(self.fail_collect(Some(Failure::Protocol)));
+                    return done;
+                }
+            };
+            let Some(step) = self.slots.front().map(|s| s.step) else {
+                // Bytes nobody asked for: out of sync.
+                done.extend(self.fail_collect(Some(Failure::Protocol)));
+                return done;
+            };
+            if step == Step::Role {
+                if role_of(&reply) == Role::NotPrimary {
+                    // SAFETY: the owner outlives its connections.
+                    unsafe { (*self.owner).not_primary(self.addr_name()) };
+                    self.addr += 1;
+                    done.extend(self.reroute());
+                    return done;
+                }
+                self.hops = 0;
+                self.handshaking = false;
+                let held = core::mem::take(&mut self.held);
+                self.out.extend_from_slice(&held);
+                self.slots.pop_front();
+                continue;
+            }
+            let auth = step == Step::Auth;
+            if let Reply::Error(line) = &reply {
+                let class = ErrorClass::of(line);
+                // SAFETY: the owner outlives its connections.
+                unsafe { (*self.owner).reply_error(class, line, self.addr_name()) };
+                if auth || class.closes() {
+                    let why = if class == ErrorClass::Role {
+                        // Another address may be the primary now.
+                        self.addr += 1;
+                        Failure::Role
+                    } else {
+                        Failure::Auth
+                    };
+                    done.extend(self.fail_collect(Some(why)));
+                    return done;
+                }
+            }
+            let Some(slot) = self.slots.front_mut() else {
+                break;
+            };
+            slot.got.push(Value::from(&reply));
+            if slot.got.len() >= slot.replies {
+                if let Some(slot) = self.slots.pop_front() {
+                    if slot.waiter != 0 {
+                        done.push((slot.waiter, Ok(slot.got)));
+                    }
+                }
+            }
+        }
+        self.inbuf.drain(..pos);
+        if pos > 0 {
+            // SAFETY: the owner outlives its connections.
+            unsafe { (*self.owner).answered() };
+        }
+        done
+    }
+
+    /// The server is not the primary: the commands waiting behind the handshake go to the
+    /// next address on a new connection (each address once; then they fail).
+    pub(super) fn reroute(&mut self) -> Vec<(u64, Result<Vec<Value>, ()>)> {
+        self.hops += 1;
+        // SAFETY: the owner's addresses live as long as the configuration.
+        let count = unsafe { &*self.addrs }.len().max(1);
+        if self.hops >= count {
+            self.hops = 0;
+            return self.fail_collect(Some(Failure::Role));
+        }
+        let held = core::mem::take(&mut self.held);
+        let waiting: VecDeque<Slot> = self
+            .slots
+            .drain(..)
+            .filter(|s| s.step == Step::Command)
+            .collect();
+        self.close();
+        let connected = self.connect();
+        // The caller reads no more from the connection it was reading.
+        self.replaced = true;
+        if !connected {
+            self.slots = waiting;
+            return self.fail_collect(Some(Failure::Connect));
+        }
+        self.slots.extend(waiting);
+        self.held = held;
+        self.arm_read_timer();
+        if self.state == State::Ready {
+            self.post_flush();
+        }
+        Vec::new()
+    }
+}
