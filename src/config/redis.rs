@@ -18,6 +18,9 @@ use crate::fleet::{Addr, FleetSpec, TlsSpec};
 /// Longest operation timeout and lock time.
 const MAX_MS: u64 = 60_000;
 
+/// Longest `redis_max_connection_age`.
+const MAX_AGE_MS: u64 = 24 * 3600 * 1000;
+
 /// Takes one `redis*=` parameter; `Ok(false)` if `k` is not one.
 pub(crate) fn parse_param(
     spec: &mut FleetSpec,
@@ -35,6 +38,18 @@ pub(crate) fn parse_param(
         "redis_key" if !v.is_empty() => spec.key_file = v.into(),
         "redis_timeout" => spec.timeout_ms = ms()?,
         "redis_lock" => spec.lock_ms = ms()?,
+        "redis_password_file" if !v.is_empty() => {
+            std::fs::File::open(v)
+                .map_err(|e| format!("cannot read redis_password_file \"{v}\": {e}"))?;
+            spec.password_file = Some(v.into());
+        }
+        "redis_max_connection_age" => {
+            spec.max_connection_age_ms = Some(
+                super::parse_ms(v)
+                    .filter(|ms| (1000..=MAX_AGE_MS).contains(ms))
+                    .ok_or_else(|| format!("invalid time in \"{arg}\" (1s to 24h)"))?,
+            )
+        }
         "redis_prefix" => {
             if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(format!(
@@ -43,7 +58,7 @@ pub(crate) fn parse_param(
             }
             spec.prefix = v.into();
         }
-        "redis" | "redis_key" => return Err(format!("empty \"{arg}\"")),
+        "redis" | "redis_key" | "redis_password_file" => return Err(format!("empty \"{arg}\"")),
         _ if k.starts_with("redis_ssl") => return parse_tls(spec, k, v, arg).map(|_| true),
         _ => return Ok(false),
     }

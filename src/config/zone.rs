@@ -80,6 +80,10 @@ fn load_fleet(spec: crate::fleet::FleetSpec, zone: &str) -> Result<crate::fleet:
         .map_err(|e| format!("cannot read redis_key file \"{path}\": {e}"))?;
     let keys = phantom_core::fleet::keys::parse_key_file(&text)
         .map_err(|e| format!("redis_key file \"{path}\": {e}"))?;
+    let no_password = keys.redis_password().is_none() && spec.password_file.is_none();
+    if keys.redis_user().is_some() && no_password {
+        return Err(format!("redis_key file \"{path}\": key file: redis_user needs a redis_password (or the zone's redis_password_file=)"));
+    }
     Ok(crate::fleet::Fleet::new(spec, keys, zone))
 }
 
@@ -149,7 +153,7 @@ fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway=, stale_if_error=, negative_share=, l1=, redis=, redis_key=, redis_timeout=, redis_lock=, redis_prefix= or redis_ssl*=)"
+                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway=, stale_if_error=, negative_share=, l1=, redis=, redis_key=, redis_timeout=, redis_lock=, redis_prefix=, redis_password_file=, redis_max_connection_age= or redis_ssl*=)"
                 ))
             }
         }

@@ -42,6 +42,10 @@ pub(crate) struct FleetSpec {
     pub(crate) prefix: String,
     /// `redis_ssl=on` and its `redis_ssl_*=` parameters.
     pub(crate) tls: Option<TlsSpec>,
+    /// `redis_password_file=`: the password, read for every new connection.
+    pub(crate) password_file: Option<String>,
+    /// `redis_max_connection_age=`: a connection is replaced once it is this old (ms).
+    pub(crate) max_connection_age_ms: Option<u64>,
 }
 
 /// The `redis_ssl*=` parameters as written (`proxy_ssl_*` is the model).
@@ -113,6 +117,9 @@ pub(crate) struct Fleet {
     /// `redis_ssl*=` as written, and the TLS context made from it at postconfiguration.
     pub(crate) tls_spec: Option<TlsSpec>,
     pub(crate) tls: Option<tls::Tls>,
+    /// `redis_password_file=` and `redis_max_connection_age=`.
+    pub(crate) password_file: Option<String>,
+    pub(crate) max_connection_age_ms: Option<u64>,
     /// The zone's shared state (set once the zone is known to the worker).
     shared: core::cell::Cell<*const FleetShared>,
     worker: RefCell<Option<Box<Conn>>>,
@@ -133,6 +140,8 @@ impl Fleet {
             addrs: Vec::new(),
             tls_spec: spec.tls,
             tls: None,
+            password_file: spec.password_file,
+            max_connection_age_ms: spec.max_connection_age_ms,
             shared: core::cell::Cell::new(core::ptr::null()),
             worker: RefCell::new(None),
             stopped: core::cell::Cell::new(false),
@@ -151,9 +160,29 @@ impl Fleet {
         unsafe { self.shared.get().as_ref() }
     }
 
-    /// The `AUTH` command for new connections, from the key file.
-    fn auth(&self) -> Option<Vec<u8>> {
-        let pass = self.keys.redis_password()?;
+    /// The `AUTH` command for a new connection: the key file's password, or the one in
+    /// `redis_password_file`, read again for every connection (tokens that a sidecar
+    /// refreshes: AWS IAM, Microsoft Entra, GCP IAM). An unreadable file is logged (once a
+    /// minute) and the connection goes without `AUTH`, which the server refuses.
+    pub(crate) fn auth(&self) -> Option<Vec<u8>> {
+        let from_file;
+        let pass = match &self.password_file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    from_file = text.trim().to_string();
+                    from_file.as_str()
+                }
+                Err(e) => {
+                    let msg = format!(
+                        "cannot read redis_password_file \"{path}\" (the workers read it): {e}"
+                    );
+                    crate::metrics::count(crate::metrics::Counter::RedisAuth);
+                    self.log_once(ErrorClass::Auth, NGX_LOG_ERR as usize, &msg);
+                    return None;
+                }
+            },
+            None => self.keys.redis_password()?,
+        };
         Some(match self.keys.redis_user() {
             Some(user) => resp::command(&[b"AUTH", user.as_bytes(), pass.as_bytes()]),
             None => resp::command(&[b"AUTH", pass.as_bytes()]),
@@ -173,7 +202,6 @@ impl Fleet {
             Conn::new(
                 &self.addrs as *const Vec<Addr>,
                 self.timeout_ms,
-                self.auth(),
                 self as *const Fleet,
             )
         });
@@ -257,6 +285,16 @@ impl Fleet {
             ErrorClass::Full => return,
             ErrorClass::Other => (NGX_LOG_WARN, "the operation is a miss"),
         };
+        let shown = &line[..line.len().min(160)];
+        let msg = format!(
+            "server {server} answered \"{}\": {next}",
+            String::from_utf8_lossy(shown)
+        );
+        self.log_once(class, level as usize, &msg);
+    }
+
+    /// Logs `msg` unless a line of `class` was logged by this instance within a minute.
+    fn log_once(&self, class: ErrorClass, level: usize, msg: &str) {
         let now = crate::glue::time::now_ms();
         let Some(last) = self.shared().and_then(|s| s.logged_ms.get(class.index())) else {
             return;
@@ -271,12 +309,7 @@ impl Fleet {
         {
             return;
         }
-        let shown = &line[..line.len().min(160)];
-        let msg = format!(
-            "server {server} answered \"{}\": {next}",
-            String::from_utf8_lossy(shown)
-        );
-        self.log(level as usize, &msg);
+        self.log(level, msg);
     }
 
     /// A new connection found a replica (or a Sentinel) where it wants the primary: it moves

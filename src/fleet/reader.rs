@@ -55,7 +55,7 @@ impl Reader {
             .fleet_locked(|f| stored_id(&f.last_id))
             .flatten()
             .unwrap_or_else(|| format!("{now_ms}-0"));
-        let mut conn = Conn::new(&fleet.addrs, fleet.timeout_ms, fleet.auth(), fleet);
+        let mut conn = Conn::new(&fleet.addrs, fleet.timeout_ms, fleet);
         conn.set_cancelable();
         let reader = Box::new(Reader {
             conn,

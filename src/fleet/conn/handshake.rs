@@ -17,6 +17,7 @@ impl Conn {
     /// Starts a connection to the current address; `false` if it failed at once.
     pub(super) fn connect(&mut self) -> bool {
         self.replaced = false;
+        self.connected_ms = crate::glue::time::now_ms();
         // SAFETY: the owner's addresses live as long as the configuration.
         let addrs = unsafe { &*self.addrs };
         let Some(addr) = addrs.get(self.addr % addrs.len().max(1)) else {
@@ -63,7 +64,8 @@ impl Conn {
         self.handshaking = true;
         // SAFETY: reading nginx's cached clock.
         let now = unsafe { ngx_current_msec };
-        let auth = self.auth.clone();
+        // SAFETY: the owner outlives its connections.
+        let auth = unsafe { (*self.owner).auth() };
         for (cmd, step) in [(auth, Step::Auth), (Some(role_command()), Step::Role)] {
             let Some(cmd) = cmd else { continue };
             self.out.extend_from_slice(&cmd);

@@ -73,7 +73,6 @@ pub(crate) struct Conn {
     addrs: *const Vec<Addr>,
     addr: usize,
     timeout_ms: ngx_msec_t,
-    auth: Option<Vec<u8>>,
     owner: *const Fleet,
     out: Vec<u8>,
     sent: usize,
@@ -95,17 +94,14 @@ pub(crate) struct Conn {
     session: *mut SSL_SESSION,
     /// Addresses passed over in a row because they were not the primary.
     hops: usize,
+    /// When the connection was made (`redis_max_connection_age`).
+    connected_ms: i64,
     /// The connection was replaced while its replies were read: the reader stops.
     replaced: bool,
 }
 
 impl Conn {
-    pub(crate) fn new(
-        addrs: *const Vec<Addr>,
-        timeout_ms: u64,
-        auth: Option<Vec<u8>>,
-        owner: *const Fleet,
-    ) -> Box<Conn> {
+    pub(crate) fn new(addrs: *const Vec<Addr>, timeout_ms: u64, owner: *const Fleet) -> Box<Conn> {
         Box::new(Conn {
             // SAFETY: an all-zero peer connection is its documented initial state.
             pc: unsafe { core::mem::zeroed() },
@@ -114,7 +110,6 @@ impl Conn {
             addrs,
             addr: 0,
             timeout_ms: timeout_ms as ngx_msec_t,
-            auth,
             owner,
             out: Vec::new(),
             sent: 0,
@@ -129,6 +124,7 @@ impl Conn {
             tls_pool: ptr::null_mut(),
             session: ptr::null_mut(),
             hops: 0,
+            connected_ms: 0,
             replaced: false,
         })
     }

@@ -84,7 +84,19 @@ impl Conn {
             // SAFETY: the owner outlives its connections.
             unsafe { (*self.owner).answered() };
         }
+        if self.slots.is_empty() && self.too_old() {
+            // Replaced before its credentials expire: the next command reconnects (and
+            // logs in again) with nothing in flight to lose.
+            self.close();
+        }
         done
+    }
+
+    /// Whether `redis_max_connection_age` has passed since the connection was made.
+    fn too_old(&self) -> bool {
+        // SAFETY: the owner outlives its connections.
+        let max = unsafe { (*self.owner).max_connection_age_ms };
+        max.is_some_and(|max| crate::glue::time::now_ms() - self.connected_ms >= max as i64)
     }
 
     /// The server is not the primary: the commands waiting behind the handshake go to the

@@ -8,7 +8,8 @@
 //! seal  k3 <base64url of 32 bytes>   # the first seal line encrypts
 //! seal  k2 <base64url of 32 bytes>   # later lines only decrypt (rotation)
 //! redis_user phantom                 # optional: HELLO 2 AUTH <user> <password>
-//! redis_password <password>          # optional; one word, no whitespace
+//! redis_password <password>          # optional; one word, no whitespace (a user without it
+//!                                     # takes the zone's redis_password_file)
 //! ```
 //!
 //! Exactly one `name` line and at least one `seal` line are required. Key ids (`kid`) are 1 to
@@ -222,9 +223,6 @@ pub fn parse_key_file(text: &str) -> Result<KeyFile, String> {
             ));
         }
     }
-    if redis_user.is_some() && redis_password.is_none() {
-        return Err("key file: redis_user needs a redis_password".to_string());
-    }
     let seal = seal
         .into_iter()
         .map(|(kid, key)| {
@@ -417,10 +415,6 @@ mod tests {
             (
                 format!("name v1 {K0}\nseal k3 {K1}\nseal k2 {K1}\n"),
                 "k3 and k2 are the same",
-            ),
-            (
-                format!("name v1 {K0}\nseal k3 {K1}\nredis_user u\n"),
-                "redis_user needs a redis_password",
             ),
             (
                 format!("name v1 {}\nseal k3 {K1}\n", base64url(&[0; 32])),
