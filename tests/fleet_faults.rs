@@ -97,8 +97,9 @@ fn a_burst_of_large_redis_hits_stays_hits() {
     assert!(!cold.error_log().contains("redis"), "{}", cold.error_log());
 }
 
-#[test]
-fn a_lock_holder_whose_client_goes_away_releases_the_fleet_lock() {
+/// Two instances with `redis_lock=5s`, a token, and an identity server that answers only
+/// after 10 s: the first instance to ask holds the fleet lock meanwhile.
+fn slow_fleet() -> (Fleet, String) {
     let f = Fleet::with(
         2,
         Opts {
@@ -108,6 +109,12 @@ fn a_lock_holder_whose_client_goes_away_releases_the_fleet_lock() {
     );
     let token = f.ids.issue("read", 300);
     f.ids.set_fault(Fault::Delay(Duration::from_secs(10)));
+    (f, token)
+}
+
+#[test]
+fn a_lock_holder_whose_client_goes_away_releases_the_fleet_lock() {
+    let (f, token) = slow_fleet();
     // A introspects for the fleet (holding the lock); B waits for it.
     let holder = open_request(f.port(0), &token);
     std::thread::sleep(Duration::from_millis(200));
@@ -135,20 +142,12 @@ fn a_lock_holder_whose_client_goes_away_releases_the_fleet_lock() {
 
 #[test]
 fn a_lock_holder_whose_worker_exits_releases_the_fleet_lock() {
-    let mut f = Fleet::with(
-        2,
-        Opts {
-            zone: "redis_lock=5s",
-            ..Opts::default()
-        },
-    );
-    let token = f.ids.issue("read", 300);
-    f.ids.set_fault(Fault::Delay(Duration::from_secs(10)));
+    let (mut f, token) = slow_fleet();
     let _holder = open_request(f.port(0), &token);
     std::thread::sleep(Duration::from_millis(300));
     f.ids.set_fault(Fault::None);
     // A fast shutdown: the worker exits with the request (and its lock) still in flight.
-    f.nodes[0].signal(libc_sigterm());
+    f.nodes[0].signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     assert_eq!(get(f.port(1), &token).0, 200);
@@ -160,21 +159,9 @@ fn a_lock_holder_whose_worker_exits_releases_the_fleet_lock() {
     let _ = f.nodes.remove(0);
 }
 
-fn libc_sigterm() -> i32 {
-    15
-}
-
 #[test]
 fn a_waiting_request_whose_client_goes_away_ends_at_once_over_both_protocols() {
-    let f = Fleet::with(
-        2,
-        Opts {
-            zone: "redis_lock=5s",
-            ..Opts::default()
-        },
-    );
-    let token = f.ids.issue("read", 300);
-    f.ids.set_fault(Fault::Delay(Duration::from_secs(10)));
+    let (f, token) = slow_fleet();
     let _holder = open_request(f.port(0), &token);
     std::thread::sleep(Duration::from_millis(200));
     let b = &f.nodes[1];
