@@ -75,7 +75,7 @@ impl HttpModule for Module {
             };
             // SAFETY: cf is the configuration context of postconfiguration.
             let made = unsafe { config::redis::resolve(cf, &fleet.target) }.and_then(|addrs| {
-                fleet.addrs = addrs;
+                fleet.seeds = addrs;
                 let Some(spec) = fleet.tls_spec.clone() else {
                     return Ok(());
                 };

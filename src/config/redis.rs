@@ -12,8 +12,9 @@ use nginx_sys::{
 };
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 
+use crate::fleet::peer::Peer;
 use crate::fleet::tls::Tls;
-use crate::fleet::{Addr, FleetSpec, TlsSpec};
+use crate::fleet::{FleetSpec, TlsSpec};
 
 /// Longest operation timeout and lock time.
 const MAX_MS: u64 = 60_000;
@@ -35,6 +36,14 @@ pub(crate) fn parse_param(
     };
     match k {
         "redis" if !v.is_empty() => spec.target = v.into(),
+        "redis_sentinel" => {
+            if v.is_empty() || v.len() > 128 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "invalid \"{arg}\" (the master name the Sentinels monitor: 1 to 128 printable characters)"
+                ));
+            }
+            spec.sentinel = Some(v.into());
+        }
         "redis_key" if !v.is_empty() => spec.key_file = v.into(),
         "redis_timeout" => spec.timeout_ms = ms()?,
         "redis_lock" => spec.lock_ms = ms()?,
@@ -204,7 +213,7 @@ unsafe fn conf_str(cf: *mut ngx_conf_t, s: &str) -> Option<ngx_str_t> {
 ///
 /// # Safety
 /// `cf` must be the configuration context of postconfiguration.
-pub(crate) unsafe fn resolve(cf: *mut ngx_conf_t, target: &str) -> Result<Vec<Addr>, String> {
+pub(crate) unsafe fn resolve(cf: *mut ngx_conf_t, target: &str) -> Result<Vec<Peer>, String> {
     // SAFETY: per contract.
     if let Some(addrs) = unsafe { from_upstream(cf, target) } {
         return if addrs.is_empty() {
@@ -219,7 +228,7 @@ pub(crate) unsafe fn resolve(cf: *mut ngx_conf_t, target: &str) -> Result<Vec<Ad
     })
 }
 
-unsafe fn from_upstream(cf: *mut ngx_conf_t, name: &str) -> Option<Vec<Addr>> {
+unsafe fn from_upstream(cf: *mut ngx_conf_t, name: &str) -> Option<Vec<Peer>> {
     // SAFETY: cf is valid; the upstream module's main configuration exists in any http block.
     let umcf = NgxHttpUpstreamModule::main_conf(unsafe { &*cf })?;
     let blocks: &ngx_array_t = &umcf.upstreams;
@@ -260,11 +269,8 @@ unsafe fn from_upstream(cf: *mut ngx_conf_t, name: &str) -> Option<Vec<Addr>> {
                 } else {
                     &mut primary
                 };
-                list.extend(addrs.iter().map(|a| Addr {
-                    sockaddr: a.sockaddr,
-                    socklen: a.socklen,
-                    name: a.name,
-                }));
+                // SAFETY: each address was resolved by nginx into the configuration pool.
+                list.extend(addrs.iter().filter_map(|a| unsafe { copy(a) }));
             }
         }
         primary.extend(backup);
@@ -273,7 +279,7 @@ unsafe fn from_upstream(cf: *mut ngx_conf_t, name: &str) -> Option<Vec<Addr>> {
     None
 }
 
-unsafe fn from_url(cf: *mut ngx_conf_t, target: &str) -> Option<Vec<Addr>> {
+unsafe fn from_url(cf: *mut ngx_conf_t, target: &str) -> Option<Vec<Peer>> {
     // SAFETY: cf is valid; the copy lives in the configuration pool.
     let url = unsafe { ngx_str_t::from_bytes((*cf).pool, target.as_bytes()) }?;
     // SAFETY: a zeroed ngx_url_t is its initial state.
@@ -286,14 +292,16 @@ unsafe fn from_url(cf: *mut ngx_conf_t, target: &str) -> Option<Vec<Addr>> {
     }
     // SAFETY: addrs has naddrs entries in the configuration pool.
     let addrs = unsafe { core::slice::from_raw_parts(u.addrs, u.naddrs) };
-    Some(
-        addrs
-            .iter()
-            .map(|a| Addr {
-                sockaddr: a.sockaddr,
-                socklen: a.socklen,
-                name: a.name,
-            })
-            .collect(),
-    )
+    // SAFETY: as above.
+    Some(addrs.iter().filter_map(|a| unsafe { copy(a) }).collect())
+}
+
+/// An owned copy of an address nginx resolved.
+///
+/// # Safety
+/// `a` must hold a valid socket address and name.
+unsafe fn copy(a: &nginx_sys::ngx_addr_t) -> Option<Peer> {
+    let name = core::str::from_utf8(a.name.as_bytes()).ok()?;
+    // SAFETY: per contract.
+    unsafe { Peer::copy(a.sockaddr, a.socklen, name) }
 }

@@ -153,7 +153,7 @@ fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway=, stale_if_error=, negative_share=, l1=, redis=, redis_key=, redis_timeout=, redis_lock=, redis_prefix=, redis_password_file=, redis_max_connection_age= or redis_ssl*=)"
+                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway=, stale_if_error=, negative_share=, l1=, redis=, redis_sentinel=, redis_key=, redis_timeout=, redis_lock=, redis_prefix=, redis_password_file=, redis_max_connection_age= or redis_ssl*=)"
                 ))
             }
         }

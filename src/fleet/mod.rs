@@ -9,29 +9,32 @@
 pub(crate) mod conn;
 pub(crate) mod jti;
 pub(crate) mod ops;
+pub(crate) mod peer;
 pub(crate) mod reader;
+pub(crate) mod sentinel;
 pub(crate) mod tls;
 pub(crate) mod waiters;
 
 use core::sync::atomic::Ordering;
 use std::cell::RefCell;
 
-use nginx_sys::{
-    ngx_cycle, ngx_str_t, sockaddr, socklen_t, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
-};
+use nginx_sys::{ngx_cycle, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN};
 use ngx::ngx_log_error;
 use phantom_core::fleet::errors::ErrorClass;
 use phantom_core::fleet::keys::{redis_key, KeyFile};
 use phantom_core::fleet::resp;
 
 pub(crate) use crate::cache::zone::FleetShared;
-use conn::{Conn, Failure};
+use conn::{Conn, Failure, Kind};
+use peer::{Peer, Servers};
 
 /// The `redis*=` parameters as written.
 #[derive(Default)]
 pub(crate) struct FleetSpec {
     /// `redis=`: an `upstream` block's name, `host:port` or `unix:/path`.
     pub(crate) target: String,
+    /// `redis_sentinel=`: the master name; `redis=` then names the Sentinels.
+    pub(crate) sentinel: Option<String>,
     /// `redis_key=`: the key file.
     pub(crate) key_file: String,
     /// `redis_timeout=`: connect and reply timeout per operation (ms).
@@ -88,13 +91,6 @@ impl FleetSpec {
     }
 }
 
-/// A Redis server address, resolved when the configuration is read (as `proxy_pass` does).
-pub(crate) struct Addr {
-    pub(crate) sockaddr: *mut sockaddr,
-    pub(crate) socklen: socklen_t,
-    pub(crate) name: ngx_str_t,
-}
-
 /// Consecutive failures that open the breaker.
 const TRIP_AFTER: u32 = 3;
 /// How long an open breaker keeps requests away from Redis before one probes it.
@@ -113,7 +109,15 @@ pub(crate) struct Fleet {
     pub(crate) timeout_ms: u64,
     pub(crate) lock_ms: u64,
     pub(crate) prefix: String,
-    pub(crate) addrs: Vec<Addr>,
+    /// The servers of `redis=` as resolved with the configuration: the data servers, or
+    /// with `redis_sentinel=` the Sentinels.
+    pub(crate) seeds: Vec<Peer>,
+    /// The data servers this worker connects to now (the seeds, or where the Sentinels
+    /// say the primary is).
+    pub(crate) servers: Servers,
+    /// `redis_sentinel=`: the master name.
+    pub(crate) sentinel: Option<String>,
+    sentinel_watch: RefCell<Option<Box<sentinel::Watch>>>,
     /// `redis_ssl*=` as written, and the TLS context made from it at postconfiguration.
     pub(crate) tls_spec: Option<TlsSpec>,
     pub(crate) tls: Option<tls::Tls>,
@@ -137,7 +141,10 @@ impl Fleet {
             timeout_ms: spec.timeout_ms,
             lock_ms: spec.lock_ms,
             prefix: spec.prefix,
-            addrs: Vec::new(),
+            seeds: Vec::new(),
+            servers: Servers::default(),
+            sentinel: spec.sentinel,
+            sentinel_watch: RefCell::new(None),
             tls_spec: spec.tls,
             tls: None,
             password_file: spec.password_file,
@@ -149,10 +156,34 @@ impl Fleet {
         }
     }
 
-    /// Points the breaker at the zone's shared state (at worker start).
-    pub(crate) fn attach(&self, shared: Option<&FleetShared>) {
+    /// Points the breaker at the zone's shared state, and starts following the primary
+    /// (worker start).
+    pub(crate) fn attach(&'static self, shared: Option<&FleetShared>) {
         self.shared
             .set(shared.map_or(core::ptr::null(), |s| s as *const _));
+        if self.sentinel.is_none() {
+            self.servers.replace(self.seeds.clone());
+            return;
+        }
+        if let Ok(mut w) = self.sentinel_watch.try_borrow_mut() {
+            *w = Some(sentinel::Watch::start(self));
+        }
+    }
+
+    /// The `i`th server (modulo their number) a connection of `kind` may use.
+    pub(crate) fn peer_for(&self, kind: Kind, i: usize) -> Option<Peer> {
+        match kind {
+            Kind::Data => self.servers.get(i),
+            Kind::Sentinel => self.seeds.get(i % self.seeds.len().max(1)).cloned(),
+        }
+    }
+
+    /// How many servers a connection of `kind` may try in turn.
+    pub(crate) fn peer_count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Data => self.servers.len(),
+            Kind::Sentinel => self.seeds.len(),
+        }
     }
 
     fn shared(&self) -> Option<&FleetShared> {
@@ -198,13 +229,8 @@ impl Fleet {
         let Ok(mut slot) = self.worker.try_borrow_mut() else {
             return false;
         };
-        let conn = slot.get_or_insert_with(|| {
-            Conn::new(
-                &self.addrs as *const Vec<Addr>,
-                self.timeout_ms,
-                self as *const Fleet,
-            )
-        });
+        let conn = slot
+            .get_or_insert_with(|| Conn::new(Kind::Data, self.timeout_ms, self as *const Fleet));
         conn.submit(cmds, replies, waiter, 0)
     }
 
@@ -239,7 +265,13 @@ impl Fleet {
     }
 
     /// A connection failed: count it; the failure that opens the breaker logs one line.
+    /// With Sentinels, they are asked again where the primary is.
     pub(crate) fn failed(&self, why: Failure) {
+        if let Ok(mut w) = self.sentinel_watch.try_borrow_mut() {
+            if let Some(watch) = w.as_mut() {
+                watch.ask_soon();
+            }
+        }
         let Some(s) = self.shared() else { return };
         let now = crate::glue::time::now_ms();
         let n = s.failures.fetch_add(1, Ordering::AcqRel) + 1;
@@ -318,6 +350,18 @@ impl Fleet {
         self.reply_error(ErrorClass::Role, b"ROLE: not the primary", server);
     }
 
+    /// The primary moved: the next request probes it at once, whatever the breaker says.
+    pub(crate) fn probe_now(&self) {
+        let Some(s) = self.shared() else { return };
+        let now = crate::glue::time::now_ms();
+        let until = s.open_until_ms.load(Ordering::Relaxed);
+        if until > now {
+            let _ =
+                s.open_until_ms
+                    .compare_exchange(until, now, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
     /// A reply arrived: the breaker closes (one log line if it was open).
     pub(crate) fn answered(&self) {
         let Some(s) = self.shared() else { return };
@@ -329,7 +373,7 @@ impl Fleet {
         }
     }
 
-    fn log(&self, level: usize, what: &str) {
+    pub(crate) fn log(&self, level: usize, what: &str) {
         // SAFETY: the cycle log is valid in a worker.
         let log = unsafe { (*ngx_cycle).log };
         ngx_log_error!(
@@ -368,6 +412,11 @@ impl Fleet {
         if let Ok(mut r) = self.reader.try_borrow_mut() {
             if let Some(reader) = r.as_mut() {
                 reader.shutdown();
+            }
+        }
+        if let Ok(mut w) = self.sentinel_watch.try_borrow_mut() {
+            if let Some(watch) = w.as_mut() {
+                watch.shutdown();
             }
         }
     }

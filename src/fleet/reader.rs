@@ -13,7 +13,7 @@ use nginx_sys::{
 };
 use phantom_core::fleet::notice::{self, Notice, Origin};
 
-use super::conn::Conn;
+use super::conn::{Conn, Kind};
 use super::waiters::{self, Outcome};
 use super::Fleet;
 use crate::cache::zone::Zone;
@@ -55,7 +55,7 @@ impl Reader {
             .fleet_locked(|f| stored_id(&f.last_id))
             .flatten()
             .unwrap_or_else(|| format!("{now_ms}-0"));
-        let mut conn = Conn::new(&fleet.addrs, fleet.timeout_ms, fleet);
+        let mut conn = Conn::new(Kind::Data, fleet.timeout_ms, fleet);
         conn.set_cancelable();
         let reader = Box::new(Reader {
             conn,

@@ -5,6 +5,8 @@ pub mod fleet;
 pub mod http;
 pub mod pki;
 pub mod redis;
+pub mod sentinel;
+pub mod wrk;
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};

@@ -1,5 +1,7 @@
-//! Connecting, and a new connection's handshake: TLS (with `redis_ssl`), then `AUTH` and `ROLE`, with the
-//! commands of requests held back until the server is known to be a primary we may use.
+//! Connecting, and a new connection's handshake: TLS (with `redis_ssl`), then `AUTH`,
+//! `HELLO` and `ROLE`, with the commands of requests held back until the server is known to
+//! be a primary we may use; and when a connection goes to another server (the servers moved,
+//! or it is too old).
 
 use core::ffi::c_void;
 
@@ -11,18 +13,23 @@ use nginx_sys::{
 use phantom_core::fleet::resp;
 
 use super::super::tls::{self, Handshake, TlsError};
-use super::{on_read, on_write, Conn, Failure, Slot, State, Step};
+use super::{on_read, on_write, Conn, Failure, Kind, Slot, State, Step};
 
 impl Conn {
     /// Starts a connection to the current address; `false` if it failed at once.
     pub(super) fn connect(&mut self) -> bool {
         self.replaced = false;
         self.connected_ms = crate::glue::time::now_ms();
-        // SAFETY: the owner's addresses live as long as the configuration.
-        let addrs = unsafe { &*self.addrs };
-        let Some(addr) = addrs.get(self.addr % addrs.len().max(1)) else {
+        // SAFETY: the owner outlives its connections.
+        let owner = unsafe { &*self.owner };
+        self.generation = owner.servers.generation();
+        self.server = None;
+        let Some(peer) = owner.peer_for(self.kind, self.addr) else {
+            // No server known yet (Sentinel not answered): a miss, no failure.
             return false;
         };
+        let peer = self.peer.insert(peer);
+        self.peer_name = peer.ngx_name();
         // SAFETY: the cycle log outlives the worker; we copy it and raise its level.
         unsafe {
             self.log = *(*ngx_cycle).log;
@@ -30,9 +37,9 @@ impl Conn {
         self.log.log_level = NGX_LOG_CRIT as usize;
         // SAFETY: zeroed is the initial state; the fields set below are what nginx reads.
         self.pc = unsafe { core::mem::zeroed() };
-        self.pc.sockaddr = addr.sockaddr;
-        self.pc.socklen = addr.socklen;
-        self.pc.name = &addr.name as *const _ as *mut _;
+        self.pc.sockaddr = peer.sockaddr();
+        self.pc.socklen = peer.socklen();
+        self.pc.name = &mut self.peer_name;
         self.pc.get = Some(ngx_event_get_peer);
         self.pc.log = &mut self.log;
         self.pc
@@ -60,13 +67,21 @@ impl Conn {
         self.sent = 0;
         self.inbuf.clear();
         self.held.clear();
-        // The handshake: AUTH (with credentials), then ROLE; commands wait behind it.
-        self.handshaking = true;
+        // The handshake: AUTH (with credentials), HELLO, then ROLE; commands wait behind it.
+        // Sentinels are only asked where the primary is.
+        self.handshaking = self.kind == Kind::Data;
         // SAFETY: reading nginx's cached clock.
         let now = unsafe { ngx_current_msec };
-        // SAFETY: the owner outlives its connections.
-        let auth = unsafe { (*self.owner).auth() };
-        for (cmd, step) in [(auth, Step::Auth), (Some(role_command()), Step::Role)] {
+        let greet = match self.kind {
+            Kind::Data => [
+                // SAFETY: the owner outlives its connections.
+                (unsafe { (*self.owner).auth() }, Step::Auth),
+                (Some(resp::command(&[b"HELLO", b"2"])), Step::Hello),
+                (Some(role_command()), Step::Role),
+            ],
+            Kind::Sentinel => [(None, Step::Auth), (None, Step::Hello), (None, Step::Role)],
+        };
+        for (cmd, step) in greet {
             let Some(cmd) = cmd else { continue };
             self.out.extend_from_slice(&cmd);
             self.slots.push_back(Slot {
@@ -85,6 +100,31 @@ impl Conn {
         }
         self.established();
         self.state != State::Closed
+    }
+
+    /// Whether the connection should be replaced now that nothing is in flight: it is older
+    /// than `redis_max_connection_age`, or the servers changed since it was made.
+    pub(super) fn stale(&self) -> bool {
+        if self.state == State::Closed || !self.slots.is_empty() {
+            return false;
+        }
+        // SAFETY: the owner outlives its connections.
+        let owner = unsafe { &*self.owner };
+        let old = owner
+            .max_connection_age_ms
+            .is_some_and(|max| crate::glue::time::now_ms() - self.connected_ms >= max as i64);
+        old || (self.kind == Kind::Data && owner.servers.generation() != self.generation)
+    }
+
+    /// How many servers this connection may try in turn.
+    pub(super) fn peer_count(&self) -> usize {
+        // SAFETY: the owner outlives its connections.
+        unsafe { (*self.owner).peer_count(self.kind) }.max(1)
+    }
+
+    /// The next connection goes to the next server.
+    pub(crate) fn next_server(&mut self) {
+        self.addr = self.addr.wrapping_add(1);
     }
 
     /// Whether a non-blocking connect succeeded (`SO_ERROR` is 0).

@@ -21,12 +21,14 @@ use nginx_sys::{ngx_destroy_pool, ngx_pool_t, SSL_SESSION};
 mod failure;
 mod handshake;
 mod replies;
+mod subscribe;
 
 pub(crate) use failure::Failure;
 
+use super::peer::Peer;
 use super::tls::{self};
 use super::waiters::{self, Value};
-use super::{Addr, Fleet};
+use super::Fleet;
 
 /// Most operations in flight on one connection; past it a submit fails (a miss, no wait).
 const MAX_SLOTS: usize = 1024;
@@ -43,6 +45,18 @@ struct Slot {
     step: Step,
 }
 
+/// What gets the replies of a subscription.
+pub(crate) type OnPush = Box<dyn FnMut(&phantom_core::fleet::resp::Reply)>;
+
+/// Which servers a connection talks to, and how it greets them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    /// The data servers (the primary): `AUTH`, `HELLO` and `ROLE` first.
+    Data,
+    /// The Sentinels of `redis_sentinel=`: asked where the primary is, no handshake.
+    Sentinel,
+}
+
 /// A slot's part in the conversation.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Step {
@@ -50,8 +64,13 @@ enum Step {
     Command,
     /// The handshake's `AUTH`: an error reply fails the connection.
     Auth,
+    /// The handshake's `HELLO 2`: which server and version (an error is no answer).
+    Hello,
     /// The handshake's `ROLE`: a replica is passed over for the next address.
     Role,
+    /// A subscription: every reply goes to the connection's push handler; the slot ends
+    /// only when the connection fails (its waiter then hears it).
+    Push,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -69,9 +88,19 @@ pub(crate) struct Conn {
     /// The cycle log with a raised level: nginx's own per-connection errors stay quiet; the
     /// breaker logs state changes instead.
     log: ngx_log_t,
-    /// The owner's addresses; the owner lives in the configuration, for the whole cycle.
-    addrs: *const Vec<Addr>,
+    kind: Kind,
+    /// The server this connection talks to (a copy: the owner's list may change).
+    peer: Option<Peer>,
+    /// Its name as nginx's peer connection points at it.
+    peer_name: nginx_sys::ngx_str_t,
+    /// Which of the owner's servers is next (modulo their number).
     addr: usize,
+    /// The owner's server generation when the connection was made.
+    generation: u64,
+    /// What the server said it is (`HELLO`), for commands newer servers have.
+    pub(crate) server: Option<phantom_core::fleet::hello::Server>,
+    /// Gets the replies of a subscription (a [`Step::Push`] slot).
+    push: Option<OnPush>,
     timeout_ms: ngx_msec_t,
     owner: *const Fleet,
     out: Vec<u8>,
@@ -101,14 +130,19 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(addrs: *const Vec<Addr>, timeout_ms: u64, owner: *const Fleet) -> Box<Conn> {
+    pub(crate) fn new(kind: Kind, timeout_ms: u64, owner: *const Fleet) -> Box<Conn> {
         Box::new(Conn {
             // SAFETY: an all-zero peer connection is its documented initial state.
             pc: unsafe { core::mem::zeroed() },
             // SAFETY: filled from the cycle log before use.
             log: unsafe { core::mem::zeroed() },
-            addrs,
+            kind,
+            peer: None,
+            peer_name: nginx_sys::ngx_str_t::default(),
             addr: 0,
+            generation: 0,
+            server: None,
+            push: None,
             timeout_ms: timeout_ms as ngx_msec_t,
             owner,
             out: Vec::new(),
@@ -146,6 +180,9 @@ impl Conn {
         if self.slots.len() >= MAX_SLOTS {
             return false;
         }
+        if self.stale() {
+            self.close();
+        }
         if self.state == State::Closed && !self.connect() {
             return false;
         }
@@ -153,7 +190,7 @@ impl Conn {
         let now = unsafe { ngx_current_msec };
         self.slots.push_back(Slot {
             replies,
-            got: Vec::with_capacity(replies),
+            got: Vec::with_capacity(replies.min(8)),
             waiter,
             deadline: now + self.timeout_ms + extra_ms as ngx_msec_t,
             step: Step::Command,
@@ -191,12 +228,7 @@ impl Conn {
 
     /// The address this connection talks to, for log lines.
     fn addr_name(&self) -> &str {
-        // SAFETY: the owner's addresses live as long as the configuration.
-        let addrs = unsafe { &*self.addrs };
-        addrs
-            .get(self.addr % addrs.len().max(1))
-            .and_then(|a| core::str::from_utf8(a.name.as_bytes()).ok())
-            .unwrap_or("")
+        self.peer.as_ref().map_or("", Peer::name)
     }
 
     /// (Re)arms the read timer for the oldest slot's deadline.
@@ -207,7 +239,7 @@ impl Conn {
         }
         // SAFETY: c is live while the state is not Closed.
         let rev = unsafe { (*c).read };
-        let Some(front) = self.slots.front() else {
+        let Some(front) = self.slots.front().filter(|s| s.step != Step::Push) else {
             // SAFETY: rev is the live connection's read event.
             unsafe {
                 if (*rev).timer_set() != 0 {
@@ -372,9 +404,12 @@ impl Conn {
         done
     }
 
+    /// A data connection's failure counts for the breaker; a Sentinel's waiter hears it.
     fn report(&self, why: Failure) {
-        // SAFETY: the owner outlives its connections.
-        unsafe { (*self.owner).failed(why) };
+        if self.kind == Kind::Data {
+            // SAFETY: the owner outlives its connections.
+            unsafe { (*self.owner).failed(why) };
+        }
     }
 
     /// Closes the socket (timers and posted events go with it).

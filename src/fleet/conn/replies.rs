@@ -8,7 +8,7 @@ use phantom_core::fleet::resp::{self, Limits, Reply};
 use phantom_core::fleet::role::{role_of, Role};
 
 use super::super::waiters::Value;
-use super::{Conn, Failure, Slot, State, Step};
+use super::{Conn, Failure, Kind, Slot, State, Step};
 
 impl Conn {
     /// Parses complete replies off the buffer into their slots. An error reply is heard by
@@ -35,6 +35,18 @@ impl Conn {
                 done.extend(self.fail_collect(Some(Failure::Protocol)));
                 return done;
             };
+            if step == Step::Push {
+                if let Some(mut on_reply) = self.push.take() {
+                    on_reply(&reply);
+                    self.push = Some(on_reply);
+                }
+                continue;
+            }
+            if step == Step::Hello {
+                self.server = phantom_core::fleet::hello::server_of(&reply);
+                self.slots.pop_front();
+                continue;
+            }
             if step == Step::Role {
                 if role_of(&reply) == Role::NotPrimary {
                     // SAFETY: the owner outlives its connections.
@@ -80,32 +92,23 @@ impl Conn {
             }
         }
         self.inbuf.drain(..pos);
-        if pos > 0 {
+        if pos > 0 && self.kind == Kind::Data {
             // SAFETY: the owner outlives its connections.
             unsafe { (*self.owner).answered() };
         }
-        if self.slots.is_empty() && self.too_old() {
-            // Replaced before its credentials expire: the next command reconnects (and
-            // logs in again) with nothing in flight to lose.
+        if self.stale() {
+            // Replaced before its credentials expire, or because the primary moved: the
+            // next command reconnects (and logs in again) with nothing in flight to lose.
             self.close();
         }
         done
-    }
-
-    /// Whether `redis_max_connection_age` has passed since the connection was made.
-    fn too_old(&self) -> bool {
-        // SAFETY: the owner outlives its connections.
-        let max = unsafe { (*self.owner).max_connection_age_ms };
-        max.is_some_and(|max| crate::glue::time::now_ms() - self.connected_ms >= max as i64)
     }
 
     /// The server is not the primary: the commands waiting behind the handshake go to the
     /// next address on a new connection (each address once; then they fail).
     pub(super) fn reroute(&mut self) -> Vec<(u64, Result<Vec<Value>, ()>)> {
         self.hops += 1;
-        // SAFETY: the owner's addresses live as long as the configuration.
-        let count = unsafe { &*self.addrs }.len().max(1);
-        if self.hops >= count {
+        if self.hops >= self.peer_count() {
             self.hops = 0;
             return self.fail_collect(Some(Failure::Role));
         }

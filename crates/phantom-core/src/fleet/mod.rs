@@ -1,6 +1,8 @@
 //! Pure building blocks of the fleet cache tier (a Redis / Valkey cache shared by instances).
 //!
 //! - [`addr`]: server addresses as configured.
+//! - [`hello`]: the server's name, version and mode (`HELLO 2`).
+//! - [`sentinel`]: where a Sentinel says the primary is, and when it moves.
 //! - [`errors`]: what an error reply means (a replica, credentials, a cluster, a miss).
 //! - [`lookup`]: what the replies of a fleet lookup (and its lock) say.
 //! - [`role`]: the server's answer to `ROLE` (the primary is wanted).
@@ -16,10 +18,12 @@
 
 pub mod addr;
 pub mod errors;
+pub mod hello;
 pub mod keys;
 pub mod lookup;
 pub mod notice;
 pub mod resp;
 pub mod role;
 pub mod seal;
+pub mod sentinel;
 pub mod tombstones;
