@@ -107,7 +107,8 @@ echo "== nginx -t (Debian's /etc/nginx, the module enabled)"
 /usr/sbin/nginx -T >"$run/nginx-T.txt" 2>&1
 grep -q "^load_module modules/ngx_http_phantom_token_module.so;" "$run/nginx-T.txt" \
   || fail "nginx -T does not show the module's load_module"
-grep -q "ngx_phantom_token [0-9]" "$run/nginx-T.txt" || fail "nginx did not log the module's version"
+grep -q "ngx_phantom_token [0-9]" "$run/nginx-T.txt" \
+  || fail "nginx did not log the module's version"
 
 echo "== one request through /usr/sbin/nginx"
 for name in idsvr echo; do
@@ -124,7 +125,8 @@ devsvr_port() { # <name>: the port it listens on (it prints "listening on <addre
 }
 idsvr_port=$(devsvr_port idsvr)
 echo_port=$(devsvr_port echo)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
 cat >"$site" <<CONF
 # Written by scripts/deb.sh test, which removes it when it ends.
 phantom_token_cache_zone phantom_deb_test:1m;
