@@ -26,6 +26,8 @@ module=/usr/lib/nginx/modules/ngx_http_phantom_token_module.so
 
 fail() { echo "deb.sh: $*" >&2; exit 1; }
 
+# dpkg-dev: dpkg-shlibdeps (the libc6 dependency) and strip, which cargo-deb runs.
+scripts/deps.sh dpkg-dev
 if [ "$("$home/bin/cargo-deb" --version 2>/dev/null || true)" != "cargo-deb $version" ]; then
   echo "Installing cargo-deb $version into $home"
   cargo install --locked --quiet --force --root "$home" "cargo-deb@$version"
