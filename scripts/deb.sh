@@ -106,7 +106,7 @@ done
 
 echo "== nginx -t (Debian's /etc/nginx, the module enabled)"
 /usr/sbin/nginx -t
-/usr/sbin/nginx -T >"$run/nginx-T.txt" 2>&1
+/usr/sbin/nginx -T >"$run/nginx-T.txt" 2>&1 || fail "nginx -T: $(cat "$run/nginx-T.txt")"
 grep -q "^load_module modules/ngx_http_phantom_token_module.so;" "$run/nginx-T.txt" \
   || fail "nginx -T does not show the module's load_module"
 grep -q "ngx_phantom_token [0-9]" "$run/nginx-T.txt" \
@@ -170,9 +170,9 @@ for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; 
 token=$(curl -sf -u gateway:secret -d grant_type=client_credentials -d scope=read \
   "http://127.0.0.1:$idsvr_port/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 [ -n "$token" ] || fail "no token from the identity server"
-status=$(curl -s -o "$run/body" -w '%{http_code}' -H "Authorization: Bearer $token" \
+code=$(curl -s -o "$run/body" -w '%{http_code}' -H "Authorization: Bearer $token" \
   "http://127.0.0.1:$port/api/hello")
-[ "$status" = 200 ] || fail "GET /api/hello: $status, expected 200: $(cat "$run/body")"
+[ "$code" = 200 ] || fail "GET /api/hello: $code, expected 200: $(cat "$run/body")"
 python3 - "$run/body" "$token" <<'PY' || fail "the API did not receive a JWT: $(cat "$run/body")"
 import json, sys
 body = json.load(open(sys.argv[1]))
