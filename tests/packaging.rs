@@ -1,5 +1,5 @@
-//! Release hygiene: the version line nginx logs, the changelog entry for this version, and the
-//! module file name used by every example.
+//! Release hygiene: the version line nginx logs, the changelog entries for this version (the
+//! project's and the Debian package's), and the module file name used by every example.
 
 mod support;
 
@@ -45,6 +45,24 @@ fn changelog_has_an_entry_for_this_version() {
         "CHANGELOG.md has no `{heading}` section"
     );
     assert!(changelog.contains("## [Unreleased]"));
+}
+
+/// The Debian package's changelog (packaging/deb/changelog, `changelog.Debian.gz` in the
+/// package) has its top entry for this version: cargo-deb names the package version
+/// `<version>-<revision>`.
+#[test]
+fn debian_changelog_starts_with_this_version() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let changelog = fs::read_to_string(root.join("packaging/deb/changelog")).unwrap();
+    let first = changelog.lines().next().unwrap_or_default();
+    let want = format!(
+        "libnginx-mod-http-phantom-token ({}-",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        first.starts_with(&want),
+        "packaging/deb/changelog starts with `{first}`, not `{want}<revision>)`"
+    );
 }
 
 /// Every `load_module` of an installed module (the examples, the container image, the Debian
