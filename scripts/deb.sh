@@ -3,7 +3,7 @@
 # from scripts/debian.sh's build; with `test`, installs it and checks it on this machine (root).
 #
 #   scripts/deb.sh        -> target/deb/libnginx-mod-http-phantom-token_<version>_<arch>.deb
-#   scripts/deb.sh test   -> also: `apt-get install ./<file>.deb`; `nginx -t` with Debian's
+#   scripts/deb.sh test   -> also: lintian; `apt-get install ./<file>.deb`; `nginx -t` with Debian's
 #                            /etc/nginx; one request through /usr/sbin/nginx (a test site in
 #                            /etc/nginx/conf.d, the development identity server and echo API of
 #                            scripts/demo.sh) that must reach the API with a JWT; `apt-get remove`,
@@ -64,6 +64,15 @@ case "$(status)" in
   *) fail "$pkg is on this machine ($(status)); remove it first (apt-get purge $pkg)" ;;
 esac
 [ ! -e "$link" ] && [ ! -L "$link" ] || fail "$link exists before the package is installed"
+
+echo "== lintian"
+# Debian's package checker; initial-upload-closes-no-bugs is for uploads to Debian's archive.
+scripts/deps.sh lintian
+if ! lintian --fail-on error,warning --suppress-tags initial-upload-closes-no-bugs "$deb" \
+  >"$out/lintian.txt" 2>&1; then
+  cat "$out/lintian.txt"
+  fail "lintian finds errors or warnings in $deb"
+fi
 
 # The development servers of scripts/demo.sh, built with the module's target directory.
 cargo build --release --locked --quiet --target-dir target/debian -p devsvr --bin phantom-devsvr
