@@ -1,5 +1,5 @@
-//! Release hygiene: the version line nginx logs, the changelog entry for this version, and the
-//! module file name used by every example.
+//! Release hygiene: the version line nginx logs, the changelog entries for this version (the
+//! project's and the Debian package's), and the module file name used by every example.
 
 mod support;
 
@@ -47,8 +47,27 @@ fn changelog_has_an_entry_for_this_version() {
     assert!(changelog.contains("## [Unreleased]"));
 }
 
-/// Every `load_module` of an installed module (the examples, the container image, the code
-/// blocks of the README and docs/) names the file nginx's convention gives the module.
+/// The Debian package's changelog (packaging/deb/changelog, `changelog.Debian.gz` in the
+/// package) has its top entry for this version: cargo-deb names the package version
+/// `<version>-<revision>`.
+#[test]
+fn debian_changelog_starts_with_this_version() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let changelog = fs::read_to_string(root.join("packaging/deb/changelog")).unwrap();
+    let first = changelog.lines().next().unwrap_or_default();
+    let want = format!(
+        "libnginx-mod-http-phantom-token ({}-",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        first.starts_with(&want),
+        "packaging/deb/changelog starts with `{first}`, not `{want}<revision>)`"
+    );
+}
+
+/// Every `load_module` of an installed module (the examples, the container image, the Debian
+/// package, the code blocks of the README and docs/) names the file nginx's convention gives the
+/// module.
 #[test]
 fn examples_load_the_module_under_its_nginx_name() {
     const NAME: &str = "ngx_http_phantom_token_module.so";
@@ -58,6 +77,8 @@ fn examples_load_the_module_under_its_nginx_name() {
         .map(|e| e.unwrap().path())
         .collect();
     files.push(root.join("Dockerfile"));
+    // The Debian package's load_module snippet (scripts/deb.sh).
+    files.push(root.join("packaging/deb/mod-http-phantom-token.conf"));
     files.push(root.join("README.md"));
     let mut docs: Vec<_> = fs::read_dir(root.join("docs"))
         .unwrap()
@@ -99,7 +120,12 @@ fn examples_load_the_module_under_its_nginx_name() {
         }
     }
     assert!(
-        seen >= 2,
-        "expected load_module lines in the README and nginx-conf/docker.conf"
+        seen >= 3,
+        "expected load_module lines in the README, nginx-conf/docker.conf and packaging/deb/"
+    );
+    let manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("\"usr/lib/nginx/modules/{NAME}\"")),
+        "the Debian package ([package.metadata.deb] assets) does not install {NAME}"
     );
 }
