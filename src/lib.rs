@@ -74,7 +74,14 @@ impl HttpModule for Module {
                 continue;
             };
             // SAFETY: cf is the configuration context of postconfiguration.
-            let made = unsafe { config::redis::resolve(cf, &fleet.target) }.and_then(|addrs| {
+            fleet.dns = unsafe {
+                config::redis::run_time_name(cf, &fleet.target, fleet.sentinel.is_some())
+            };
+            // SAFETY: as above.
+            let found = unsafe { config::redis::resolve(cf, &fleet.target) };
+            // A name followed at run time need not resolve yet.
+            let found = found.or_else(|e| fleet.dns.as_ref().map(|_| Vec::new()).ok_or(e));
+            let made = found.and_then(|addrs| {
                 fleet.seeds = addrs;
                 let Some(spec) = fleet.tls_spec.clone() else {
                     return Ok(());

@@ -1,12 +1,14 @@
 //! A primary that moves: demoted with `REPLICAOF` under load (the static list follows it by
 //! `ROLE` and `READONLY`), and failed over by Sentinel after it is killed under load
 //! (`redis_sentinel=`: asked, and `+switch-master` followed). No request fails; writes and
-//! purges reach the new primary and every instance.
+//! purges reach the new primary and every instance. A DNS name that moves is followed with
+//! nginx's `resolver`.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
+use support::dns::Dns;
 use support::fleet::*;
 use support::redis::Redis;
 use support::sentinel::{Watched, MASTER};
@@ -69,6 +71,11 @@ fn new_writes(r: &Redis, since: Instant, within: Duration) -> Duration {
 
 /// Polls until a new token, introspected on `a`, lands in `r`.
 fn writes_land_on(ids: &IdServer, a: &Nginx, r: &Redis, within: Duration) {
+    writes_within(ids, a, r, within);
+}
+
+/// As [`writes_land_on`]; the time it took.
+fn writes_within(ids: &IdServer, a: &Nginx, r: &Redis, within: Duration) -> Duration {
     let start = Instant::now();
     let before = stored(r);
     loop {
@@ -76,7 +83,7 @@ fn writes_land_on(ids: &IdServer, a: &Nginx, r: &Redis, within: Duration) {
         assert_eq!(get(a.port, &t).0, 200);
         std::thread::sleep(Duration::from_millis(50));
         if stored(r) > before {
-            return;
+            return start.elapsed();
         }
         assert!(
             start.elapsed() < within,
@@ -195,6 +202,51 @@ fn sentinel_failover_under_load_fails_no_request_and_moves_writes_and_purges() {
         assert!(
             log.contains(&format!("is 127.0.0.1:{new_port} (Sentinel")),
             "the move is logged:\n{log}"
+        );
+        assert_no_crash(n);
+    }
+}
+
+#[test]
+fn a_dns_name_that_moves_is_followed_with_the_resolver() {
+    let port = free_port();
+    let first = Redis::start_at([127, 0, 0, 2], port);
+    let second = Redis::start_at([127, 0, 0, 3], port);
+    let dns = Dns::start([127, 0, 0, 2]);
+    let ids = IdServer::start(IdConfig::default()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let keys = KeyFile::new();
+    // The name does not resolve with the system's resolver: it is followed at run time only.
+    let http = format!(
+        "resolver 127.0.0.1:{} valid=1s ipv6=off;
+         phantom_token_cache_zone jwt:10m redis=redis.phantom.test:{port} redis_key={} redis_timeout=200ms;",
+        dns.port,
+        keys.path().display()
+    );
+    let server = fleet_server(&ids, &echo, "");
+    let a = Nginx::start_workers(2, &http, &server, "");
+    let b = Nginx::start_workers(2, &http, &server, "");
+    assert!(a.wait_log("resolves to 127.0.0.2"), "{}", a.error_log());
+    let t = ids.issue("read", 300);
+    assert_eq!(get(a.port, &t), (200, "MISS".into()));
+    eventually("written to the first address", || stored(&first) == 1);
+    assert_eq!(get(b.port, &t), (200, "HIT".into()));
+    // The name moves (a failover behind DNS): followed within the TTL and a second.
+    dns.point_to([127, 0, 0, 3]);
+    let moved = Instant::now();
+    let writes = writes_within(&ids, &a, &second, Duration::from_secs(4));
+    eprintln!("dns: writes at the new address {writes:?} after the record changed");
+    let u = ids.issue("read", 300);
+    assert_eq!(get(a.port, &u), (200, "MISS".into()));
+    eventually("written to the second address", || stored(&second) >= 2);
+    assert_eq!(get(b.port, &u), (200, "HIT".into()), "B follows too");
+    assert!(moved.elapsed() < Duration::from_secs(10));
+    purge_reaches(&ids, &a, &b, &second);
+    for n in [&a, &b] {
+        assert!(
+            n.error_log().contains("resolves to 127.0.0.3"),
+            "{}",
+            n.error_log()
         );
         assert_no_crash(n);
     }

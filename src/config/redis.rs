@@ -10,7 +10,9 @@ use nginx_sys::{
     ngx_url_t, NGX_SSL_TLSv1_2, NGX_SSL_TLSv1_3, SSL_CTX_set_default_verify_paths,
     NGX_HTTP_UPSTREAM_CREATE, NGX_OK,
 };
-use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
+use ngx::http::{
+    HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, NgxHttpUpstreamModule,
+};
 
 use crate::fleet::peer::Peer;
 use crate::fleet::tls::Tls;
@@ -206,6 +208,51 @@ unsafe fn conf_str(cf: *mut ngx_conf_t, s: &str) -> Option<ngx_str_t> {
             data: p,
         })
     }
+}
+
+/// The name `redis=host:port` follows at run time: when the host is a name (not an upstream
+/// block, an IP address or a socket path) and the http block has a `resolver`. Sentinels
+/// are resolved once (their answers are what moves).
+///
+/// # Safety
+/// `cf` must be the configuration context of postconfiguration.
+pub(crate) unsafe fn run_time_name(
+    cf: *mut ngx_conf_t,
+    target: &str,
+    sentinel: bool,
+) -> Option<crate::fleet::dns::Name> {
+    if sentinel || target.starts_with("unix:") {
+        return None;
+    }
+    // SAFETY: per contract.
+    if unsafe { from_upstream(cf, target) }.is_some() {
+        return None;
+    }
+    let host = phantom_core::fleet::addr::host_of(target);
+    if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    let port = match target.rsplit_once(':') {
+        Some((_, p)) if target.len() > host.len() => p.parse().ok()?,
+        _ => 6379,
+    };
+    // SAFETY: cf is the http block's context; its location configuration is the http level.
+    let clcf = NgxHttpCoreModule::location_conf(unsafe { &*cf })?;
+    let resolver = clcf.resolver;
+    // SAFETY: a resolver of the configuration lives for the cycle.
+    if resolver.is_null() || unsafe { (*resolver).connections.nelts } == 0 {
+        return None;
+    }
+    Some(crate::fleet::dns::Name {
+        resolver,
+        // Unset at the http level: nginx's default.
+        timeout_ms: match clcf.resolver_timeout {
+            usize::MAX => 30_000,
+            t => t,
+        },
+        host: host.to_string(),
+        port,
+    })
 }
 
 /// Finds the servers of `redis=`: an `upstream` block of that name (primaries, then

@@ -7,6 +7,7 @@
 //! stops paying timeouts while Redis is down, logging once per change of state.
 
 pub(crate) mod conn;
+pub(crate) mod dns;
 pub(crate) mod jti;
 pub(crate) mod ops;
 pub(crate) mod peer;
@@ -117,6 +118,9 @@ pub(crate) struct Fleet {
     pub(crate) servers: Servers,
     /// `redis_sentinel=`: the master name.
     pub(crate) sentinel: Option<String>,
+    /// `redis=host:port` with the http block's `resolver`: the name followed at run time.
+    pub(crate) dns: Option<dns::Name>,
+    dns_watch: RefCell<Option<Box<dns::Watch>>>,
     sentinel_watch: RefCell<Option<Box<sentinel::Watch>>>,
     /// `redis_ssl*=` as written, and the TLS context made from it at postconfiguration.
     pub(crate) tls_spec: Option<TlsSpec>,
@@ -144,6 +148,8 @@ impl Fleet {
             seeds: Vec::new(),
             servers: Servers::default(),
             sentinel: spec.sentinel,
+            dns: None,
+            dns_watch: RefCell::new(None),
             sentinel_watch: RefCell::new(None),
             tls_spec: spec.tls,
             tls: None,
@@ -163,10 +169,24 @@ impl Fleet {
             .set(shared.map_or(core::ptr::null(), |s| s as *const _));
         if self.sentinel.is_none() {
             self.servers.replace(self.seeds.clone());
+            if let Ok(mut w) = self.dns_watch.try_borrow_mut() {
+                *w = dns::Watch::start(self);
+            }
             return;
         }
         if let Ok(mut w) = self.sentinel_watch.try_borrow_mut() {
             *w = Some(sentinel::Watch::start(self));
+        }
+    }
+
+    /// The data servers moved: the next request probes them at once, whatever the breaker
+    /// says, and the purge stream reader goes there now (it resumes from its last id).
+    pub(crate) fn moved(&self) {
+        self.probe_now();
+        if let Ok(mut r) = self.reader.try_borrow_mut() {
+            if let Some(reader) = r.as_mut() {
+                reader.retry_now();
+            }
         }
     }
 
@@ -350,8 +370,8 @@ impl Fleet {
         self.reply_error(ErrorClass::Role, b"ROLE: not the primary", server);
     }
 
-    /// The primary moved: the next request probes it at once, whatever the breaker says.
-    pub(crate) fn probe_now(&self) {
+    /// The next request probes Redis at once, whatever the breaker says.
+    fn probe_now(&self) {
         let Some(s) = self.shared() else { return };
         let now = crate::glue::time::now_ms();
         let until = s.open_until_ms.load(Ordering::Relaxed);
@@ -415,6 +435,11 @@ impl Fleet {
             }
         }
         if let Ok(mut w) = self.sentinel_watch.try_borrow_mut() {
+            if let Some(watch) = w.as_mut() {
+                watch.shutdown();
+            }
+        }
+        if let Ok(mut w) = self.dns_watch.try_borrow_mut() {
             if let Some(watch) = w.as_mut() {
                 watch.shutdown();
             }

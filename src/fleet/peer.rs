@@ -71,6 +71,29 @@ impl Peer {
         }
     }
 
+    /// This address with `port` (a resolver answers without one), named `ip:port`.
+    pub(crate) fn with_port(mut self, port: u16) -> Peer {
+        let family = self.storage.ss_family as libc::c_int;
+        let ip = match family {
+            libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in.
+                let sin = unsafe { &mut *(&mut *self.storage as *mut _ as *mut libc::sockaddr_in) };
+                sin.sin_port = port.to_be();
+                std::net::IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says the storage holds a sockaddr_in6.
+                let sin6 =
+                    unsafe { &mut *(&mut *self.storage as *mut _ as *mut libc::sockaddr_in6) };
+                sin6.sin6_port = port.to_be();
+                std::net::IpAddr::from(sin6.sin6_addr.s6_addr)
+            }
+            _ => return self,
+        };
+        self.name = SocketAddr::new(ip, port).to_string().into();
+        self
+    }
+
     pub(crate) fn sockaddr(&self) -> *mut sockaddr {
         &*self.storage as *const libc::sockaddr_storage as *mut sockaddr
     }

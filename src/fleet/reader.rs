@@ -162,6 +162,15 @@ impl Reader {
         self.backoff_ms = (self.backoff_ms * 2).min(MAX_BACKOFF_MS);
     }
 
+    /// The servers moved: a reader waiting to retry reconnects now.
+    pub(crate) fn retry_now(&mut self) {
+        self.backoff_ms = MIN_BACKOFF_MS;
+        if !self.stopped && self.timer.timer_set() != 0 {
+            // SAFETY: the timer lives in this boxed reader; re-adding moves it.
+            unsafe { ngx_add_timer(&mut self.timer, 1) };
+        }
+    }
+
     pub(crate) fn shutdown(&mut self) {
         self.stopped = true;
         if self.timer.timer_set() != 0 {

@@ -191,7 +191,7 @@ impl Watch {
 fn follow(fleet: &Fleet, peer: Peer, how: &str) {
     let name = peer.name().to_string();
     if fleet.servers.replace(vec![peer]) {
-        fleet.probe_now();
+        fleet.moved();
         let master = fleet.sentinel.as_deref().unwrap_or("");
         fleet.log(
             NGX_LOG_NOTICE as usize,

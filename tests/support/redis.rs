@@ -225,8 +225,13 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(port: u16, timeout: Duration) -> std::io::Result<Conn> {
+        Conn::open_at([127, 0, 0, 1], port, timeout)
+    }
+
+    /// As [`Conn::open`], on another loopback address.
+    pub fn open_at(ip: [u8; 4], port: u16, timeout: Duration) -> std::io::Result<Conn> {
         assert_ne!(port, 6379, "never the system Redis");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = SocketAddr::from((ip, port));
         let s = TcpStream::connect_timeout(&addr, timeout)?;
         s.set_read_timeout(Some(timeout))?;
         s.set_write_timeout(Some(timeout))?;
@@ -253,6 +258,8 @@ pub struct Redis {
     conn: Mutex<Option<Conn>>,
     /// More arguments for `redis-server` (e.g. its TLS port and files).
     extra: Vec<String>,
+    /// The loopback address it listens on (127.0.0.1 unless [`Redis::start_at`]).
+    pub ip: [u8; 4],
 }
 
 impl Redis {
@@ -288,6 +295,7 @@ impl Redis {
                 dir: dir.clone(),
                 conn: Mutex::new(None),
                 extra: extra.to_vec(),
+                ip: [127, 0, 0, 1],
             };
             match r.spawn() {
                 Ok(()) => return r,
@@ -301,6 +309,12 @@ impl Redis {
     /// Starts a server on `port`, e.g. again after [`Redis::stop`] (the nginx instances name the
     /// port in their configuration). Retries for a few seconds while the port is still taken.
     pub fn start_on(port: u16) -> Redis {
+        Redis::start_at([127, 0, 0, 1], port)
+    }
+
+    /// Starts a server on another loopback address (`127.0.0.x`) and `port` (servers that
+    /// a DNS name moves between share the port).
+    pub fn start_at(ip: [u8; 4], port: u16) -> Redis {
         let binary = redis_server_binary();
         let mut r = Redis {
             port,
@@ -310,6 +324,7 @@ impl Redis {
             dir: super::fresh_dir(),
             conn: Mutex::new(None),
             extra: Vec::new(),
+            ip,
         };
         r.spawn_retrying();
         r
@@ -365,7 +380,8 @@ impl Redis {
         let _ = fs::remove_file(&log);
         let mut cmd = Command::new(&self.binary);
         cmd.args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
+            .arg("--bind")
+            .arg(std::net::Ipv4Addr::from(self.ip).to_string())
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .arg("--dir")
@@ -408,7 +424,7 @@ impl Redis {
 
     /// Whether PING answers +PONG and the answering server is our child.
     fn answers_as_ours(&self) -> bool {
-        let Ok(mut c) = Conn::open(self.port, Duration::from_millis(500)) else {
+        let Ok(mut c) = Conn::open_at(self.ip, self.port, Duration::from_millis(500)) else {
             return false;
         };
         if c.cmd(&[b"PING"]).ok() != Some(Value::Ok("PONG".into())) {
@@ -463,7 +479,7 @@ impl Redis {
                 Err(_) => *guard = None,
             }
         }
-        let mut c = Conn::open(self.port, READ_TIMEOUT)?;
+        let mut c = Conn::open_at(self.ip, self.port, READ_TIMEOUT)?;
         let v = c.cmd(args)?;
         *guard = Some(c);
         Ok(v)
