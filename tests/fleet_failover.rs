@@ -251,3 +251,27 @@ fn a_dns_name_that_moves_is_followed_with_the_resolver() {
         assert_no_crash(n);
     }
 }
+
+#[test]
+fn sentinel_parameters_are_checked_by_nginx_t() {
+    let keys = KeyFile::new();
+    for (zone, want) in [
+        (
+            "redis_sentinel=",
+            "invalid \"redis_sentinel=\" (the master name",
+        ),
+        (
+            "redis_sentinel=a\u{7f}b",
+            "invalid \"redis_sentinel=a\u{7f}b\" (the master name",
+        ),
+    ] {
+        let (ok, out) = nginx_test_config(&fleet_http(6390, keys.path(), zone, ""), "");
+        assert!(!ok, "{zone}: nginx -t passed");
+        assert!(out.contains(want), "{zone}: {out}");
+    }
+    let (ok, out) = nginx_test_config(
+        &fleet_http(6390, keys.path(), "redis_sentinel=mymaster", ""),
+        "",
+    );
+    assert!(ok, "{out}");
+}
