@@ -58,12 +58,15 @@ pub(crate) enum Counter {
     NoticesApplied,
     /// This instance's own purge notices, read back from the stream and skipped.
     NoticesOwn,
+    /// TLS handshakes with Redis: a full one, or a session resumed.
+    RedisTlsFull,
+    RedisTlsResumed,
 }
 
-pub(crate) const COUNTERS: usize = Counter::NoticesOwn as usize + 1;
+pub(crate) const COUNTERS: usize = Counter::RedisTlsResumed as usize + 1;
 
-/// Marks the layout below ("PTKMETR3").
-const MAGIC: u64 = 0x5054_4b4d_4554_5233;
+/// Marks the layout below ("PTKMETR4").
+const MAGIC: u64 = 0x5054_4b4d_4554_5234;
 
 #[repr(C)]
 pub(crate) struct Metrics {

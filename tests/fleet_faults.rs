@@ -34,17 +34,6 @@ fn log_count_within_1s(n: &Nginx, needle: &str, want: usize) -> usize {
     }
 }
 
-fn metric(port: u16, name: &str) -> f64 {
-    let r = support::http::request(port, "GET", "/metrics", &[], None);
-    assert_eq!(r.status, 200);
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-const METRICS: &str = "location = /metrics { phantom_token off; phantom_token_status; }";
-
 #[test]
 fn a_burst_of_large_redis_hits_stays_hits() {
     const N: usize = 500;

@@ -42,12 +42,12 @@ impl Stack {
         }
     }
 
-    /// A gateway on Redis port `port` with these zone parameters.
+    /// A gateway on Redis port `port` with these zone parameters (and `/metrics`).
     fn gateway(&self, port: u16, zone: &str) -> Nginx {
         Nginx::start_workers(
             1,
             &fleet_http(port, self.keys.path(), zone, ""),
-            &fleet_server(&self.ids, &self.echo, ""),
+            &format!("{}\n{METRICS}", fleet_server(&self.ids, &self.echo, "")),
             "",
         )
     }
@@ -229,4 +229,34 @@ fn tls_configuration_errors_fail_nginx_t_naming_the_parameter() {
     let good = fleet_http(6390, keys.path(), &trusting(&pki), "");
     let (ok, out) = nginx_test_config(&good, "");
     assert!(ok, "{out}");
+}
+
+#[test]
+fn reconnects_resume_the_tls_session_under_tls_1_3_and_1_2() {
+    let pki = Pki::new();
+    for protocol in ["TLSv1.3", "TLSv1.2"] {
+        let r = tls_redis(&pki, "server", false, &["--tls-protocols", protocol]);
+        let s = Stack::new(KeyFile::new());
+        // Connections replaced every second: each reconnect may resume.
+        let zone = format!("{} redis_max_connection_age=1s", trusting(&pki));
+        let n = s.gateway(r.tls_port, &zone);
+        let t = s.ids.issue("read", 300);
+        assert_eq!(get(n.port, &t).0, 200);
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(1100));
+            assert_eq!(get(n.port, &t), (200, "HIT".into()), "{protocol}");
+        }
+        let full = metric(
+            n.port,
+            "phantom_token_redis_tls_handshakes_total{session=\"new\"}",
+        );
+        let resumed = metric(
+            n.port,
+            "phantom_token_redis_tls_handshakes_total{session=\"resumed\"}",
+        );
+        eprintln!("{protocol}: {full} full handshakes, {resumed} resumed");
+        assert!(full >= 1.0, "{protocol}");
+        assert!(resumed >= 3.0, "{protocol}: {full} full, {resumed} resumed");
+        assert_no_crash(&n);
+    }
 }

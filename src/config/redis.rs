@@ -6,9 +6,9 @@ use core::ptr;
 use nginx_sys::{
     ngx_array_t, ngx_conf_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t,
     ngx_parse_url, ngx_pnalloc, ngx_pool_cleanup_add, ngx_ssl_certificate, ngx_ssl_ciphers,
-    ngx_ssl_cleanup_ctx, ngx_ssl_create, ngx_ssl_t, ngx_ssl_trusted_certificate, ngx_str_t,
-    ngx_url_t, NGX_SSL_TLSv1_2, NGX_SSL_TLSv1_3, SSL_CTX_set_default_verify_paths,
-    NGX_HTTP_UPSTREAM_CREATE, NGX_OK,
+    ngx_ssl_cleanup_ctx, ngx_ssl_client_session_cache, ngx_ssl_create, ngx_ssl_t,
+    ngx_ssl_trusted_certificate, ngx_str_t, ngx_url_t, NGX_SSL_TLSv1_2, NGX_SSL_TLSv1_3,
+    SSL_CTX_set_default_verify_paths, NGX_HTTP_UPSTREAM_CREATE, NGX_OK,
 };
 use ngx::http::{
     HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, NgxHttpUpstreamModule,
@@ -154,6 +154,11 @@ pub(crate) unsafe fn make_tls(cf: *mut ngx_conf_t, spec: &TlsSpec) -> Result<Tls
         }
         (*cln).handler = Some(ngx_ssl_cleanup_ctx);
         (*cln).data = &mut *ssl as *mut ngx_ssl_t as *mut c_void;
+        // New sessions reach the connection's `save_session` (TLS 1.3 sends them after the
+        // handshake), to be resumed by the next connection.
+        if ngx_ssl_client_session_cache(cf, &mut *ssl, 1) != NGX_OK as isize {
+            return Err("cannot keep TLS sessions for redis_ssl".into());
+        }
         let mut ciphers = conf_str(cf, "DEFAULT").ok_or("out of memory")?;
         if ngx_ssl_ciphers(cf, &mut *ssl, &mut ciphers, 0) != NGX_OK as isize {
             return Err("cannot set the TLS ciphers for redis_ssl".into());

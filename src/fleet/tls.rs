@@ -11,9 +11,9 @@ use std::ffi::CString;
 use nginx_sys::{
     ngx_connection_t, ngx_ssl_create_connection, ngx_ssl_get_session, ngx_ssl_handshake,
     ngx_ssl_set_session, ngx_ssl_shutdown, ngx_ssl_t, SSL_SESSION_free, SSL_ctrl, SSL_get0_param,
-    SSL_get_verify_result, TLSEXT_NAMETYPE_host_name, X509_VERIFY_PARAM_set1_host,
-    X509_VERIFY_PARAM_set1_ip_asc, X509_verify_cert_error_string, NGX_AGAIN, NGX_OK,
-    NGX_SSL_BUFFER, NGX_SSL_CLIENT, SSL_CTRL_SET_TLSEXT_HOSTNAME, X509_V_OK,
+    SSL_get_verify_result, SSL_session_reused, TLSEXT_NAMETYPE_host_name,
+    X509_VERIFY_PARAM_set1_host, X509_VERIFY_PARAM_set1_ip_asc, X509_verify_cert_error_string,
+    NGX_AGAIN, NGX_OK, NGX_SSL_BUFFER, NGX_SSL_CLIENT, SSL_CTRL_SET_TLSEXT_HOSTNAME, X509_V_OK,
 };
 
 /// What `redis_ssl*=` asks for, once nginx's SSL context is made (postconfiguration).
@@ -116,6 +116,9 @@ pub(crate) unsafe fn start(
         // SAFETY: session came from `ngx_ssl_get_session` and is still referenced by us.
         unsafe { ngx_ssl_set_session(c, session) };
     }
+    // SAFETY: c->ssl is ours; nginx calls this when the server sends a session (during the
+    // handshake in TLS 1.2, after it in TLS 1.3).
+    unsafe { (*(*c).ssl).save_session = Some(save_session) };
     // SAFETY: c has its SSL object.
     unsafe { handshake(c, tls) }
 }
@@ -143,11 +146,26 @@ pub(crate) unsafe fn handshake(c: *mut ngx_connection_t, tls: &Tls) -> Result<Ha
     Ok(Handshake::Done)
 }
 
-/// The session of a finished handshake, to resume on the next connection (replacing
-/// `old`, which is freed).
+/// Whether the finished handshake resumed a session.
 ///
 /// # Safety
-/// `c` must be a live connection whose handshake is done; `old` NULL or a session of ours.
+/// `c` must be a live connection whose handshake is done.
+pub(crate) unsafe fn resumed(c: *mut ngx_connection_t) -> bool {
+    // SAFETY: per contract.
+    unsafe { SSL_session_reused((*(*c).ssl).connection) == 1 }
+}
+
+/// A session the server sent: kept by the connection for the next one.
+unsafe extern "C" fn save_session(c: *mut ngx_connection_t) {
+    // SAFETY: c is a fleet connection; its data is the boxed `Conn` that started TLS.
+    unsafe { (*((*c).data as *mut super::conn::Conn)).save_session(c) };
+}
+
+/// The session of a live connection, to resume on the next connection (replacing `old`,
+/// which is freed).
+///
+/// # Safety
+/// `c` must be a live connection with TLS; `old` NULL or a session of ours.
 pub(crate) unsafe fn keep_session(
     c: *mut ngx_connection_t,
     old: *mut nginx_sys::SSL_SESSION,

@@ -193,6 +193,12 @@ fn exposition(req: &ngx_http_request_t) -> String {
             &[("", Purges)],
         ),
         family(
+            "phantom_token_redis_tls_handshakes_total",
+            "TLS handshakes with Redis (redis_ssl=on): a full handshake, or a session resumed.",
+            "session",
+            &[("new", RedisTlsFull), ("resumed", RedisTlsResumed)],
+        ),
+        family(
             "phantom_token_purge_notices_total",
             "Purge notices read from the fleet's purge stream: applied (from another instance), or skipped (this instance's own, applied when it was made).",
             "result",

@@ -353,3 +353,16 @@ pub fn issue_with(ids: &IdServer, n: usize, claims: serde_json::Value) -> Vec<St
         })
         .collect()
 }
+
+/// The value of the metric line starting with `name` (labels included) on `/metrics`.
+pub fn metric(port: u16, name: &str) -> f64 {
+    let r = super::http::request(port, "GET", "/metrics", &[], None);
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A `/metrics` location for [`metric`].
+pub const METRICS: &str = "location = /metrics { phantom_token off; phantom_token_status; }";

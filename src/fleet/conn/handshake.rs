@@ -183,8 +183,14 @@ impl Conn {
             Err(e) => self.fail(Failure::Tls(e)),
             Ok(Handshake::Done) => {
                 // SAFETY: c is live; its handshake is done. The events come back to us.
+                let resumed = unsafe { tls::resumed(c) };
+                crate::metrics::count(if resumed {
+                    crate::metrics::Counter::RedisTlsResumed
+                } else {
+                    crate::metrics::Counter::RedisTlsFull
+                });
+                // SAFETY: as above.
                 unsafe {
-                    self.session = tls::keep_session(c, self.session);
                     (*(*c).read).handler = Some(on_read);
                     (*(*c).write).handler = Some(on_write);
                     if (*(*c).read).timer_set() != 0 {
@@ -196,6 +202,12 @@ impl Conn {
                 self.flush();
             }
         }
+    }
+
+    /// The server sent a session: the next connection resumes it.
+    pub(crate) fn save_session(&mut self, c: *mut ngx_connection_t) {
+        // SAFETY: c is this connection's, live with TLS; the old session is ours.
+        self.session = unsafe { tls::keep_session(c, self.session) };
     }
 
     /// nginx's SSL layer is done with the handshake (or it timed out).
