@@ -12,6 +12,7 @@
 #   /new-fleet  zone with redis=: zone miss, Redis miss, introspection, stores in Redis too
 #   /from-redis zone with redis=, same tokens as /new-fleet: zone miss, Redis hit (checked with
 #               the module's counters: no introspection)
+#   /from-redis-tls  the same over TLS (redis_ssl=on, the same server's TLS port)
 # A redis-server on a free port serves the fleet tier. Last, a second gateway (B, :19104, on
 # CPU 1) and the first one each get the first request of 200 new tokens at the same moment
 # (curl --parallel); the identity server counts the introspections: with plain zones each
@@ -57,6 +58,9 @@ gateway "$dir/gw" "phantom_token_cache_zone bench:10m; phantom_token_cache_zone 
   phantom_token_cache_zone fleet:10m $fleet;
   phantom_token_cache_zone new:64m l1=0; phantom_token_cache_zone newf:64m l1=0 $fleet;
   phantom_token_cache_zone fromredis:64m l1=0 $fleet;
+  phantom_token_cache_zone fromredistls:64m l1=0 redis=127.0.0.1:$redis_tls_port
+    redis_key=$dir/fleet.key redis_ssl=on redis_ssl_trusted_certificate=$dir/redis-ca.crt
+    redis_ssl_name=localhost;
   $pair_http" '
     location /plain { proxy_pass http://api; }
     location /hit  { phantom_token on; phantom_token_introspection_endpoint /_i;
@@ -72,6 +76,8 @@ gateway "$dir/gw" "phantom_token_cache_zone bench:10m; phantom_token_cache_zone 
                             phantom_token_cache newf; proxy_pass http://api; }
     location = /from-redis { phantom_token on; phantom_token_introspection_endpoint /_i;
                              phantom_token_cache fromredis; proxy_pass http://api; }
+    location = /from-redis-tls { phantom_token on; phantom_token_introspection_endpoint /_i;
+                                 phantom_token_cache fromredistls; proxy_pass http://api; }
     '"$pair_server"
 
 declare -A rps cpu
@@ -120,6 +126,15 @@ if [ $((i1 - i0)) -gt 0 ] || [ $((h1 - h0)) -lt $((nreq[fromredis] * 99 / 100)) 
   echo "$redis_check: not a Redis-hit measurement" >&2
   exit 1
 fi
+# The same tokens over TLS, from a zone that has not seen them either.
+TOKENS=r- LAST=$((nreq[newf] - 100)) URLPATH=/from-redis-tls WARMUP=0 \
+  measure fromredistls "$secs" -s "$dir/tokens.lua" http://127.0.0.1:19100/
+h2=$(metric 19100 "$redis_hits"); i2=$(metric 19100 "$introspected")
+tls_check="/from-redis-tls: ${nreq[fromredistls]} requests, $((h2 - h1)) Redis hits, $((i2 - i1)) introspections"
+if [ $((i2 - i1)) -gt 0 ] || [ $((h2 - h1)) -lt $((nreq[fromredistls] * 99 / 100)) ]; then
+  echo "$tls_check: not a Redis-hit measurement" >&2
+  exit 1
+fi
 
 # Two instances sharing Redis: the first requests of new tokens reach both at once.
 worker_a=$worker
@@ -157,11 +172,14 @@ row /dpop dpop plain
 row "/new (zone miss)" new plain
 row "/new-fleet (Redis miss)" newf plain
 row "/from-redis (Redis hit)" fromredis plain
+row "/from-redis-tls (over TLS)" fromredistls plain
 echo "DPoP hit - Bearer hit: $(awk -v a="${cpu[dpop]}" -v b="${cpu[hit]}" 'BEGIN {printf "%.1f", a - b}') us/request (one ES256 verification: cargo bench -p phantom-core --bench dpop)"
 echo "hit with redis= configured / hit: $(ratio fleet hit)x (same code path; goal vs /plain: <= 1.05x)"
 echo "Redis hit / introspection (new tokens): $(ratio fromredis new)x (goal <= 0.6x)"
 echo "Redis miss / introspection (new tokens): $(ratio newf new)x"
+echo "Redis hit over TLS / Redis hit over TCP: $(ratio fromredistls fromredis)x (goal <= 1.15x)"
 echo "$redis_check"
+echo "$tls_check"
 echo "introspections per new token, 2 instances, first requests at once ($tokens tokens):" \
   "plain zones ${per_token[/pair]}, shared redis= zone ${per_token[/pair-fleet]} (goal 1.00;" \
   "$fleet_waits requests waited for the other instance)"

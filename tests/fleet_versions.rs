@@ -162,7 +162,9 @@ fn fleet_suite(path: &str, name: &str, version: (u32, u32)) {
     }
     // A full server refuses the script that adds to an index set with `-OOM` (Redis 6.2 too,
     // which wraps a script's errors in `-ERR Error running script`): the module pauses writes.
-    let script = index_script(&monitor.text())
+    // MONITOR's copy of a command reaches its reader thread in its own time (CI once read it
+    // empty on a loaded machine): wait for it.
+    let script = wait_for_index_script(&monitor)
         .unwrap_or_else(|| panic!("{what}: no index EVAL in MONITOR:\n{}", monitor.text()));
     drop(monitor);
     full_server_refuses_with_oom(&f, &script, &what);
@@ -224,6 +226,20 @@ fn fleet_suite(path: &str, name: &str, version: (u32, u32)) {
 
 /// The script of the first `EVAL` that adds to an index set, from MONITOR's text (one line per
 /// command, each argument quoted and escaped as `sdscatrepr` does).
+/// The index script from MONITOR, waited for up to 5 s.
+fn wait_for_index_script(monitor: &support::redis::Monitor) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(script) = index_script(&monitor.text()) {
+            return Some(script);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn index_script(monitor: &str) -> Option<Vec<u8>> {
     monitor.lines().find_map(|line| {
         let args = monitor_args(line);

@@ -13,10 +13,22 @@ free_port() {
 }
 
 # start_redis <dir>: redis-server on a free port, without persistence, in the foreground of a
-# background job; sets redis_port and redis_pid (stop it with stop_redis).
+# background job; sets redis_port and redis_pid (stop it with stop_redis). The same server
+# also serves TLS on redis_tls_port, with a certificate for "localhost" signed by
+# <dir>/redis-ca.crt (made here with openssl).
 start_redis() {
   redis_port=$(free_port)
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=bench-ca -keyout "$1/redis-ca.key" -out "$1/redis-ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+    -keyout "$1/redis.key" -out "$1/redis.csr" 2>/dev/null
+  openssl x509 -req -in "$1/redis.csr" -CA "$1/redis-ca.crt" -CAkey "$1/redis-ca.key" \
+    -CAcreateserial -days 2 -extfile <(printf 'subjectAltName=DNS:localhost') \
+    -out "$1/redis.crt" 2>/dev/null
+  redis_tls_port=$(( redis_port + 1 ))
   /usr/bin/redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+    --tls-port "$redis_tls_port" --tls-cert-file "$1/redis.crt" --tls-key-file "$1/redis.key" \
+    --tls-ca-cert-file "$1/redis-ca.crt" --tls-auth-clients no \
     --daemonize no --dir "$1" --logfile "$1/redis.log" &
   redis_pid=$!
   local i
