@@ -353,6 +353,12 @@ impl Conn {
                     done.extend(self.fail_collect(Some(Failure::Protocol)));
                     return done;
                 }
+                // A short read cleared `ready` (the socket, or TLS, is drained): asking again
+                // would only cost a `recv` that says EAGAIN (two under TLS).
+                // SAFETY: c is live.
+                if unsafe { (*(*c).read).ready() } == 0 {
+                    break;
+                }
                 continue;
             }
             if n == NGX_AGAIN as isize {
