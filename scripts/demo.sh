@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds everything and starts a working demo on 127.0.0.1:
 #   nginx + module on :8080 (gateway A), development identity server on :8443, echo API on :9000,
-#   and for the fleet part a second gateway B on :8081 and a Redis on :6390 that A and B share.
+#   and for the fleet part a second gateway B on :8081 and a Redis on :6390 that A and B share,
+#   over TLS (a CA and a certificate for "localhost" made here with openssl, in demo-run/tls/).
 # Then prints curl commands to try (Bearer tokens, DPoP-bound ones under /dpop/, then the fleet:
 # a token introspected by A is served by B from Redis; a revocation purges it on both).
 # `scripts/demo.sh stop` stops it. PHANTOM_DEMO_REDIS_PORT picks another Redis port.
@@ -37,7 +38,7 @@ render() { # <prefix> <port>
   sed -e "s#__MODULE__#$root/target/release/libngx_phantom_token.so#" \
       -e "s#__PREFIX__#$1#g" \
       -e "s#listen 127.0.0.1:8080;#listen 127.0.0.1:$2;#" \
-      -e "s#^\( *\)\(phantom_token_cache_zone [^;]*\);#\1upstream phantom_redis { server 127.0.0.1:$redis_port; }\n\1\2 redis=phantom_redis redis_key=$run/phantom-redis.key redis_timeout=200ms redis_lock=3s;#" \
+      -e "s#^\( *\)\(phantom_token_cache_zone [^;]*\);#\1upstream phantom_redis { server 127.0.0.1:$redis_port; }\n\1\2 redis=phantom_redis redis_key=$run/phantom-redis.key redis_timeout=200ms redis_lock=3s\n\1    redis_ssl=on redis_ssl_trusted_certificate=$run/tls/ca.crt redis_ssl_name=localhost;#" \
       -e "s#^\( *\)location = /metrics {#\1location = /purge { allow 127.0.0.1; deny all; phantom_token_purge phantom_tokens; }\n\n&#" \
       nginx-conf/demo.conf >"$1/nginx.conf"
   grep -q "redis=phantom_redis" "$1/nginx.conf" && grep -q "phantom_token_purge" "$1/nginx.conf" \
@@ -52,11 +53,28 @@ nginx_bin=$(scripts/nginx-bin.sh release)
 stop
 mkdir -p "$run/b"
 
-# The fleet's Redis: in memory only, stopped by `demo.sh stop`.
-redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+# The fleet's Redis speaks TLS only, as managed services do: its CA and its certificate for
+# "localhost" are made once here (the gateways verify it: redis_ssl_trusted_certificate=).
+tls="$run/tls"
+if [ ! -s "$tls/redis.crt" ]; then
+  mkdir -p "$tls"
+  (umask 077
+   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+     -subj "/CN=ngx-phantom-token demo CA" -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+     -keyout "$tls/redis.key" -out "$tls/redis.csr" 2>/dev/null
+   openssl x509 -req -in "$tls/redis.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+     -CAcreateserial -days 365 -extfile <(printf 'subjectAltName=DNS:localhost') \
+     -out "$tls/redis.crt" 2>/dev/null)
+fi
+rcli=(redis-cli --tls --cacert "$tls/ca.crt" --sni localhost -p "$redis_port")
+# In memory only, stopped by `demo.sh stop`.
+redis-server --bind 127.0.0.1 --port 0 --tls-port "$redis_port" --tls-cert-file "$tls/redis.crt" \
+  --tls-key-file "$tls/redis.key" --tls-ca-cert-file "$tls/ca.crt" --tls-auth-clients no \
+  --save "" --appendonly no \
   --daemonize yes --pidfile "$run/redis.pid" --logfile "$run/redis.log" --dir "$run"
-for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-cli -p "$redis_port" ping >/dev/null 2>&1 \
+for _ in $(seq 50); do "${rcli[@]}" ping >/dev/null 2>&1 && break; sleep 0.1; done
+"${rcli[@]}" ping >/dev/null 2>&1 \
   || { echo "demo.sh: Redis did not start on port $redis_port (see $run/redis.log)" >&2; exit 1; }
 
 # The fleet's key file, shared by both gateways: names Redis keys and seals the values.
@@ -134,7 +152,9 @@ cat <<'TXT'
    for i in 1 2; do curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: DPoP $DTOKEN" \
      -H "DPoP: $P" http://127.0.0.1:8080/dpop/hello; done
 TXT
-printf '\nThe fleet: gateway B on :8081 runs the same configuration as A; both share the Redis on :%s.\n' \
+printf '\nThe fleet: gateway B on :8081 runs the same configuration as A; both share the Redis on :%s,\n' \
+  "$redis_port"
+printf 'over TLS (redis_ssl=on; its CA: demo-run/tls/ca.crt; redis-cli --tls --cacert demo-run/tls/ca.crt -p %s).\n' \
   "$redis_port"
 cat <<'TXT'
 The identity server was started with --purge-url http://127.0.0.1:8080/purge and
@@ -148,9 +168,9 @@ The identity server was started with --purge-url http://127.0.0.1:8080/purge and
      -w "$gw %{http_code} X-Cache-Status: %header{x-cache-status}\n" http://127.0.0.1:$gw/api/hello; done
 
 11. B's access log and metrics: cache=HIT with an empty introspection time, a hit at level
-    "redis", and no introspection:
+    "redis", no introspection, and B's TLS handshakes with Redis (one per worker that connected):
    grep 'GET /api/' demo-run/b/access.log | tail -n 1
-   curl -s http://127.0.0.1:8081/metrics | grep -E '^phantom_token_(introspections|cache_hits)_total'
+   curl -s http://127.0.0.1:8081/metrics | grep -E '^phantom_token_(introspections|cache_hits|redis_tls_handshakes)_total'
 
 12. Revoke the token at the identity server (RFC 7009; it then POSTs token=... to both /purge
     locations), and call A and B again: both answer 401 invalid_token:
