@@ -1,6 +1,7 @@
 //! Pure building blocks of the fleet cache tier (a Redis / Valkey cache shared by instances).
 //!
 //! - [`addr`]: server addresses as configured.
+//! - [`cluster`]: Redis Cluster hash slots, the slot map and redirects.
 //! - [`hello`]: the server's name, version and mode (`HELLO 2`).
 //! - [`sentinel`]: where a Sentinel says the primary is, and when it moves.
 //! - [`errors`]: what an error reply means (a replica, credentials, a cluster, a miss).
@@ -17,6 +18,7 @@
 //! read back from Redis), which may come from a compromised or confused server.
 
 pub mod addr;
+pub mod cluster;
 pub mod errors;
 pub mod hello;
 pub mod keys;
