@@ -12,7 +12,7 @@ fn bulk(s: &str) -> Reply<'_> {
 #[test]
 fn slots_are_those_redis_computes() {
     // `CLUSTER KEYSLOT` on Redis 7.0.
-    assert_eq!(key_slot(b"123456789"), 0x31C3 % 16384);
+    assert_eq!(key_slot(b"123456789"), 12739); // 0x31C3
     assert_eq!(key_slot(b"foo"), 12182);
     assert_eq!(key_slot(b"bar"), 5061);
     assert_eq!(key_slot(b"hello"), 866);
