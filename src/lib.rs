@@ -75,7 +75,11 @@ impl HttpModule for Module {
             };
             // SAFETY: cf is the configuration context of postconfiguration.
             fleet.dns = unsafe {
-                config::redis::run_time_name(cf, &fleet.target, fleet.sentinel.is_some())
+                config::redis::run_time_name(
+                    cf,
+                    &fleet.target,
+                    fleet.sentinel.is_some() || fleet.cluster.is_some(),
+                )
             };
             // SAFETY: as above.
             let found = unsafe { config::redis::resolve(cf, &fleet.target) };

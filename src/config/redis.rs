@@ -46,6 +46,13 @@ pub(crate) fn parse_param(
             }
             spec.sentinel = Some(v.into());
         }
+        "redis_cluster" => {
+            spec.cluster = match v {
+                "on" => true,
+                "off" => false,
+                _ => return Err(format!("invalid \"{arg}\" (on or off)")),
+            }
+        }
         "redis_key" if !v.is_empty() => spec.key_file = v.into(),
         "redis_timeout" => spec.timeout_ms = ms()?,
         "redis_lock" => spec.lock_ms = ms()?,
@@ -224,9 +231,9 @@ unsafe fn conf_str(cf: *mut ngx_conf_t, s: &str) -> Option<ngx_str_t> {
 pub(crate) unsafe fn run_time_name(
     cf: *mut ngx_conf_t,
     target: &str,
-    sentinel: bool,
+    fixed: bool,
 ) -> Option<crate::fleet::dns::Name> {
-    if sentinel || target.starts_with("unix:") {
+    if fixed || target.starts_with("unix:") {
         return None;
     }
     // SAFETY: per contract.

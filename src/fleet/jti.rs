@@ -64,7 +64,7 @@ pub(crate) fn claim(
         &[b"SET", key.as_bytes(), b"1", b"NX", b"PX", px.as_bytes()],
     );
     let id = waiters::register(wake);
-    if !fleet.submit(&cmd, 1, id, now_ms) {
+    if !fleet.submit(key.as_bytes(), &cmd, (1, id), now_ms) {
         waiters::cancel(id);
         return false;
     }

@@ -6,6 +6,7 @@
 //! request: every error is a miss, and a breaker shared by the workers ([`FleetShared`])
 //! stops paying timeouts while Redis is down, logging once per change of state.
 
+pub(crate) mod cluster;
 pub(crate) mod conn;
 pub(crate) mod dns;
 pub(crate) mod jti;
@@ -36,6 +37,8 @@ pub(crate) struct FleetSpec {
     pub(crate) target: String,
     /// `redis_sentinel=`: the master name; `redis=` then names the Sentinels.
     pub(crate) sentinel: Option<String>,
+    /// `redis_cluster=on`: `redis=` names seed nodes of a Redis Cluster.
+    pub(crate) cluster: bool,
     /// `redis_key=`: the key file.
     pub(crate) key_file: String,
     /// `redis_timeout=`: connect and reply timeout per operation (ms).
@@ -118,6 +121,8 @@ pub(crate) struct Fleet {
     pub(crate) servers: Servers,
     /// `redis_sentinel=`: the master name.
     pub(crate) sentinel: Option<String>,
+    /// `redis_cluster=on`: the seeds are nodes of a Redis Cluster.
+    pub(crate) cluster: Option<cluster::Cluster>,
     /// `redis=host:port` with the http block's `resolver`: the name followed at run time.
     pub(crate) dns: Option<dns::Name>,
     dns_watch: RefCell<Option<Box<dns::Watch>>>,
@@ -148,6 +153,7 @@ impl Fleet {
             seeds: Vec::new(),
             servers: Servers::default(),
             sentinel: spec.sentinel,
+            cluster: spec.cluster.then(cluster::Cluster::default),
             dns: None,
             dns_watch: RefCell::new(None),
             sentinel_watch: RefCell::new(None),
@@ -167,6 +173,11 @@ impl Fleet {
     pub(crate) fn attach(&'static self, shared: Option<&FleetShared>) {
         self.shared
             .set(shared.map_or(core::ptr::null(), |s| s as *const _));
+        if let Some(c) = &self.cluster {
+            self.servers.replace(self.seeds.clone());
+            c.refresh_if_due(self, crate::glue::time::now_ms());
+            return;
+        }
         if self.sentinel.is_none() {
             self.servers.replace(self.seeds.clone());
             if let Ok(mut w) = self.dns_watch.try_borrow_mut() {
@@ -193,7 +204,13 @@ impl Fleet {
     /// The `i`th server (modulo their number) a connection of `kind` may use.
     pub(crate) fn peer_for(&self, kind: Kind, i: usize) -> Option<Peer> {
         match kind {
-            Kind::Data => self.servers.get(i),
+            // In a cluster, only the stream reader asks: the owner of the stream's slot.
+            Kind::Data => match &self.cluster {
+                Some(c) => c
+                    .peer_for_key(self.stream_key().as_bytes())
+                    .or_else(|| self.servers.get(i)),
+                None => self.servers.get(i),
+            },
             Kind::Sentinel => self.seeds.get(i % self.seeds.len().max(1)).cloned(),
         }
     }
@@ -241,9 +258,22 @@ impl Fleet {
     }
 
     /// Sends `cmds` expecting `replies` replies for `waiter`; `false` when Redis is
-    /// skipped (breaker open) or unreachable right now.
-    pub(crate) fn submit(&self, cmds: &[u8], replies: usize, waiter: u64, now_ms: i64) -> bool {
-        if self.stopped.get() || !self.allow(now_ms) {
+    /// skipped (breaker open) or unreachable right now. `route` is a key of the commands,
+    /// all in one hash slot: in a cluster it picks the node.
+    pub(crate) fn submit(
+        &self,
+        route: &[u8],
+        cmds: &[u8],
+        (replies, waiter): (usize, u64),
+        now_ms: i64,
+    ) -> bool {
+        if self.stopped.get() {
+            return false;
+        }
+        if let Some(c) = &self.cluster {
+            return c.submit(self, route, cmds, (replies, waiter), now_ms);
+        }
+        if !self.allow(now_ms) {
             return false;
         }
         let Ok(mut slot) = self.worker.try_borrow_mut() else {
@@ -310,6 +340,45 @@ impl Fleet {
         }
     }
 
+    /// A cluster node failed: its own breaker counts it (one log line when it opens), and
+    /// the slot map is due for a refresh.
+    pub(crate) fn node_failed(
+        &self,
+        node: &str,
+        why: Failure,
+        failures: &mut u32,
+        open_until_ms: &mut i64,
+    ) {
+        if let Some(c) = &self.cluster {
+            c.suspect();
+        }
+        *failures += 1;
+        let now = crate::glue::time::now_ms();
+        if *failures < TRIP_AFTER {
+            return;
+        }
+        if *open_until_ms == 0 {
+            let msg = format!(
+                "cluster node {node} unavailable ({}): its slots are misses for now",
+                why.describe()
+            );
+            self.log(NGX_LOG_WARN as usize, &msg);
+        }
+        *open_until_ms = now + OPEN_MS;
+    }
+
+    /// A cluster node answered `MOVED`, `ASK`, `CLUSTERDOWN`...: a `MOVED` slot moves in
+    /// the map at once, and the map is due for a refresh. (Not in cluster mode: nothing.)
+    pub(crate) fn redirected(&self, line: &[u8], answered: Option<std::net::IpAddr>) {
+        let Some(c) = &self.cluster else { return };
+        let ip = answered.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        match phantom_core::fleet::cluster::redirect_of(line, ip) {
+            Some(r) if !r.ask => c.moved(r.slot, r.to),
+            Some(_) => {}
+            None => c.suspect(),
+        }
+    }
+
     /// Redis answered with an error: counted by its meaning, and logged (once a minute per
     /// class and instance) with what happens next.
     pub(crate) fn reply_error(&self, class: ErrorClass, line: &[u8], server: &str) {
@@ -329,9 +398,13 @@ impl Fleet {
                 NGX_LOG_ERR,
                 "authentication failed: check the user and password of the key file and the server's ACL",
             ),
+            ErrorClass::Cluster if self.cluster.is_some() => (
+                NGX_LOG_NOTICE,
+                "the cluster is changing (a slot moved, or a node fails over): that operation is a miss and the slot map is refreshed",
+            ),
             ErrorClass::Cluster => (
                 NGX_LOG_WARN,
-                "the server is sharded (Redis Cluster or a sharding proxy), which the fleet tier does not speak yet: those operations are misses",
+                "the server is sharded: set redis_cluster=on for a Redis Cluster; behind a sharding proxy, those operations are misses",
             ),
             // Logged by `full` when writes pause.
             ErrorClass::Full => return,
@@ -420,6 +493,9 @@ impl Fleet {
     /// locks its requests still hold (they end without their cleanups).
     pub(crate) fn shutdown(&self) {
         self.stopped.set(true);
+        if let Some(c) = &self.cluster {
+            c.shutdown();
+        }
         if let Ok(mut w) = self.worker.try_borrow_mut() {
             if let Some(conn) = w.as_mut() {
                 let (cmds, n) = ops::held_releases(self);

@@ -84,7 +84,7 @@ impl FleetCtx {
         };
         let mut cmds = Vec::new();
         push_command(&mut cmds, &[b"EVAL", RELEASE, b"1", key.as_bytes(), &lock]);
-        fleet.submit(&cmds, 1, 0, crate::glue::time::now_ms());
+        fleet.submit(key.as_bytes(), &cmds, (1, 0), crate::glue::time::now_ms());
     }
 }
 
@@ -124,7 +124,7 @@ pub(crate) fn lookup(
     push_command(&mut cmd, &[b"GET", key.as_bytes()]);
     fc.key = Some(key);
     fc.locking = false;
-    send(fleet, fc, &cmd, 1, now_ms, wake)
+    send(fleet, fc, (&cmd, 1), now_ms, wake)
 }
 
 /// After a miss: takes the fleet lock (`SET NX PX`), so that one instance introspects.
@@ -158,20 +158,21 @@ fn take_lock(
     fc.held = Some((fleet, key));
     fc.lock = Some(lock);
     fc.locking = true;
-    send(fleet, fc, &cmd, 2, now_ms, wake)
+    send(fleet, fc, (&cmd, 2), now_ms, wake)
 }
 
-/// Sends one command; `wake` gets its replies.
+/// Sends the commands of a lookup (routed by the entry's key, `fc.key`); `wake` gets
+/// their replies.
 fn send(
     fleet: &'static Fleet,
     fc: &mut FleetCtx,
-    cmd: &[u8],
-    replies: usize,
+    (cmd, replies): (&[u8], usize),
     now_ms: i64,
     wake: impl FnOnce(Outcome) + 'static,
 ) -> bool {
     let id = waiters::register(wake);
-    if !fleet.submit(cmd, replies, id, now_ms) {
+    let route = fc.key.as_deref().unwrap_or_default().as_bytes();
+    if !fleet.submit(route, cmd, (replies, id), now_ms) {
         waiters::cancel(id);
         return false;
     }
@@ -264,11 +265,14 @@ pub(crate) fn store(
     now_ms: i64,
 ) {
     let lock = fc.take_lock();
+    let key = entry_key(fleet, context, token);
+    // Commands by hash slot: the entry (and its lock), then each index set. One pipeline on
+    // one server; in a cluster, each to its slot's node.
+    let mut groups: Vec<(String, Vec<u8>, usize)> = Vec::new();
     let mut cmds = Vec::new();
     let mut replies = 0;
     let px = expires_ms - now_ms;
     if let (Some(entry), true, true) = (entry, px > 0, fleet.writable(now_ms)) {
-        let key = entry_key(fleet, context, token);
         let (sealed, selectors) = sealed_of(fleet, entry, expires_ms, created_ms);
         if let Ok(value) = seal::seal(&fleet.keys, &key, &sealed) {
             let px = px.to_string();
@@ -278,18 +282,17 @@ pub(crate) fn store(
             );
             replies += 1;
             for index in selectors {
-                push_command(
-                    &mut cmds,
-                    &[
-                        b"EVAL",
-                        INDEX,
-                        b"1",
-                        index.as_bytes(),
-                        key.as_bytes(),
-                        px.as_bytes(),
-                    ],
-                );
-                replies += 1;
+                let mut cmd = Vec::new();
+                let args: [&[u8]; 6] = [
+                    b"EVAL",
+                    INDEX,
+                    b"1",
+                    index.as_bytes(),
+                    key.as_bytes(),
+                    px.as_bytes(),
+                ];
+                push_command(&mut cmd, &args);
+                groups.push((index, cmd, 1));
             }
         }
     }
@@ -297,9 +300,27 @@ pub(crate) fn store(
         push_release(fleet, &mut cmds, context, token, lock);
         replies += 1;
     }
-    if replies == 0 {
-        return;
+    groups.insert(0, (key, cmds, replies));
+    if fleet.cluster.is_none() {
+        // One server: one write.
+        let merged = groups
+            .drain(..)
+            .fold((String::new(), Vec::new(), 0), |mut m, g| {
+                m.1.extend_from_slice(&g.1);
+                m.2 += g.2;
+                m
+            });
+        groups.push(merged);
     }
+    for (route, cmds, replies) in groups {
+        if replies > 0 {
+            write(fleet, route.as_bytes(), &cmds, replies, now_ms);
+        }
+    }
+}
+
+/// Sends writes (fire and forget); an `-OOM` reply pauses writes.
+fn write(fleet: &'static Fleet, route: &[u8], cmds: &[u8], replies: usize, now_ms: i64) {
     let fleet_ptr = fleet as *const Fleet;
     let id = waiters::register(move |outcome| {
         // SAFETY: the fleet lives in the configuration, for the whole cycle.
@@ -310,7 +331,7 @@ pub(crate) fn store(
             }
         }
     });
-    if !fleet.submit(&cmds, replies, id, now_ms) {
+    if !fleet.submit(route, cmds, (replies, id), now_ms) {
         waiters::cancel(id);
     }
 }
@@ -360,7 +381,8 @@ fn push_release(fleet: &Fleet, cmds: &mut Vec<u8>, context: &[u8], token: &[u8],
 fn release(fleet: &Fleet, context: &[u8], token: &[u8], lock: &[u8], now_ms: i64) {
     let mut cmds = Vec::new();
     push_release(fleet, &mut cmds, context, token, lock);
-    fleet.submit(&cmds, 1, 0, now_ms);
+    let key = lock_key(fleet, context, token);
+    fleet.submit(key.as_bytes(), &cmds, (1, 0), now_ms);
 }
 
 /// Releases the lock of a request whose result is not stored (errors, `no-store`).

@@ -94,6 +94,23 @@ impl Peer {
         self
     }
 
+    /// The IP address, for an IP socket.
+    pub(crate) fn ip(&self) -> Option<std::net::IpAddr> {
+        match self.storage.ss_family as libc::c_int {
+            libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in.
+                let sin = unsafe { &*(&*self.storage as *const _ as *const libc::sockaddr_in) };
+                Some(u32::from_be(sin.sin_addr.s_addr).to_be_bytes().into())
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says the storage holds a sockaddr_in6.
+                let sin6 = unsafe { &*(&*self.storage as *const _ as *const libc::sockaddr_in6) };
+                Some(sin6.sin6_addr.s6_addr.into())
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn sockaddr(&self) -> *mut sockaddr {
         &*self.storage as *const libc::sockaddr_storage as *mut sockaddr
     }

@@ -261,7 +261,8 @@ unsafe fn tell_fleet(
         unsafe { fleet_answered(r, removed, outcome) };
     });
     // SAFETY: r->pool is valid; the cleanup forgets the waiter if the request ends first.
-    if !unsafe { forget_on_cleanup(r, id) } || !fleet.submit(&cmds, 2, id, now) {
+    if !unsafe { forget_on_cleanup(r, id) } || !fleet.submit(stream.as_bytes(), &cmds, (2, id), now)
+    {
         waiters::cancel(id);
         let body = unavailable_json(removed);
         // SAFETY: r is valid and nothing was sent.

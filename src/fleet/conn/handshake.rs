@@ -24,7 +24,8 @@ impl Conn {
         let owner = unsafe { &*self.owner };
         self.generation = owner.servers.generation();
         self.server = None;
-        let Some(peer) = owner.peer_for(self.kind, self.addr) else {
+        let pinned = self.pin.clone();
+        let Some(peer) = pinned.or_else(|| owner.peer_for(self.kind, self.addr)) else {
             // No server known yet (Sentinel not answered): a miss, no failure.
             return false;
         };
@@ -113,7 +114,10 @@ impl Conn {
         let old = owner
             .max_connection_age_ms
             .is_some_and(|max| crate::glue::time::now_ms() - self.connected_ms >= max as i64);
-        old || (self.kind == Kind::Data && owner.servers.generation() != self.generation)
+        let moved = self.pin.is_none()
+            && self.kind == Kind::Data
+            && owner.servers.generation() != self.generation;
+        old || moved
     }
 
     /// How many servers this connection may try in turn.

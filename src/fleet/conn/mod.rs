@@ -30,6 +30,9 @@ use super::tls::{self};
 use super::waiters::{self, Value};
 use super::Fleet;
 
+/// How long a cluster node's open breaker keeps operations away before one probes it.
+const NODE_OPEN_MS: i64 = 1000;
+
 /// Most operations in flight on one connection; past it a submit fails (a miss, no wait).
 const MAX_SLOTS: usize = 1024;
 
@@ -127,6 +130,11 @@ pub(crate) struct Conn {
     connected_ms: i64,
     /// The connection was replaced while its replies were read: the reader stops.
     replaced: bool,
+    /// A Redis Cluster node: the one server this connection talks to, and its own breaker
+    /// (failures in a row, open until when).
+    pin: Option<Peer>,
+    failures: u32,
+    open_until_ms: i64,
 }
 
 impl Conn {
@@ -160,7 +168,31 @@ impl Conn {
             hops: 0,
             connected_ms: 0,
             replaced: false,
+            pin: None,
+            failures: 0,
+            open_until_ms: 0,
         })
+    }
+
+    /// Makes this connection talk to `peer` only (a cluster node).
+    pub(crate) fn pin(&mut self, peer: Peer) {
+        self.pin = Some(peer);
+    }
+
+    pub(crate) fn pinned_to(&self) -> Option<&Peer> {
+        self.pin.as_ref()
+    }
+
+    /// A pinned connection's breaker: closed, open (a miss), or half-open after
+    /// [`NODE_OPEN_MS`] (the next operation probes the node).
+    pub(crate) fn allow(&mut self, now_ms: i64) -> bool {
+        if self.open_until_ms == 0 || now_ms >= self.open_until_ms {
+            if self.open_until_ms != 0 {
+                self.open_until_ms = now_ms + NODE_OPEN_MS;
+            }
+            return true;
+        }
+        false
     }
 
     pub(crate) fn set_cancelable(&mut self) {
@@ -411,7 +443,15 @@ impl Conn {
     }
 
     /// A data connection's failure counts for the breaker; a Sentinel's waiter hears it.
-    fn report(&self, why: Failure) {
+    /// A cluster node's counts for its own breaker, and makes the slot map due.
+    fn report(&mut self, why: Failure) {
+        if self.pin.is_some() {
+            // SAFETY: the owner outlives its connections.
+            let owner = unsafe { &*self.owner };
+            let name = self.peer.as_ref().map_or("", Peer::name);
+            owner.node_failed(name, why, &mut self.failures, &mut self.open_until_ms);
+            return;
+        }
         if self.kind == Kind::Data {
             // SAFETY: the owner outlives its connections.
             unsafe { (*self.owner).failed(why) };

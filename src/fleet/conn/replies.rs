@@ -7,6 +7,7 @@ use phantom_core::fleet::errors::ErrorClass;
 use phantom_core::fleet::resp::{self, Limits, Reply};
 use phantom_core::fleet::role::{role_of, Role};
 
+use super::super::peer::Peer;
 use super::super::waiters::Value;
 use super::{Conn, Failure, Kind, Slot, State, Step};
 
@@ -51,6 +52,11 @@ impl Conn {
                 if role_of(&reply) == Role::NotPrimary {
                     // SAFETY: the owner outlives its connections.
                     unsafe { (*self.owner).not_primary(self.addr_name()) };
+                    if self.pin.is_some() {
+                        // A cluster node that is a replica now: the map is wrong.
+                        done.extend(self.fail_collect(Some(Failure::Role)));
+                        return done;
+                    }
                     self.addr += 1;
                     done.extend(self.reroute());
                     return done;
@@ -66,7 +72,11 @@ impl Conn {
             if let Reply::Error(line) = &reply {
                 let class = ErrorClass::of(line);
                 // SAFETY: the owner outlives its connections.
-                unsafe { (*self.owner).reply_error(class, line, self.addr_name()) };
+                let owner = unsafe { &*self.owner };
+                owner.reply_error(class, line, self.addr_name());
+                if class == ErrorClass::Cluster {
+                    owner.redirected(line, self.pin.as_ref().and_then(Peer::ip));
+                }
                 if auth || class.closes() {
                     let why = if class == ErrorClass::Role {
                         // Another address may be the primary now.
@@ -92,7 +102,9 @@ impl Conn {
             }
         }
         self.inbuf.drain(..pos);
-        if pos > 0 && self.kind == Kind::Data {
+        if pos > 0 && self.pin.is_some() {
+            self.node_answered();
+        } else if pos > 0 && self.kind == Kind::Data {
             // SAFETY: the owner outlives its connections.
             unsafe { (*self.owner).answered() };
         }
@@ -102,6 +114,16 @@ impl Conn {
             self.close();
         }
         done
+    }
+
+    /// A cluster node answered: its breaker closes (one log line if it was open).
+    fn node_answered(&mut self) {
+        self.failures = 0;
+        if core::mem::take(&mut self.open_until_ms) != 0 {
+            let msg = format!("cluster node {} available again", self.addr_name());
+            // SAFETY: the owner outlives its connections.
+            unsafe { (*self.owner).log(nginx_sys::NGX_LOG_NOTICE as usize, &msg) };
+        }
     }
 
     /// The server is not the primary: the commands waiting behind the handshake go to the

@@ -1,0 +1,239 @@
+//! Redis Cluster (`redis_cluster=on`): each operation goes to the primary that owns its key's
+//! hash slot, on one pipelined connection per primary and worker.
+//!
+//! The slot map comes from `CLUSTER SHARDS` (`CLUSTER SLOTS` where that is unknown), asked of
+//! the seed nodes of `redis=` and then of the known primaries in turn. A `MOVED` reply moves
+//! its slot at once and makes the map due for a refresh; refreshes run one at a time per
+//! worker and at most once a second, so a failover cannot cause a storm of them. An operation
+//! whose slot has no known owner, or whose node's breaker is open, is a miss: Redis never
+//! fails a request. Each node connection has its own breaker, so one node down leaves the
+//! keys of the others served.
+
+use core::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+
+use nginx_sys::{NGX_LOG_NOTICE, NGX_LOG_WARN};
+use phantom_core::fleet::cluster::{self, SlotMap};
+
+use super::conn::{Conn, Kind};
+use super::peer::Peer;
+use super::waiters::{self, Outcome};
+use super::Fleet;
+
+/// The least time between two refreshes of the map.
+const REFRESH_MS: i64 = 1000;
+/// The map is asked again this often even when nothing went wrong.
+const PERIOD_MS: i64 = 30_000;
+
+/// A worker's view of the cluster.
+#[derive(Default)]
+pub(crate) struct Cluster {
+    map: RefCell<SlotMap>,
+    /// One connection per primary used, by address. Kept while the worker runs (a node that
+    /// left the map keeps its idle connection), so a connection never moves or is freed
+    /// under its events.
+    nodes: RefCell<Vec<(SocketAddr, Box<Conn>)>>,
+    /// Asks for the map.
+    query: RefCell<Option<Box<Conn>>>,
+    /// The map is known to be wrong (a `MOVED`, a node that failed).
+    due: Cell<bool>,
+    /// A refresh is in flight.
+    asking: Cell<bool>,
+    asked_ms: Cell<i64>,
+    /// The node asked next (over the seeds, then the map's primaries).
+    next: Cell<usize>,
+    /// The nodes do not know `CLUSTER SHARDS` (before Redis 7.0): `CLUSTER SLOTS`.
+    slots_only: Cell<bool>,
+    /// How many maps were taken (logged with each change of shape).
+    refreshes: Cell<u64>,
+}
+
+impl Cluster {
+    /// Submits `cmds` to the owner of `route`'s slot; `false` (a miss) when the owner is
+    /// unknown, its breaker is open, or it cannot take more.
+    pub(crate) fn submit(
+        &self,
+        fleet: &Fleet,
+        route: &[u8],
+        cmds: &[u8],
+        (replies, waiter): (usize, u64),
+        now_ms: i64,
+    ) -> bool {
+        self.refresh_if_due(fleet, now_ms);
+        let slot = cluster::key_slot(route);
+        let Some(addr) = self.owner_of(slot) else {
+            self.due.set(true);
+            return false;
+        };
+        let Ok(mut nodes) = self.nodes.try_borrow_mut() else {
+            return false;
+        };
+        let i = match nodes.iter().position(|(a, _)| *a == addr) {
+            Some(i) => i,
+            None => {
+                let mut conn = Conn::new(Kind::Data, fleet.timeout_ms, fleet);
+                conn.pin(Peer::from_socket(addr));
+                nodes.push((addr, conn));
+                nodes.len() - 1
+            }
+        };
+        let conn = &mut nodes[i].1;
+        conn.allow(now_ms) && conn.submit(cmds, replies, waiter, 0)
+    }
+
+    /// The primary that owns `slot`, if the map knows it.
+    pub(crate) fn owner_of(&self, slot: u16) -> Option<SocketAddr> {
+        let map = self.map.try_borrow().ok()?;
+        map.owner(slot).map(|i| map.nodes()[i])
+    }
+
+    /// A node answered `MOVED`: its slot moves now, and the map is due for a refresh.
+    pub(crate) fn moved(&self, slot: u16, to: SocketAddr) {
+        if let Ok(mut map) = self.map.try_borrow_mut() {
+            map.moved(slot, to);
+        }
+        self.due.set(true);
+    }
+
+    /// Something went wrong with a node: the map is due for a refresh.
+    pub(crate) fn suspect(&self) {
+        self.due.set(true);
+    }
+
+    /// Asks for the map when it is due (or old), one refresh at a time, once a second at most.
+    pub(crate) fn refresh_if_due(&self, fleet: &Fleet, now_ms: i64) {
+        let since = now_ms - self.asked_ms.get();
+        let wanted = self.due.get() || self.refreshes.get() == 0 || since >= PERIOD_MS;
+        if !wanted || self.asking.get() || since < REFRESH_MS {
+            return;
+        }
+        let Some(peer) = self.node_to_ask(fleet) else {
+            return;
+        };
+        let Ok(mut query) = self.query.try_borrow_mut() else {
+            return;
+        };
+        let conn = query.get_or_insert_with(|| Conn::new(Kind::Data, fleet.timeout_ms, fleet));
+        if conn.pinned_to().is_none_or(|p| !p.same_as(&peer)) {
+            conn.close();
+            conn.pin(peer);
+        }
+        let asked = conn.pinned_to().map(Peer::ip);
+        let shards = !self.slots_only.get();
+        let cmd = if shards {
+            cluster::shards_command()
+        } else {
+            cluster::slots_command()
+        };
+        let fleet_ptr = fleet as *const Fleet;
+        let id = waiters::register(move |outcome| {
+            // SAFETY: the fleet lives in the configuration, for the whole cycle.
+            let fleet = unsafe { &*fleet_ptr };
+            if let Some(c) = fleet.cluster.as_ref() {
+                c.answered(fleet, outcome, asked.flatten(), shards);
+            }
+        });
+        self.asked_ms.set(now_ms);
+        self.next.set(self.next.get().wrapping_add(1));
+        if conn.submit(&cmd, 1, id, 0) {
+            self.asking.set(true);
+            self.due.set(false);
+        } else {
+            waiters::cancel(id);
+        }
+    }
+
+    /// The node to ask for the map: the seeds of `redis=` first, then the known primaries,
+    /// in turn (a node that failed is not asked twice in a row).
+    fn node_to_ask(&self, fleet: &Fleet) -> Option<Peer> {
+        let map = self.map.try_borrow().ok()?;
+        let known = map.nodes();
+        let n = fleet.seeds.len() + known.len();
+        if n == 0 {
+            return None;
+        }
+        let i = self.next.get() % n;
+        match fleet.seeds.get(i) {
+            Some(seed) => Some(seed.clone()),
+            None => known
+                .get(i - fleet.seeds.len())
+                .copied()
+                .map(Peer::from_socket),
+        }
+    }
+
+    /// The answer to a refresh: a new map, or (an error) the older command next time.
+    fn answered(
+        &self,
+        fleet: &Fleet,
+        outcome: Outcome,
+        asked: Option<std::net::IpAddr>,
+        shards: bool,
+    ) {
+        self.asking.set(false);
+        let Ok(replies) = outcome else {
+            self.due.set(true);
+            return;
+        };
+        let Some(reply) = replies.first() else {
+            return;
+        };
+        let reply = reply.as_reply();
+        let ip = asked.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let map = if shards {
+            SlotMap::from_shards(&reply, ip, fleet.tls.is_some())
+        } else {
+            SlotMap::from_slots(&reply, ip)
+        };
+        let Some(map) = map else {
+            if shards && matches!(reply, phantom_core::fleet::resp::Reply::Error(_)) {
+                self.slots_only.set(true);
+            }
+            self.due.set(true);
+            return;
+        };
+        if map.covered() < cluster::SLOTS {
+            // Part of the cluster has no primary (a failover under way): ask again soon.
+            self.due.set(true);
+        }
+        let Ok(mut old) = self.map.try_borrow_mut() else {
+            return;
+        };
+        let n = self.refreshes.get() + 1;
+        self.refreshes.set(n);
+        if old.nodes() != map.nodes() || old.covered() != map.covered() {
+            let msg = format!(
+                "cluster map {n}: {} primaries, {} of {} slots served",
+                map.nodes().len(),
+                map.covered(),
+                cluster::SLOTS
+            );
+            let level = if map.covered() < cluster::SLOTS {
+                NGX_LOG_WARN
+            } else {
+                NGX_LOG_NOTICE
+            };
+            fleet.log(level as usize, &msg);
+        }
+        *old = map;
+    }
+
+    /// The owner of the purge stream's slot, for the stream reader.
+    pub(crate) fn peer_for_key(&self, key: &[u8]) -> Option<Peer> {
+        self.owner_of(cluster::key_slot(key)).map(Peer::from_socket)
+    }
+
+    /// Closes every connection (worker exit).
+    pub(crate) fn shutdown(&self) {
+        if let Ok(mut nodes) = self.nodes.try_borrow_mut() {
+            for (_, conn) in nodes.iter_mut() {
+                conn.shutdown();
+            }
+        }
+        if let Ok(mut q) = self.query.try_borrow_mut() {
+            if let Some(conn) = q.as_mut() {
+                conn.shutdown();
+            }
+        }
+    }
+}
