@@ -61,12 +61,16 @@ pub(crate) enum Counter {
     /// TLS handshakes with Redis: a full one, or a session resumed.
     RedisTlsFull,
     RedisTlsResumed,
+    /// Redis Cluster: slot maps taken, and redirects followed (`MOVED`, `ASK`).
+    ClusterMaps,
+    ClusterMoved,
+    ClusterAsk,
 }
 
-pub(crate) const COUNTERS: usize = Counter::RedisTlsResumed as usize + 1;
+pub(crate) const COUNTERS: usize = Counter::ClusterAsk as usize + 1;
 
-/// Marks the layout below ("PTKMETR4").
-const MAGIC: u64 = 0x5054_4b4d_4554_5234;
+/// Marks the layout below ("PTKMETR5").
+const MAGIC: u64 = 0x5054_4b4d_4554_5235;
 
 #[repr(C)]
 pub(crate) struct Metrics {

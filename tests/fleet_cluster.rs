@@ -97,3 +97,124 @@ fn cluster_parameters_are_checked_by_nginx_t() {
         assert!(!ok && out.contains(want), "{zone}: {out}");
     }
 }
+
+/// A node's cluster id.
+fn id_of(n: &support::redis::Redis) -> String {
+    n.cmd_str(&["CLUSTER", "MYID"])
+        .text()
+        .expect("CLUSTER MYID")
+}
+
+/// The slot of a key (`CLUSTER KEYSLOT`).
+fn slot_of(n: &support::redis::Redis, key: &str) -> String {
+    n.cmd_str(&["CLUSTER", "KEYSLOT", key])
+        .int()
+        .expect("CLUSTER KEYSLOT")
+        .to_string()
+}
+
+#[test]
+fn a_slot_migrated_under_load_is_followed_through_ask_then_moved() {
+    let c = Cluster::start();
+    let ids = IdServer::start(IdConfig::default()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let keys = KeyFile::new();
+    let a = instance(&c, &ids, &echo, &keys, "");
+    let b = instance(&c, &ids, &echo, &keys, "");
+    std::thread::sleep(Duration::from_millis(300));
+    // Hot tokens, cached in the cluster; the slot of the first one's entry migrates.
+    let hot = issue_with(&ids, 20, serde_json::json!({ "sub": "alice" }));
+    for t in &hot {
+        assert_eq!(get(a.port, t).0, 200);
+    }
+    eventually("20 entries", || {
+        c.keys().iter().filter(|k| k.contains(":t:")).count() == 20
+    });
+    // 300 slots of the first primary move to the second: new tokens whose entries fall in
+    // them (1.8 % of them) get ASK while the slots migrate, then MOVED.
+    let (src, dst) = (&c.nodes[0], &c.nodes[1]);
+    let slots: Vec<String> = (0..300).map(|s: u32| s.to_string()).collect();
+    let (src_id, dst_id) = (id_of(src), id_of(dst));
+    let maps_before: f64 = [&a, &b]
+        .iter()
+        .map(|n| metric(n.port, "phantom_token_redis_cluster_maps_total"))
+        .sum();
+
+    let cold: Vec<String> = (0..20_000).map(|_| ids.issue("read", 300)).collect();
+    let runs: Vec<_> = [&a, &b]
+        .iter()
+        .map(|n| support::wrk::wrk_on(n.port, &n.dir, &hot, &cold, 6))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    // MIGRATING / IMPORTING, then the slots' keys move: requests for them get ASK.
+    let port = dst.port.to_string();
+    for slot in &slots {
+        assert!(dst
+            .cmd_str(&["CLUSTER", "SETSLOT", slot, "IMPORTING", &src_id])
+            .is_ok_reply());
+        assert!(src
+            .cmd_str(&["CLUSTER", "SETSLOT", slot, "MIGRATING", &dst_id])
+            .is_ok_reply());
+    }
+    for slot in &slots {
+        loop {
+            let moving = src.cmd_str(&["CLUSTER", "GETKEYSINSLOT", slot, "100"]);
+            let moving: Vec<String> = moving
+                .array()
+                .unwrap()
+                .iter()
+                .filter_map(|v| v.text())
+                .collect();
+            if moving.is_empty() {
+                break;
+            }
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(moving.iter().map(String::as_str));
+            let r = src.cmd_str(&args);
+            assert!(r.is_ok_reply(), "MIGRATE: {r:?}");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    // The slots are dst's: requests sent to src get MOVED.
+    for slot in &slots {
+        for n in c.primaries() {
+            assert!(n
+                .cmd_str(&["CLUSTER", "SETSLOT", slot, "NODE", &dst_id])
+                .is_ok_reply());
+        }
+    }
+    for (i, r) in runs.into_iter().enumerate() {
+        let out = r.join().unwrap();
+        eprintln!(
+            "instance {i}: {} x 200, {} other, {} errors, p99 {:.1} ms",
+            support::wrk::count(&out, "200="),
+            support::wrk::count(&out, "other="),
+            support::wrk::count(&out, "errors="),
+            support::wrk::count(&out, "p99us=") as f64 / 1000.0,
+        );
+        assert_eq!(
+            support::wrk::count(&out, "other="),
+            0,
+            "instance {i}: {out}"
+        );
+        assert_eq!(
+            support::wrk::count(&out, "errors="),
+            0,
+            "instance {i}: {out}"
+        );
+    }
+    let sum = |name: &str| -> f64 { [&a, &b].iter().map(|n| metric(n.port, name)).sum() };
+    let asks = sum("phantom_token_redis_cluster_redirects_total{kind=\"ask\"}");
+    let moved = sum("phantom_token_redis_cluster_redirects_total{kind=\"moved\"}");
+    let maps = sum("phantom_token_redis_cluster_maps_total") - maps_before;
+    eprintln!("ASK {asks}, MOVED {moved}, maps taken during the migration: {maps} (4 workers)");
+    assert!(asks > 0.0, "no ASK followed");
+    assert!(moved > 0.0, "no MOVED seen");
+    // Every hot token is still served on both instances; the entry is on its new node.
+    for t in &hot {
+        assert_eq!(get(a.port, t).0, 200);
+        assert_eq!(get(b.port, t).0, 200);
+    }
+    assert_no_crash(&a);
+    assert_no_crash(&b);
+}

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use nginx_sys::{NGX_LOG_NOTICE, NGX_LOG_WARN};
 use phantom_core::fleet::cluster::{self, SlotMap};
 
-use super::conn::{Conn, Kind};
+use super::conn::{Ask, Conn, Kind};
 use super::peer::Peer;
 use super::waiters::{self, Outcome};
 use super::Fleet;
@@ -68,17 +68,30 @@ impl Cluster {
         let Ok(mut nodes) = self.nodes.try_borrow_mut() else {
             return false;
         };
-        let i = match nodes.iter().position(|(a, _)| *a == addr) {
-            Some(i) => i,
-            None => {
-                let mut conn = Conn::new(Kind::Data, fleet.timeout_ms, fleet);
-                conn.pin(Peer::from_socket(addr));
-                nodes.push((addr, conn));
-                nodes.len() - 1
-            }
-        };
-        let conn = &mut nodes[i].1;
+        let conn = node_conn(&mut nodes, addr, fleet);
         conn.allow(now_ms) && conn.submit(cmds, replies, waiter, 0)
+    }
+
+    /// Sends an operation redirected with `ASK` to the importing node, each command after
+    /// `ASKING`; its waiter gets the commands' replies without the `ASKING` ones.
+    pub(crate) fn ask(&self, fleet: &Fleet, a: &Ask) -> bool {
+        let Some(cmds) = asking(&a.cmds) else {
+            return false;
+        };
+        let Ok(mut nodes) = self.nodes.try_borrow_mut() else {
+            return false;
+        };
+        let conn = node_conn(&mut nodes, a.to, fleet);
+        let waiter = a.waiter;
+        let id = waiters::register(move |outcome| {
+            let replies = outcome.map(|r| r.into_iter().skip(1).step_by(2).collect());
+            waiters::complete_all(vec![(waiter, replies)]);
+        });
+        if !conn.submit_until(&cmds, (a.replies * 2, id), a.deadline, false) {
+            waiters::cancel(id);
+            return false;
+        }
+        true
     }
 
     /// The primary that owns `slot`, if the map knows it.
@@ -201,6 +214,7 @@ impl Cluster {
         };
         let n = self.refreshes.get() + 1;
         self.refreshes.set(n);
+        crate::metrics::count(crate::metrics::Counter::ClusterMaps);
         if old.nodes() != map.nodes() || old.covered() != map.covered() {
             let msg = format!(
                 "cluster map {n}: {} primaries, {} of {} slots served",
@@ -236,4 +250,36 @@ impl Cluster {
             }
         }
     }
+}
+
+/// The connection to the node at `addr`, made if new.
+fn node_conn<'a>(
+    nodes: &'a mut Vec<(SocketAddr, Box<Conn>)>,
+    addr: SocketAddr,
+    fleet: &Fleet,
+) -> &'a mut Conn {
+    let i = match nodes.iter().position(|(a, _)| *a == addr) {
+        Some(i) => i,
+        None => {
+            let mut conn = Conn::new(Kind::Data, fleet.timeout_ms, fleet);
+            conn.pin(Peer::from_socket(addr));
+            nodes.push((addr, conn));
+            nodes.len() - 1
+        }
+    };
+    &mut nodes[i].1
+}
+
+/// `cmds` (RESP commands) with `ASKING` before each; `None` if they do not parse.
+fn asking(cmds: &[u8]) -> Option<Vec<u8>> {
+    let limits = phantom_core::fleet::resp::Limits::default();
+    let mut out = Vec::with_capacity(cmds.len() * 2);
+    let mut rest = cmds;
+    while !rest.is_empty() {
+        let (_, used) = phantom_core::fleet::resp::parse(rest, &limits).ok()??;
+        out.extend_from_slice(b"*1\r\n$6\r\nASKING\r\n");
+        out.extend_from_slice(&rest[..used]);
+        rest = &rest[used..];
+    }
+    Some(out)
 }

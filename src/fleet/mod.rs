@@ -369,13 +369,37 @@ impl Fleet {
 
     /// A cluster node answered `MOVED`, `ASK`, `CLUSTERDOWN`...: a `MOVED` slot moves in
     /// the map at once, and the map is due for a refresh. (Not in cluster mode: nothing.)
-    pub(crate) fn redirected(&self, line: &[u8], answered: Option<std::net::IpAddr>) {
-        let Some(c) = &self.cluster else { return };
+    /// Returns where an `ASK` sends the operation.
+    pub(crate) fn redirected(
+        &self,
+        line: &[u8],
+        answered: Option<std::net::IpAddr>,
+    ) -> Option<std::net::SocketAddr> {
+        let c = self.cluster.as_ref()?;
         let ip = answered.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
         match phantom_core::fleet::cluster::redirect_of(line, ip) {
-            Some(r) if !r.ask => c.moved(r.slot, r.to),
-            Some(_) => {}
-            None => c.suspect(),
+            Some(r) if !r.ask => {
+                crate::metrics::count(crate::metrics::Counter::ClusterMoved);
+                c.moved(r.slot, r.to);
+                None
+            }
+            Some(r) => Some(r.to),
+            None => {
+                c.suspect();
+                None
+            }
+        }
+    }
+
+    /// Sends operations that a cluster node redirected with `ASK` to the importing node,
+    /// once (a second redirect is a miss).
+    pub(crate) fn ask(&self, asks: Vec<conn::Ask>) {
+        for a in asks {
+            crate::metrics::count(crate::metrics::Counter::ClusterAsk);
+            let sent = self.cluster.as_ref().is_some_and(|c| c.ask(self, &a));
+            if !sent && a.waiter != 0 {
+                waiters::complete_all(vec![(a.waiter, Err(()))]);
+            }
         }
     }
 

@@ -199,6 +199,18 @@ fn exposition(req: &ngx_http_request_t) -> String {
             &[("new", RedisTlsFull), ("resumed", RedisTlsResumed)],
         ),
         family(
+            "phantom_token_redis_cluster_maps_total",
+            "Slot maps taken from a Redis Cluster (redis_cluster=on): at worker start, after a MOVED or a failed node, and every 30 s.",
+            "",
+            &[("", ClusterMaps)],
+        ),
+        family(
+            "phantom_token_redis_cluster_redirects_total",
+            "Redirects from a Redis Cluster: MOVED (the slot moves in the map; that operation is a miss), ASK (sent once more to the importing node).",
+            "kind",
+            &[("moved", ClusterMoved), ("ask", ClusterAsk)],
+        ),
+        family(
             "phantom_token_purge_notices_total",
             "Purge notices read from the fleet's purge stream: applied (from another instance), or skipped (this instance's own, applied when it was made).",
             "result",

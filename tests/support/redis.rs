@@ -105,6 +105,11 @@ impl Value {
             .map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
+    /// A simple-string reply (`+OK`), not an error.
+    pub fn is_ok_reply(&self) -> bool {
+        matches!(self, Value::Ok(_))
+    }
+
     pub fn int(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),

@@ -91,6 +91,8 @@ impl Conn {
                 waiter: 0,
                 deadline: now + self.timeout_ms,
                 step,
+                cmds: None,
+                ask: None,
             });
         }
         if rc == NGX_AGAIN as isize {

@@ -46,6 +46,19 @@ struct Slot {
     deadline: ngx_msec_t,
     /// What the slot is for.
     step: Step,
+    /// A cluster node's commands, kept to be sent once more after an `ASK`.
+    cmds: Option<Vec<u8>>,
+    /// An `ASK` reply's node: the slot's replies go there once more instead of to the waiter.
+    ask: Option<std::net::SocketAddr>,
+}
+
+/// Commands that a cluster node redirected with `ASK`, to be sent to `to` once more.
+pub(crate) struct Ask {
+    pub(crate) to: std::net::SocketAddr,
+    pub(crate) cmds: Vec<u8>,
+    pub(crate) replies: usize,
+    pub(crate) waiter: u64,
+    pub(crate) deadline: ngx_msec_t,
 }
 
 /// What gets the replies of a subscription.
@@ -135,6 +148,8 @@ pub(crate) struct Conn {
     pin: Option<Peer>,
     failures: u32,
     open_until_ms: i64,
+    /// Operations redirected with `ASK` while replies were read, sent on by the read handler.
+    asks: Vec<Ask>,
 }
 
 impl Conn {
@@ -171,6 +186,7 @@ impl Conn {
             pin: None,
             failures: 0,
             open_until_ms: 0,
+            asks: Vec::new(),
         })
     }
 
@@ -209,6 +225,21 @@ impl Conn {
         waiter: u64,
         extra_ms: u64,
     ) -> bool {
+        // SAFETY: reading nginx's cached clock.
+        let deadline = unsafe { ngx_current_msec } + self.timeout_ms + extra_ms as ngx_msec_t;
+        let keep = self.pin.is_some();
+        self.submit_until(cmds, (replies, waiter), deadline, keep)
+    }
+
+    /// As [`Conn::submit`], answered by `deadline`; `keep`: the commands are kept for an
+    /// `ASK` (an operation already redirected once is not).
+    pub(crate) fn submit_until(
+        &mut self,
+        cmds: &[u8],
+        (replies, waiter): (usize, u64),
+        deadline: ngx_msec_t,
+        keep: bool,
+    ) -> bool {
         if self.slots.len() >= MAX_SLOTS {
             return false;
         }
@@ -218,14 +249,14 @@ impl Conn {
         if self.state == State::Closed && !self.connect() {
             return false;
         }
-        // SAFETY: reading nginx's cached clock.
-        let now = unsafe { ngx_current_msec };
         self.slots.push_back(Slot {
             replies,
             got: Vec::with_capacity(replies.min(8)),
             waiter,
-            deadline: now + self.timeout_ms + extra_ms as ngx_msec_t,
+            deadline,
             step: Step::Command,
+            cmds: keep.then(|| cmds.to_vec()),
+            ask: None,
         });
         if self.handshaking {
             self.held.extend_from_slice(cmds);
@@ -514,6 +545,12 @@ unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
     let conn = unsafe { (*((*ev).data as *mut ngx_connection_t)).data } as *mut Conn;
     // SAFETY: as above; the borrow ends before the waiters run.
     let done = unsafe { (*conn).on_read(ev) };
+    // SAFETY: as above.
+    let (asks, owner) = unsafe { (core::mem::take(&mut (*conn).asks), (*conn).owner) };
+    if !asks.is_empty() {
+        // SAFETY: the owner outlives its connections.
+        unsafe { (*owner).ask(asks) };
+    }
     waiters::complete_all(done);
 }
 

@@ -75,7 +75,11 @@ impl Conn {
                 let owner = unsafe { &*self.owner };
                 owner.reply_error(class, line, self.addr_name());
                 if class == ErrorClass::Cluster {
-                    owner.redirected(line, self.pin.as_ref().and_then(Peer::ip));
+                    let ip = self.pin.as_ref().and_then(Peer::ip);
+                    let ask = owner.redirected(line, ip);
+                    if let Some(slot) = self.slots.front_mut().filter(|s| s.cmds.is_some()) {
+                        slot.ask = slot.ask.or(ask);
+                    }
                 }
                 if auth || class.closes() {
                     let why = if class == ErrorClass::Role {
@@ -95,8 +99,16 @@ impl Conn {
             slot.got.push(Value::from(&reply));
             if slot.got.len() >= slot.replies {
                 if let Some(slot) = self.slots.pop_front() {
-                    if slot.waiter != 0 {
-                        done.push((slot.waiter, Ok(slot.got)));
+                    match (slot.ask, slot.cmds) {
+                        (Some(to), Some(cmds)) => self.asks.push(super::Ask {
+                            to,
+                            cmds,
+                            replies: slot.replies,
+                            waiter: slot.waiter,
+                            deadline: slot.deadline,
+                        }),
+                        _ if slot.waiter != 0 => done.push((slot.waiter, Ok(slot.got))),
+                        _ => {}
                     }
                 }
             }
