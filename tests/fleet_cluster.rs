@@ -105,14 +105,6 @@ fn id_of(n: &support::redis::Redis) -> String {
         .expect("CLUSTER MYID")
 }
 
-/// The slot of a key (`CLUSTER KEYSLOT`).
-fn slot_of(n: &support::redis::Redis, key: &str) -> String {
-    n.cmd_str(&["CLUSTER", "KEYSLOT", key])
-        .int()
-        .expect("CLUSTER KEYSLOT")
-        .to_string()
-}
-
 #[test]
 fn a_slot_migrated_under_load_is_followed_through_ask_then_moved() {
     let c = Cluster::start();
