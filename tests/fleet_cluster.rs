@@ -210,3 +210,72 @@ fn a_slot_migrated_under_load_is_followed_through_ask_then_moved() {
     assert_no_crash(&a);
     assert_no_crash(&b);
 }
+
+#[test]
+fn a_primary_killed_under_load_fails_no_request_and_its_replica_takes_its_writes() {
+    let mut c = Cluster::start();
+    let ids = IdServer::start(IdConfig::default()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let keys = KeyFile::new();
+    let a = instance(&c, &ids, &echo, &keys, "");
+    let b = instance(&c, &ids, &echo, &keys, "");
+    std::thread::sleep(Duration::from_millis(300));
+    let hot = issue_with(&ids, 20, serde_json::json!({ "sub": "alice" }));
+    let cold: Vec<String> = (0..30_000).map(|_| ids.issue("read", 300)).collect();
+    let runs: Vec<_> = [&a, &b]
+        .iter()
+        .map(|n| support::wrk::wrk_on(n.port, &n.dir, &hot, &cold, 8))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = std::time::Instant::now();
+    c.nodes[0].stop();
+    for (i, r) in runs.into_iter().enumerate() {
+        let out = r.join().unwrap();
+        eprintln!(
+            "instance {i}: {} x 200, {} other, {} errors, p99 {:.1} ms, max {:.1} ms",
+            support::wrk::count(&out, "200="),
+            support::wrk::count(&out, "other="),
+            support::wrk::count(&out, "errors="),
+            support::wrk::count(&out, "p99us=") as f64 / 1000.0,
+            support::wrk::count(&out, "maxus=") as f64 / 1000.0,
+        );
+        assert_eq!(
+            support::wrk::count(&out, "other="),
+            0,
+            "instance {i}: {out}"
+        );
+        assert_eq!(
+            support::wrk::count(&out, "errors="),
+            0,
+            "instance {i}: {out}"
+        );
+    }
+    c.wait_ok();
+    eprintln!(
+        "the cluster was ok again {:?} after the kill",
+        killed.elapsed()
+    );
+    // The killed primary's replica took its slots, and new writes land on it.
+    let promoted = c
+        .primaries()
+        .into_iter()
+        .find(|n| c.nodes[3..].iter().any(|r| r.port == n.port))
+        .expect("a replica was promoted");
+    let before = promoted.keys().len();
+    let fresh = issue_with(&ids, 30, serde_json::json!({ "sub": "bob" }));
+    for t in &fresh {
+        assert_eq!(get(a.port, t).0, 200);
+    }
+    eventually("new entries on the promoted replica", || {
+        promoted.keys().len() > before
+    });
+    for t in &fresh {
+        assert_eq!(
+            get(b.port, t),
+            (200, "HIT".into()),
+            "B has A's entries from every shard"
+        );
+    }
+    assert_no_crash(&a);
+    assert_no_crash(&b);
+}

@@ -57,6 +57,7 @@ impl Cluster {
         );
         let c = Cluster { nodes };
         c.wait_ok();
+        c.wait_replicas();
         c
     }
 
@@ -71,9 +72,45 @@ impl Cluster {
             if ok {
                 return;
             }
+            if Instant::now() >= deadline {
+                let infos: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .filter(|n| n.pid().is_some())
+                    .map(|n| {
+                        let info = n.cmd_str(&["CLUSTER", "NODES"]).text().unwrap_or_default();
+                        let log = n.log();
+                        let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                        format!("{}:\n{info}\nlog: {}", n.port, tail.join("\n"))
+                    })
+                    .collect();
+                panic!("the cluster is not ok after 20 s:\n{}", infos.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits (up to 20 s) until each of the three replicas has synced with its primary (a
+    /// replica that never synced cannot take over).
+    pub fn wait_replicas(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let synced = self
+                .nodes
+                .iter()
+                .filter(|n| n.pid().is_some())
+                .filter(|n| {
+                    let info = n.cmd_str(&["INFO", "replication"]);
+                    String::from_utf8_lossy(info.bytes().unwrap_or_default())
+                        .contains("master_link_status:up")
+                })
+                .count();
+            if synced >= 3 {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
-                "the cluster is not ok after 20 s"
+                "{synced} of 3 replicas synced after 20 s"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
