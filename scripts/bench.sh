@@ -13,6 +13,7 @@
 #   /from-redis zone with redis=, same tokens as /new-fleet: zone miss, Redis hit (checked with
 #               the module's counters: no introspection)
 #   /from-redis-tls  the same over TLS (redis_ssl=on, the same server's TLS port)
+#   /new-cluster, /from-cluster  the same on a Redis Cluster of three primaries
 # A redis-server on a free port serves the fleet tier. Last, a second gateway (B, :19104, on
 # CPU 1) and the first one each get the first request of 200 new tokens at the same moment
 # (curl --parallel); the identity server counts the introspections: with plain zones each
@@ -30,6 +31,7 @@ secs="${1:-10}"
 prepare bench
 trap 'stop "$dir/gw"; stop "$dir/gwb"; stop "$dir/be"; stop_redis' EXIT
 start_redis "$dir"
+start_cluster "$dir"
 fleet_key "$dir/fleet.key"
 
 # A realistic ~900-byte JWT from the "identity server", bound to a DPoP key made here.
@@ -42,9 +44,12 @@ backend "$dir/be" "$(jwt_of_size 900 "\"cnf\":{\"jkt\":\"$jkt\"},")"
 # What both gateways have: the Redis upstream, the zones of the two-instance count and their
 # locations (introspecting through /_i2, the identity server that logs), and the counters.
 fleet="redis=phantom_redis redis_key=$dir/fleet.key"
+cluster="redis=phantom_cluster redis_cluster=on redis_key=$dir/fleet.key"
 pair_http="upstream phantom_redis { server 127.0.0.1:$redis_port; }
+  upstream phantom_cluster { $(printf 'server 127.0.0.1:%s; ' "${cluster_ports[@]}")}
   upstream ids2 { server 127.0.0.1:19103; keepalive 64; }
-  phantom_token_cache_zone pair:10m; phantom_token_cache_zone pairf:10m $fleet;"
+  phantom_token_cache_zone pair:10m; phantom_token_cache_zone pairf:10m $fleet;
+  phantom_token_cache_zone pairc:10m $cluster;"
 pair_server='location = /_i2 { internal; proxy_pass_request_headers off;
       proxy_set_header Connection ""; proxy_set_header Accept application/jwt;
       proxy_set_header Content-Type application/x-www-form-urlencoded;
@@ -53,6 +58,8 @@ pair_server='location = /_i2 { internal; proxy_pass_request_headers off;
                        phantom_token_cache pair; proxy_pass http://api; }
     location = /pair-fleet { phantom_token on; phantom_token_introspection_endpoint /_i2;
                              phantom_token_cache pairf; proxy_pass http://api; }
+    location = /pair-cluster { phantom_token on; phantom_token_introspection_endpoint /_i2;
+                               phantom_token_cache pairc; proxy_pass http://api; }
     location = /_status { phantom_token_status; }'
 gateway "$dir/gw" "phantom_token_cache_zone bench:10m; phantom_token_cache_zone dpop:512m;
   phantom_token_cache_zone fleet:10m $fleet;
@@ -61,6 +68,8 @@ gateway "$dir/gw" "phantom_token_cache_zone bench:10m; phantom_token_cache_zone 
   phantom_token_cache_zone fromredistls:64m l1=0 redis=127.0.0.1:$redis_tls_port
     redis_key=$dir/fleet.key redis_ssl=on redis_ssl_trusted_certificate=$dir/redis-ca.crt
     redis_ssl_name=localhost;
+  phantom_token_cache_zone newc:64m l1=0 $cluster;
+  phantom_token_cache_zone fromcluster:64m l1=0 $cluster;
   $pair_http" '
     location /plain { proxy_pass http://api; }
     location /hit  { phantom_token on; phantom_token_introspection_endpoint /_i;
@@ -78,6 +87,10 @@ gateway "$dir/gw" "phantom_token_cache_zone bench:10m; phantom_token_cache_zone 
                              phantom_token_cache fromredis; proxy_pass http://api; }
     location = /from-redis-tls { phantom_token on; phantom_token_introspection_endpoint /_i;
                                  phantom_token_cache fromredistls; proxy_pass http://api; }
+    location = /new-cluster { phantom_token on; phantom_token_introspection_endpoint /_i;
+                              phantom_token_cache newc; proxy_pass http://api; }
+    location = /from-cluster { phantom_token on; phantom_token_introspection_endpoint /_i;
+                               phantom_token_cache fromcluster; proxy_pass http://api; }
     '"$pair_server"
 
 declare -A rps cpu
@@ -135,6 +148,19 @@ if [ $((i2 - i1)) -gt 0 ] || [ $((h2 - h1)) -lt $((nreq[fromredistls] * 99 / 100
   echo "$tls_check: not a Redis-hit measurement" >&2
   exit 1
 fi
+# The same on a Redis Cluster of three primaries: /new-cluster stores tokens c-1, c-2, ...
+# on the primaries that own their slots, /from-cluster asks for them again.
+TOKENS=c- URLPATH=/new-cluster WARMUP=0 measure newc "$secs" -s "$dir/tokens.lua" http://127.0.0.1:19100/
+sleep 0.5
+h3=$(metric 19100 "$redis_hits"); i3=$(metric 19100 "$introspected")
+TOKENS=c- LAST=$((nreq[newc] - 100)) URLPATH=/from-cluster WARMUP=0 \
+  measure fromcluster "$secs" -s "$dir/tokens.lua" http://127.0.0.1:19100/
+h4=$(metric 19100 "$redis_hits"); i4=$(metric 19100 "$introspected")
+cluster_check="/from-cluster: ${nreq[fromcluster]} requests, $((h4 - h3)) Redis hits, $((i4 - i3)) introspections"
+if [ $((i4 - i3)) -gt 0 ] || [ $((h4 - h3)) -lt $((nreq[fromcluster] * 99 / 100)) ]; then
+  echo "$cluster_check: not a Redis-hit measurement" >&2
+  exit 1
+fi
 
 # Two instances sharing Redis: the first requests of new tokens reach both at once.
 worker_a=$worker
@@ -162,6 +188,7 @@ pair /pair p- "$tokens"
 pair /pair-fleet f- "$tokens"
 fleet_waits=$(($(metric 19100 'phantom_token_coalesced_waits_total{scope="fleet"}') + \
   $(metric 19104 'phantom_token_coalesced_waits_total{scope="fleet"}')))
+pair /pair-cluster k- "$tokens"
 
 printf '\n%-28s %12s %16s %10s\n' path "req/s" "CPU us/request" "CPU ratio"
 row /plain plain plain
@@ -173,15 +200,20 @@ row "/new (zone miss)" new plain
 row "/new-fleet (Redis miss)" newf plain
 row "/from-redis (Redis hit)" fromredis plain
 row "/from-redis-tls (over TLS)" fromredistls plain
+row "/new-cluster (cluster miss)" newc plain
+row "/from-cluster (cluster hit)" fromcluster plain
 echo "DPoP hit - Bearer hit: $(awk -v a="${cpu[dpop]}" -v b="${cpu[hit]}" 'BEGIN {printf "%.1f", a - b}') us/request (one ES256 verification: cargo bench -p phantom-core --bench dpop)"
 echo "hit with redis= configured / hit: $(ratio fleet hit)x (same code path; goal vs /plain: <= 1.05x)"
 echo "Redis hit / introspection (new tokens): $(ratio fromredis new)x (goal <= 0.6x)"
 echo "Redis miss / introspection (new tokens): $(ratio newf new)x"
 echo "Redis hit over TLS / Redis hit over TCP: $(ratio fromredistls fromredis)x (goal <= 1.15x)"
+echo "Redis hit on a cluster / on one primary: $(ratio fromcluster fromredis)x (goal <= 1.05x)"
 echo "$redis_check"
 echo "$tls_check"
+echo "$cluster_check"
 echo "introspections per new token, 2 instances, first requests at once ($tokens tokens):" \
-  "plain zones ${per_token[/pair]}, shared redis= zone ${per_token[/pair-fleet]} (goal 1.00;" \
+  "plain zones ${per_token[/pair]}, shared redis= zone ${per_token[/pair-fleet]}, on a cluster" \
+  "${per_token[/pair-cluster]} (goal 1.00;" \
   "$fleet_waits requests waited for the other instance)"
 echo
 echo "(gateway: 1 worker on CPU 0; wrk -c16 and the backend on CPU 1; ${secs}s per path; nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///'))"

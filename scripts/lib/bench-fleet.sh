@@ -43,6 +43,43 @@ start_redis() {
 stop_redis() {
   [ -n "${redis_pid:-}" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
   redis_pid=""
+  local p
+  for p in ${cluster_pids[@]+"${cluster_pids[@]}"}; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  cluster_pids=()
+}
+
+# start_cluster <dir>: a Redis Cluster of three primaries on free ports (no replicas), made
+# with redis-cli --cluster create; sets cluster_ports (stopped by stop_redis).
+start_cluster() {
+  cluster_ports=(); cluster_pids=()
+  local i port d free=()
+  # Six distinct free ports at once (three nodes and their bus ports): free_port would give
+  # the same one again until a server listens on it.
+  for port in $(seq 21000 21999); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || free+=("$port")
+    [ "${#free[@]}" -ge 6 ] && break
+  done
+  for i in 0 1 2; do
+    port=${free[$i]}; d="$1/cluster-$i"; mkdir -p "$d"
+    /usr/bin/redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-port "${free[$((i + 3))]}" \
+      --daemonize no --dir "$d" --logfile "$d/redis.log" &
+    cluster_pids+=($!); cluster_ports+=("$port")
+  done
+  for port in "${cluster_ports[@]}"; do
+    for i in $(seq 50); do
+      [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break
+      sleep 0.1
+    done
+  done
+  redis-cli --cluster create "${cluster_ports[@]/#/127.0.0.1:}" --cluster-replicas 0 \
+    --cluster-yes >"$1/cluster-create.log" 2>&1 || { cat "$1/cluster-create.log" >&2; return 1; }
+  for i in $(seq 100); do
+    redis-cli -p "${cluster_ports[0]}" cluster info | grep -q 'cluster_state:ok' && return
+    sleep 0.1
+  done
+  echo "the cluster is not ok (see $1/cluster-*/redis.log)" >&2
+  return 1
 }
 
 # fleet_key <file>: a key file (name key and seal key, 32 random bytes each), mode 0600.
