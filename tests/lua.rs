@@ -510,3 +510,111 @@ fn reload_with_both_modules_keeps_working() {
     assert_eq!(r.header("x-lua-seen"), Some("6"));
     nginx.assert_clean_log();
 }
+
+#[test]
+fn server_level_rewrite_by_lua_runs_for_the_introspection_subrequest_unless_overridden() {
+    let Some(lua) = lua_modules() else { return };
+    // A server-level rewrite_by_lua (like Kong's) that refuses requests without X-Allowed:
+    // the introspection subrequest has a fresh header list, so it is refused too unless the
+    // introspection location has its own (empty) Lua blocks.
+    let gate = r#"rewrite_by_lua_block {
+            if ngx.var.http_x_allowed ~= "yes" then
+                return ngx.exit(ngx.HTTP_FORBIDDEN)
+            end
+        }"#;
+    for own_blocks in [false, true] {
+        let ids = IdServer::start(IdConfig::default()).unwrap();
+        let echo = EchoServer::start().unwrap();
+        let introspect = if own_blocks {
+            "rewrite_by_lua_block { }\naccess_by_lua_block { }"
+        } else {
+            ""
+        };
+        let server = format!(
+            "{gate}\n{}\n{}",
+            api_location(echo.port(), ""),
+            introspection_location(ids.port(), introspect)
+        );
+        let nginx = Nginx::start_after(&lua, 2, "", &server, "");
+        let token = ids.issue("read", 300);
+        let get = |allowed: &str| {
+            http::request(
+                nginx.port,
+                "GET",
+                "/",
+                &[
+                    ("Authorization", &format!("Bearer {token}")),
+                    ("X-Allowed", allowed),
+                ],
+                None,
+            )
+            .status
+        };
+        assert_eq!(get("no"), 403, "the client's request is refused by Lua");
+        assert_eq!(ids.introspections(), 0);
+        if own_blocks {
+            assert_eq!(get("yes"), 200);
+            assert_eq!(ids.introspections(), 1);
+        } else {
+            // Lua refuses the subrequest: the module sees its identity server fail.
+            assert_eq!(get("yes"), 502);
+            assert_eq!(ids.introspections(), 0);
+        }
+        nginx.assert_clean_log();
+    }
+}
+
+/// The first line of the fenced blocks of docs/openresty.md that are whole configurations
+/// needing lua-nginx-module (tests/examples.rs checks the ones without Lua).
+const COMPLETE_WITH_LUA: &str = "# complete configuration, with lua-nginx-module";
+
+#[test]
+fn the_openresty_example_passes_nginx_t_with_the_lua_module() {
+    let Some(lua) = lua_modules() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let page = std::fs::read_to_string(root.join("docs/openresty.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in page.lines() {
+        match (&mut current, line.trim_start().starts_with("```")) {
+            (None, true) if line.trim() == "```nginx" => current = Some(String::new()),
+            (Some(_), true) => blocks.push(current.take().unwrap()),
+            (Some(text), false) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            _ => {}
+        }
+    }
+    blocks.retain(|b| b.lines().next() == Some(COMPLETE_WITH_LUA));
+    assert_eq!(blocks.len(), 1, "one example marked `{COMPLETE_WITH_LUA}`");
+    let dir = std::env::temp_dir().join(format!("phantom-lua-example-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let d = dir.display();
+    let conf = blocks[0]
+        .replace(
+            "load_module modules/ngx_http_phantom_token_module.so;",
+            &format!(
+                "{lua}\nload_module {};\npid {d}/nginx.pid;",
+                module_path().display()
+            ),
+        )
+        .replacen(
+            "http {",
+            &format!(
+                "http {{\n    client_body_temp_path {d}/cb; proxy_temp_path {d}/px; \
+                 fastcgi_temp_path {d}/fc; uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;\n    \
+                 access_log {d}/access.log;"
+            ),
+            1,
+        );
+    std::fs::write(dir.join("nginx.conf"), &conf).unwrap();
+    let (ok, out) = test_config_file(&dir, &dir.join("nginx.conf"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        ok,
+        "docs/openresty.md's example fails nginx -t:\n{out}\n{conf}"
+    );
+    assert!(out.contains("cannot remove \"$api_token\""), "{out}");
+}
