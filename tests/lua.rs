@@ -490,7 +490,29 @@ fn reload_with_both_modules_keeps_working() {
         (version, cache)
     };
     assert_eq!(get(), ("v1".into(), "MISS".into()));
-    nginx.reload();
+    // `nginx -s reload` itself: the signalling process reads the configuration, both modules
+    // included, to find the master's pid.
+    let workers = || nginx.error_log().matches("start worker process").count();
+    let before = workers();
+    let out = std::process::Command::new(nginx_binary())
+        .arg("-p")
+        .arg(&nginx.dir)
+        .arg("-c")
+        .arg(nginx.dir.join("nginx.conf"))
+        .args(["-s", "reload"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while workers() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            nginx.error_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(get(), ("v1".into(), "HIT".into()), "the zone survives");
     nginx.reconfigure(http, &server("v2"));
     assert_eq!(get(), ("v2".into(), "HIT".into()), "the new Lua code runs");
