@@ -209,6 +209,7 @@ fn lua_reads_the_claim_and_cache_status_variables() {
             ngx.header["X-Lua-Sub"] = ngx.var.phantom_token_claim_sub
             ngx.header["X-Lua-Cache"] = ngx.var.phantom_token_cache_status
             ngx.header["X-Lua-Scope"] = ngx.var.phantom_token_claim_scope
+            ngx.header["X-Lua-Filter"] = "ran"
         }
         log_by_lua_block {
             ngx.log(ngx.NOTICE, "lua log: sub=", ngx.var.phantom_token_claim_sub,
@@ -250,6 +251,11 @@ fn lua_reads_the_claim_and_cache_status_variables() {
     let r = s.get_bearer("/lua/hello", &other);
     assert!(r.text().ends_with(" cache=MISS\n"), "{}", r.text());
     assert_eq!(s.get("/lua/hello", &[]).status, 401);
+    // header_filter_by_lua and log_by_lua run for the module's rejections too.
+    let r = s.get("/rejected", &[]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("x-lua-filter"), Some("ran"));
+    assert!(s.nginx.wait_log("lua log: sub= cache=nil uri=/rejected"));
     assert_eq!(s.ids.introspections(), 2);
     s.nginx.assert_clean_log();
 }
