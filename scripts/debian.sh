@@ -6,13 +6,16 @@
 #   scripts/debian.sh test    -> also runs the whole test suite with Debian's nginx
 #   scripts/debian.sh test --test core   -> only these tests (arguments go to cargo test)
 #
+# Debian's Lua module (libnginx-mod-http-lua) is installed too: tests/lua.rs loads it beside
+# this module (TEST_LUA=1, set by .ci/run, makes its absence a failure there).
+#
 # Install it as nginx names modules:
 #   cp target/debian/release/libngx_phantom_token.so /usr/lib/nginx/modules/ngx_http_phantom_token_module.so
 # and add `load_module modules/ngx_http_phantom_token_module.so;` to /etc/nginx/nginx.conf.
 # (scripts/nginx-build.sh debian builds the same module with nginx's build system.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh nginx nginx-dev
+scripts/deps.sh nginx nginx-dev libnginx-mod-http-lua
 src=target/debian-nginx-src
 if [ ! -f "$src/objs/Makefile" ]; then
   rm -rf "$src"

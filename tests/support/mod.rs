@@ -204,6 +204,8 @@ pub struct Nginx {
     /// Where HTTP/2 (prior knowledge) is served: `port` on nginx >= 1.25.1, a second
     /// listener before (a plaintext `listen ... http2` port speaks only HTTP/2 there).
     pub h2_port: u16,
+    /// Main-context lines ahead of the module's `load_module` (other modules loaded first).
+    before: String,
     child: Option<Child>,
 }
 
@@ -220,17 +222,31 @@ impl Nginx {
 
     /// As [`Nginx::start_with`], with `workers` worker processes.
     pub fn start_workers(workers: usize, http: &str, server: &str, main: &str) -> Nginx {
+        Nginx::start_after("", workers, http, server, main)
+    }
+
+    /// As [`Nginx::start_workers`], with `before` ahead of the module's `load_module` line
+    /// (e.g. other modules' `load_module` lines, to choose the load order). `main` comes
+    /// after it, so `load_module` lines there load after the module.
+    pub fn start_after(
+        before: &str,
+        workers: usize,
+        http: &str,
+        server: &str,
+        main: &str,
+    ) -> Nginx {
         for _ in 0..5 {
             let port = free_port();
             let h2_port = if cfg!(nginx1_25_1) { port } else { free_port() };
             let dir = fresh_dir();
             let main = format!("worker_processes {workers};\n{main}");
-            let conf = render(&dir, port, h2_port, &main, http, server);
+            let conf = render(&dir, port, h2_port, before, &main, http, server);
             fs::write(dir.join("nginx.conf"), conf).unwrap();
             let mut n = Nginx {
                 dir,
                 port,
                 h2_port,
+                before: before.to_string(),
                 child: None,
             };
             match n.spawn() {
@@ -326,6 +342,7 @@ impl Nginx {
             &self.dir,
             self.port,
             self.h2_port,
+            &self.before,
             "worker_processes 2;",
             http,
             server,
@@ -417,7 +434,7 @@ pub fn nginx_test_config(http: &str, server: &str) -> (bool, String) {
     let dir = fresh_dir();
     let (port, h2_port) = (free_port(), free_port());
     let h2_port = if cfg!(nginx1_25_1) { port } else { h2_port };
-    let conf = render(&dir, port, h2_port, "worker_processes 1;", http, server);
+    let conf = render(&dir, port, h2_port, "", "worker_processes 1;", http, server);
     fs::write(dir.join("nginx.conf"), &conf).unwrap();
     test_config_file(&dir, &dir.join("nginx.conf"))
 }
@@ -438,7 +455,15 @@ pub fn test_config_file(dir: &Path, conf: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn render(dir: &Path, port: u16, h2_port: u16, main: &str, http: &str, server: &str) -> String {
+fn render(
+    dir: &Path,
+    port: u16,
+    h2_port: u16,
+    before: &str,
+    main: &str,
+    http: &str,
+    server: &str,
+) -> String {
     let d = dir.display();
     // SAFETY: geteuid has no preconditions.
     let user = if unsafe { libc::geteuid() } == 0 {
@@ -452,7 +477,8 @@ fn render(dir: &Path, port: u16, h2_port: u16, main: &str, http: &str, server: &
         format!("listen 127.0.0.1:{h2_port} http2;")
     };
     format!(
-        "load_module {module};
+        "{before}
+load_module {module};
 {user}
 daemon off;
 master_process on;
