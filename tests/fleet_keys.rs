@@ -68,14 +68,18 @@ fn redis_never_sees_a_token_a_jwt_a_subject_or_a_client_id() {
 
     let dump = f.redis.dump_all();
     assert!(!dump.is_empty());
-    assert!(mon.wait_for("\"SET\""), "MONITOR saw no SET: {}", mon.text());
+    assert!(
+        mon.wait_for("\"SET\""),
+        "MONITOR saw no SET: {}",
+        mon.text()
+    );
     let text = mon.text();
     drop(mon);
     for (key, _) in &dump {
         assert!(allowed_key_name(key), "key name {key:?}");
     }
     assert!(
-        dump.iter().any(|(k, _)| k.starts_with("pt:v1:t:")),
+        dump.iter().any(|(k, _)| k.starts_with("pt:v2:t:")),
         "{dump:?}"
     );
     for (what, secret) in &secrets {
@@ -196,7 +200,7 @@ fn fleet_configuration_errors_fail_nginx_t() {
         (
             "address",
             zone(&format!(
-                "redis=127.0.0.1:{redis_port} redis_key={k} redis_timeout=200ms redis_lock=3s redis_prefix=pt:v1:"
+                "redis=127.0.0.1:{redis_port} redis_key={k} redis_timeout=200ms redis_lock=3s redis_prefix=pt:v2:"
             )),
             String::new(),
         ),
@@ -225,7 +229,7 @@ fn fleet_configuration_errors_fail_nginx_t() {
         ),
         [0; 32],
     );
-    let bad: [(&str, String, &str, &[&str]); 9] = [
+    let bad: [(&str, String, &str, &[&str]); 11] = [
         (
             "redis= without redis_key=",
             zone("redis=phantom_redis"),
@@ -284,6 +288,23 @@ fn fleet_configuration_errors_fail_nginx_t() {
             zone(&format!("redis=phantom_redis redis_key={k}")),
             "location = /purge { phantom_token_purge nope; }",
             &["nope"],
+        ),
+        // A brace would move the hash tags that keep a token's keys in one cluster slot.
+        (
+            "a redis_prefix= with a hash tag",
+            zone(&format!(
+                "redis=phantom_redis redis_key={k} \"redis_prefix=pt:{{v2}}:\""
+            )),
+            "",
+            &["\"redis_prefix=pt:{v2}:\" (no \"{\" or \"}\""],
+        ),
+        (
+            "a redis_prefix= with a closing brace",
+            zone(&format!(
+                "redis=phantom_redis redis_key={k} \"redis_prefix=pt}}v2:\""
+            )),
+            "",
+            &["\"redis_prefix=pt}v2:\""],
         ),
         (
             "a bad max_age",
@@ -380,7 +401,8 @@ fn an_acl_user_from_the_key_file_authenticates_and_a_wrong_password_fails_no_req
         "+eval",
         "+xadd",
         "+xread",
-        "+smembers",
+        "+srandmember",
+        "+srem",
     ]);
     let good = keys_with_credentials(&f.keys, "phantom", "s3cret-pw");
     let bad = keys_with_credentials(&f.keys, "phantom", "wrong-pw");
@@ -397,7 +419,7 @@ fn an_acl_user_from_the_key_file_authenticates_and_a_wrong_password_fails_no_req
             .redis
             .keys()
             .into_iter()
-            .filter(|k| k.starts_with("pt:v1:sub:") || k.starts_with("pt:v1:cid:"))
+            .filter(|k| k.starts_with("pt:v2:sub:") || k.starts_with("pt:v2:cid:"))
             .collect();
         sets.len() == 2 && sets.iter().all(|k| f.redis.pttl(k) > 0)
     });

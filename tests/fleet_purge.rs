@@ -46,7 +46,7 @@ fn purge_by_token_reaches_every_instance_within_a_second() {
     // The purge stream of the zone carries the notification.
     assert_eq!(
         f.redis
-            .cmd_str(&["TYPE", "pt:v1:purge:jwt"])
+            .cmd_str(&["TYPE", "pt:v2:purge:jwt"])
             .text()
             .as_deref(),
         Some("stream")

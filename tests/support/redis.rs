@@ -656,3 +656,37 @@ impl Drop for Monitor {
         }
     }
 }
+
+/// The quoted arguments of a MONITOR line, unescaped.
+pub fn monitor_args(line: &str) -> Vec<Vec<u8>> {
+    let mut args = Vec::new();
+    let mut bytes = line.bytes().skip_while(|&b| b != b']').skip(1).peekable();
+    while let Some(b) = bytes.next() {
+        if b != b'"' {
+            continue;
+        }
+        let mut arg = Vec::new();
+        while let Some(c) = bytes.next() {
+            match c {
+                b'"' => break,
+                b'\\' => match bytes.next() {
+                    Some(b'n') => arg.push(b'\n'),
+                    Some(b'r') => arg.push(b'\r'),
+                    Some(b't') => arg.push(b'\t'),
+                    Some(b'a') => arg.push(7),
+                    Some(b'b') => arg.push(8),
+                    Some(b'x') => {
+                        let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+                        let hex = std::str::from_utf8(&hex).unwrap_or("");
+                        arg.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                    }
+                    Some(other) => arg.push(other),
+                    None => break,
+                },
+                c => arg.push(c),
+            }
+        }
+        args.push(arg);
+    }
+    args
+}
