@@ -1,6 +1,7 @@
 //! Test harness: the real nginx with the real module, on free 127.0.0.1 ports.
 #![allow(dead_code, unused_imports)]
 
+pub mod cluster;
 pub mod dns;
 pub mod fleet;
 pub mod http;

@@ -278,7 +278,8 @@ impl Redis {
         Redis::start_full(&redis_server_binary(), extra)
     }
 
-    fn start_full(binary: &Path, extra: &[String]) -> Redis {
+    /// As [`Redis::start`], with a given binary and more `redis-server` arguments.
+    pub fn start_full(binary: &Path, extra: &[String]) -> Redis {
         let version = ServerVersion::of(binary).unwrap_or_else(|e| panic!("{e}"));
         let dir = super::fresh_dir();
         let mut last = String::new();

@@ -1,0 +1,224 @@
+//! A private Redis Cluster for the fleet tests: six `redis-server` processes (three primaries,
+//! three replicas) on free 127.0.0.1 ports, each in its own directory, joined with
+//! `redis-cli --cluster create ... --cluster-replicas 1 --cluster-yes`.
+//!
+//! Each node is a [`Redis`] this process spawned, so it is stopped by its pid (SIGKILL) when
+//! its handle drops; never a system Redis, never port 6379.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::redis::{redis_server_binary, Conn, Redis, Value};
+
+/// How long the cluster may take to agree that it is up.
+const FORMING: Duration = Duration::from_secs(30);
+
+/// The `redis-cli` binary that joins the nodes: `TEST_REDIS_CLI`, else Debian's.
+pub fn redis_cli_binary() -> PathBuf {
+    std::env::var_os("TEST_REDIS_CLI")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/redis-cli"))
+}
+
+/// A primary: its port and the slot ranges it serves.
+#[derive(Debug, Clone)]
+pub struct Primary {
+    pub port: u16,
+    pub ranges: Vec<(u16, u16)>,
+}
+
+impl Primary {
+    /// Whether this primary serves `slot`.
+    pub fn owns(&self, slot: u16) -> bool {
+        self.ranges
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&slot))
+    }
+}
+
+/// Six nodes, three of them primaries, every slot served.
+pub struct Cluster {
+    /// The nodes still held here ([`Cluster::take`] hands one out).
+    pub nodes: Vec<Redis>,
+    /// Every node's port, in the order they were started.
+    pub ports: Vec<u16>,
+    /// The primaries as the cluster reported them once it was up.
+    pub primaries: Vec<Primary>,
+}
+
+impl Cluster {
+    /// A cluster of Debian's `redis-server` (or `TEST_REDIS_SERVER`).
+    pub fn start() -> Cluster {
+        Cluster::start_with(&redis_server_binary())
+    }
+
+    /// A cluster of a given `redis-server` or `valkey-server` (7.0 or later: the cluster bus
+    /// port is given, not port + 10000, which may be taken).
+    pub fn start_with(binary: &Path) -> Cluster {
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let bus = super::free_port();
+            let extra: Vec<String> = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "5000",
+                "--cluster-port",
+                &bus.to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            nodes.push(Redis::start_full(binary, &extra));
+        }
+        let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+        let mut create = Command::new(redis_cli_binary());
+        create.args(["--cluster", "create"]);
+        for p in &ports {
+            create.arg(format!("127.0.0.1:{p}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli --cluster create");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.contains("All 16384 slots covered"),
+            "redis-cli --cluster create:\n{text}"
+        );
+        let mut c = Cluster {
+            nodes,
+            ports,
+            primaries: Vec::new(),
+        };
+        c.wait_until_formed();
+        c.primaries = c.read_primaries();
+        assert_eq!(c.primaries.len(), 3, "{:?}", c.primaries);
+        // Joining leaves a few error replies counted (redis-cli's probes): the tests count
+        // their own from zero.
+        for &p in &c.ports {
+            assert_eq!(
+                c.cmd_at(p, &["CONFIG", "RESETSTAT"]),
+                Value::Ok("OK".into())
+            );
+        }
+        c
+    }
+
+    /// Waits until every node says `cluster_state:ok` and knows the six nodes, and each
+    /// primary has its replica.
+    fn wait_until_formed(&self) {
+        let deadline = Instant::now() + FORMING;
+        loop {
+            let formed = self.ports.iter().all(|&p| {
+                let info = self
+                    .cmd_at(p, &["CLUSTER", "INFO"])
+                    .text()
+                    .unwrap_or_default();
+                info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:6")
+            }) && self.replicas_up() == 3;
+            if formed {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not form");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn replicas_up(&self) -> usize {
+        self.ports
+            .iter()
+            .filter(|&&p| {
+                let info = self
+                    .cmd_at(p, &["INFO", "replication"])
+                    .text()
+                    .unwrap_or_default();
+                info.contains("role:slave") && info.contains("master_link_status:up")
+            })
+            .count()
+    }
+
+    /// The primaries and their slot ranges (`CLUSTER SLOTS`).
+    fn read_primaries(&self) -> Vec<Primary> {
+        let reply = self.cmd_at(self.ports[0], &["CLUSTER", "SLOTS"]);
+        let mut out: Vec<Primary> = Vec::new();
+        for range in reply.array().expect("CLUSTER SLOTS") {
+            let r = range.array().expect("a slot range");
+            let (lo, hi) = (r[0].int().unwrap() as u16, r[1].int().unwrap() as u16);
+            let port = r[2].array().unwrap()[1].int().unwrap() as u16;
+            match out.iter_mut().find(|p| p.port == port) {
+                Some(p) => p.ranges.push((lo, hi)),
+                None => out.push(Primary {
+                    port,
+                    ranges: vec![(lo, hi)],
+                }),
+            }
+        }
+        out
+    }
+
+    /// The primary that serves `slot`.
+    pub fn owner(&self, slot: u16) -> &Primary {
+        self.primaries
+            .iter()
+            .find(|p| p.owns(slot))
+            .unwrap_or_else(|| panic!("no primary serves slot {slot}: {:?}", self.primaries))
+    }
+
+    /// Hands out the node on `port` (e.g. to a fleet that talks to that one node); the
+    /// cluster keeps running with the others, and the node stays a member.
+    pub fn take(&mut self, port: u16) -> Redis {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.port == port)
+            .expect("a node of this cluster, not handed out yet");
+        self.nodes.remove(i)
+    }
+
+    /// One command on a new connection to the node on `port`.
+    pub fn try_cmd_at(&self, port: u16, args: &[&[u8]]) -> std::io::Result<Value> {
+        Conn::open(port, Duration::from_secs(5))?.cmd(args)
+    }
+
+    /// As [`Cluster::try_cmd_at`] with text arguments; panics on I/O errors.
+    pub fn cmd_at(&self, port: u16, args: &[&str]) -> Value {
+        let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.try_cmd_at(port, &bytes)
+            .unwrap_or_else(|e| panic!("127.0.0.1:{port} {args:?}: {e}"))
+    }
+
+    /// The slot the cluster computes for `key` (`CLUSTER KEYSLOT`).
+    pub fn keyslot(&self, key: &[u8]) -> u16 {
+        let v = self
+            .try_cmd_at(self.ports[0], &[b"CLUSTER", b"KEYSLOT", key])
+            .expect("CLUSTER KEYSLOT");
+        v.int().unwrap_or_else(|| panic!("CLUSTER KEYSLOT: {v:?}")) as u16
+    }
+
+    /// The error replies each node has given, by error code (`INFO errorstats`:
+    /// `errorstat_CROSSSLOT:count=2`...), for the nodes on `ports`.
+    pub fn error_stats(&self, ports: &[u16]) -> Vec<(u16, String)> {
+        let mut out = Vec::new();
+        for &p in ports {
+            let info = self
+                .cmd_at(p, &["INFO", "errorstats"])
+                .text()
+                .unwrap_or_default();
+            for l in info.lines().filter(|l| l.starts_with("errorstat_")) {
+                out.push((p, l.to_string()));
+            }
+        }
+        out
+    }
+}
