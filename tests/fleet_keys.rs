@@ -384,31 +384,21 @@ fn keys_with_credentials(keys: &KeyFile, user: &str, password: &str) -> KeyFile 
 #[test]
 fn an_acl_user_from_the_key_file_authenticates_and_a_wrong_password_fails_no_request() {
     let mut f = Fleet::with(0, Opts::default());
-    f.redis.cmd_str(&[
-        "ACL",
-        "SETUSER",
-        "phantom",
-        "on",
-        ">s3cret-pw",
-        "~pt:*",
-        "+get",
-        "+set",
-        "+del",
-        "+unlink",
-        "+sadd",
-        "+pttl",
-        "+pexpire",
-        "+eval",
-        "+xadd",
-        "+xread",
-        "+srandmember",
-        "+srem",
-    ]);
+    // The ACL that docs/fleet.md gives, word for word (with this test's password).
+    let docs = std::fs::read_to_string("docs/fleet.md").unwrap();
+    let acl = docs
+        .lines()
+        .find(|l| l.starts_with("ACL SETUSER phantom "))
+        .expect("the ACL in docs/fleet.md")
+        .replace(">pw ", ">s3cret-pw ");
+    let words: Vec<&str> = acl.split_whitespace().collect();
+    assert_eq!(f.redis.cmd_str(&words), Value::Ok("OK".into()), "{acl}");
     let good = keys_with_credentials(&f.keys, "phantom", "s3cret-pw");
     let bad = keys_with_credentials(&f.keys, "phantom", "wrong-pw");
     let a = f.instance(&good, Opts::default());
     let b = f.instance(&bad, Opts::default());
-    let token = f.ids.issue("read", 300);
+    let claims = serde_json::json!({ "sub": "acl-sub", "client_id": "acl-client" });
+    let token = issue_with(&f.ids, 1, claims.clone()).remove(0);
     assert_eq!(get(a.port, &token), (200, "MISS".into()));
     eventually("the entry written as user phantom", || {
         f.token_keys().len() == 1
@@ -435,6 +425,24 @@ fn an_acl_user_from_the_key_file_authenticates_and_a_wrong_password_fails_no_req
         log.matches("redis").count() < 5,
         "one line per change:\n{log}"
     );
+    // Purges of each kind as user phantom: the entry goes, the notice is appended.
+    let layout = phantom_core::fleet::layout::Layout::new(&f.keys.name, "pt:v2:");
+    let context = phantom_core::digest::context(b"/_introspect", "jwt");
+    for selector in ["sub=acl-sub", "client_id=acl-client", "token="] {
+        let t = issue_with(&f.ids, 1, claims.clone()).remove(0);
+        let entry = layout.entry(&context, t.as_bytes());
+        assert_eq!(get(a.port, &t), (200, "MISS".into()));
+        eventually("written", || f.redis.pttl(&entry) > 0);
+        let body = match selector {
+            "token=" => format!("token={t}"),
+            other => other.to_string(),
+        };
+        let r = purge(a.port, &body);
+        let (_, redis_removed) = purge_ok(&r);
+        assert!(redis_removed >= 1, "{selector}: {}", r.text());
+        assert_eq!(f.redis.pttl(&entry), -2, "{selector}");
+    }
+    assert!(!a.error_log().contains("NOPERM"), "{}", a.error_log());
     f.nodes.push(a);
     f.nodes.push(b);
 }
