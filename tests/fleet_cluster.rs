@@ -12,10 +12,12 @@
 //!   answered with an error. Version 1's purge script and its `UNLINK` of a token's entries
 //!   are refused there, as issue 20 found.
 //!
-//! The layout on a single primary is the rest of the fleet suite.
+//! Each runs on Debian's Redis 7.0 and on Valkey 9.1. The layout on a single primary is the
+//! rest of the fleet suite.
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,7 @@ use phantom_core::purge::Kind;
 use support::cluster::{Cluster, Primary};
 use support::fleet::*;
 use support::http::request;
-use support::redis::{monitor_args, Value};
+use support::redis::{monitor_args, redis_server_binary, Redis, ServerVersion, Value};
 use support::*;
 
 /// The fleet's layout (`pt:v2:`, the fleet's `name` key).
@@ -57,9 +59,52 @@ fn token_on(f: &Fleet, p: &Primary, claims: &serde_json::Value) -> String {
     token
 }
 
+/// Valkey 9.1 (from scripts/redis-servers.sh), if installed; its absence fails the test with
+/// `TEST_ALL_REDIS=1`, as in tests/fleet_versions.rs.
+fn valkey_9_1() -> Option<PathBuf> {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/redis/bin/valkey-server-9.1");
+    if bin.exists() {
+        let v = ServerVersion::of(&bin).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((v.version.0, v.version.1), (9, 1), "{v}");
+        return Some(bin);
+    }
+    let why = format!(
+        "{} is not installed (scripts/redis-servers.sh)",
+        bin.display()
+    );
+    if std::env::var("TEST_ALL_REDIS").is_ok_and(|v| v == "1") {
+        panic!("{why}; TEST_ALL_REDIS=1 requires every server");
+    }
+    eprintln!("skipped: {why}");
+    None
+}
+
 #[test]
 fn the_module_on_a_cluster_node_shares_coalesces_and_purges_within_its_slots() {
-    let mut cluster = Cluster::start();
+    module_on_a_cluster_node(&redis_server_binary());
+}
+
+#[test]
+fn valkey_9_1_the_module_on_a_cluster_node_shares_coalesces_and_purges_within_its_slots() {
+    if let Some(bin) = valkey_9_1() {
+        module_on_a_cluster_node(&bin);
+    }
+}
+
+#[test]
+fn every_command_of_a_fleet_session_runs_on_the_cluster_node_of_its_slot() {
+    session_replayed_on_a_cluster(&redis_server_binary());
+}
+
+#[test]
+fn valkey_9_1_every_command_of_a_fleet_session_runs_on_the_cluster_node_of_its_slot() {
+    if let Some(bin) = valkey_9_1() {
+        session_replayed_on_a_cluster(&bin);
+    }
+}
+
+fn module_on_a_cluster_node(bin: &Path) {
+    let mut cluster = Cluster::start_with(bin);
     // The node that serves the purge stream, so that every instance reads it there.
     let stream_slot = key_slot(b"pt:v2:purge:jwt");
     assert_eq!(cluster.keyslot(b"pt:v2:purge:jwt"), stream_slot);
@@ -224,10 +269,10 @@ fn replay(cluster: &Cluster, args: &[Vec<u8>], keys: &[Vec<u8>]) -> Value {
     cluster.try_cmd_at(port, &refs).expect("replay")
 }
 
-#[test]
-fn every_command_of_a_fleet_session_runs_on_the_cluster_node_of_its_slot() {
-    let cluster = Cluster::start();
-    let f = Fleet::start(2);
+/// A session on a single primary of the same server as the cluster's nodes, replayed.
+fn session_replayed_on_a_cluster(bin: &Path) {
+    let cluster = Cluster::start_with(bin);
+    let f = Fleet::with_redis(Redis::start_with(bin), 2, Opts::default());
     let mon = f.redis.monitor();
     // A whole session on a single primary: sharing, the lock, purges of each kind.
     let sub = format!("subject-{}", random_hex(8));
