@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::redis::{redis_server_binary, Conn, Redis, Value};
+use super::redis::{redis_server_binary, Conn, Redis, ServerVersion, Value};
 
 /// How long the cluster may take to agree that it is up.
 const FORMING: Duration = Duration::from_secs(30);
@@ -55,25 +55,30 @@ impl Cluster {
         Cluster::start_with(&redis_server_binary())
     }
 
-    /// A cluster of a given `redis-server` or `valkey-server` (7.0 or later: the cluster bus
-    /// port is given, not port + 10000, which may be taken).
+    /// A cluster of a given `redis-server` or `valkey-server` (from 7.0 the cluster bus port is
+    /// a free port too, not port + 10000, which may be taken).
     pub fn start_with(binary: &Path) -> Cluster {
+        let version = ServerVersion::of(binary).unwrap_or_else(|e| panic!("{e}"));
+        // `cluster-port` came with Redis 7.0 (every Valkey has it); before, the bus is on
+        // port + 10000.
+        let bus_port = version.name.eq_ignore_ascii_case("valkey") || version.version >= (7, 0, 0);
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            let bus = super::free_port();
-            let extra: Vec<String> = [
+            let mut extra: Vec<String> = [
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
                 "nodes.conf",
                 "--cluster-node-timeout",
                 "5000",
-                "--cluster-port",
-                &bus.to_string(),
             ]
             .iter()
             .map(|s| s.to_string())
             .collect();
+            if bus_port {
+                extra.push("--cluster-port".into());
+                extra.push(super::free_port().to_string());
+            }
             nodes.push(Redis::start_full(binary, &extra));
         }
         let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
