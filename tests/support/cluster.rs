@@ -64,22 +64,29 @@ impl Cluster {
         let bus_port = version.name.eq_ignore_ascii_case("valkey") || version.version >= (7, 0, 0);
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            let mut extra: Vec<String> = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "5000",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            if bus_port {
-                extra.push("--cluster-port".into());
-                extra.push(super::free_port().to_string());
-            }
-            nodes.push(Redis::start_full(binary, &extra));
+            let mut last = String::new();
+            // Another bus port if the one chosen was taken meanwhile.
+            let node = (0..5).find_map(|_| {
+                let mut extra: Vec<String> = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                if bus_port {
+                    extra.push("--cluster-port".into());
+                    extra.push(super::free_port().to_string());
+                }
+                Redis::try_start_full(binary, &extra)
+                    .map_err(|e| last = e)
+                    .ok()
+            });
+            nodes.push(node.unwrap_or_else(|| panic!("a cluster node did not start:\n{last}")));
         }
         let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
         let mut create = Command::new(redis_cli_binary());

@@ -280,31 +280,36 @@ impl Redis {
 
     /// As [`Redis::start`], with a given binary and more `redis-server` arguments.
     pub fn start_full(binary: &Path, extra: &[String]) -> Redis {
-        let version = ServerVersion::of(binary).unwrap_or_else(|e| panic!("{e}"));
-        let dir = super::fresh_dir();
+        Redis::try_start_full(binary, extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Redis::start_full`]; why it failed instead of a panic.
+    pub fn try_start_full(binary: &Path, extra: &[String]) -> Result<Redis, String> {
+        let version = ServerVersion::of(binary)?;
         let mut last = String::new();
         for _ in 0..10 {
             let port = super::free_port();
             if port == 6379 {
                 continue;
             }
+            // A directory per attempt: a failed attempt's handle removes its own.
             let mut r = Redis {
                 port,
                 binary: binary.to_path_buf(),
                 version: version.clone(),
                 child: None,
-                dir: dir.clone(),
+                dir: super::fresh_dir(),
                 conn: Mutex::new(None),
                 extra: extra.to_vec(),
                 ip: [127, 0, 0, 1],
             };
             match r.spawn() {
-                Ok(()) => return r,
+                Ok(()) => return Ok(r),
                 Err(e) if e.contains("Address already in use") => last = e,
-                Err(e) => panic!("redis-server failed to start:\n{e}"),
+                Err(e) => return Err(format!("redis-server failed to start:\n{e}")),
             }
         }
-        panic!("no free port for redis-server:\n{last}");
+        Err(format!("no free port for redis-server:\n{last}"))
     }
 
     /// Starts a server on `port`, e.g. again after [`Redis::stop`] (the nginx instances name the
