@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and tests need, if any is missing.
 # Usage: scripts/deps.sh [extra-package ...]
+# (redis-tools: redis-cli, which makes the Redis Cluster of tests/fleet_cluster.rs.)
 set -euo pipefail
-pkgs=(libclang-dev libssl-dev libpcre2-dev zlib1g-dev curl pkg-config wrk openssl redis-server "$@")
+pkgs=(libclang-dev libssl-dev libpcre2-dev zlib1g-dev curl pkg-config wrk openssl redis-server redis-tools "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -83,7 +83,7 @@ mem0=$(redis_mem)
 fill f 20000 z
 sleep 1
 mem1=$(redis_mem)
-in_redis=$(redis-cli -p "$redis_port" --scan --pattern 'pt:v1:t:*' | wc -l)
+in_redis=$(redis-cli -p "$redis_port" --scan --pattern 'pt:v2:t:*' | wc -l)
 zone_held=$(entries z)
 purge() { curl -s -o /dev/null -w '%{time_total}' -X POST -d "$1" "$url/purge"; }
 purge token=nothing >/dev/null

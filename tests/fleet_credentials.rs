@@ -21,7 +21,7 @@ fn keys_for_user(user: &str) -> KeyFile {
 fn entries(r: &Redis) -> usize {
     r.keys()
         .iter()
-        .filter(|k| k.starts_with("pt:v1:t:"))
+        .filter(|k| k.starts_with("pt:v2:t:"))
         .count()
 }
 

@@ -113,7 +113,7 @@ fn jti_keys(f: &Fleet) -> Vec<String> {
     f.redis
         .keys()
         .into_iter()
-        .filter(|k| k.starts_with("pt:v1:jti:"))
+        .filter(|k| k.starts_with("pt:v2:jti:"))
         .collect()
 }
 

@@ -206,7 +206,7 @@ fn a_replica_first_in_the_upstream_is_passed_over_for_the_primary() {
     let stored = |r: &Redis| {
         r.keys()
             .iter()
-            .filter(|k| k.starts_with("pt:v1:t:"))
+            .filter(|k| k.starts_with("pt:v2:t:"))
             .count()
     };
     eventually("the primary stores what A introspected", || {

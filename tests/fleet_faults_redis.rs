@@ -256,13 +256,8 @@ fn a_lock_holder_that_died_delays_others_by_at_most_the_lock_time() {
     let token = f.ids.issue("read", 300);
     // Another instance took the lock for this token and died: nobody releases it.
     let context = phantom_core::digest::context(b"/_introspect", "jwt");
-    let lock = phantom_core::fleet::keys::redis_key(
-        &f.keys.name,
-        "pt:v1:",
-        "lk",
-        &context,
-        token.as_bytes(),
-    );
+    let lock = phantom_core::fleet::layout::Layout::new(&f.keys.name, "pt:v2:")
+        .lock(&context, token.as_bytes());
     f.redis
         .cmd(&[b"SET", lock.as_bytes(), b"dead-holder", b"PX", b"1000"]);
     let start = Instant::now();

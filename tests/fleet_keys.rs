@@ -79,7 +79,7 @@ fn redis_never_sees_a_token_a_jwt_a_subject_or_a_client_id() {
         assert!(allowed_key_name(key), "key name {key:?}");
     }
     assert!(
-        dump.iter().any(|(k, _)| k.starts_with("pt:v1:t:")),
+        dump.iter().any(|(k, _)| k.starts_with("pt:v2:t:")),
         "{dump:?}"
     );
     for (what, secret) in &secrets {
@@ -200,7 +200,7 @@ fn fleet_configuration_errors_fail_nginx_t() {
         (
             "address",
             zone(&format!(
-                "redis=127.0.0.1:{redis_port} redis_key={k} redis_timeout=200ms redis_lock=3s redis_prefix=pt:v1:"
+                "redis=127.0.0.1:{redis_port} redis_key={k} redis_timeout=200ms redis_lock=3s redis_prefix=pt:v2:"
             )),
             String::new(),
         ),
@@ -229,7 +229,7 @@ fn fleet_configuration_errors_fail_nginx_t() {
         ),
         [0; 32],
     );
-    let bad: [(&str, String, &str, &[&str]); 9] = [
+    let bad: [(&str, String, &str, &[&str]); 11] = [
         (
             "redis= without redis_key=",
             zone("redis=phantom_redis"),
@@ -288,6 +288,23 @@ fn fleet_configuration_errors_fail_nginx_t() {
             zone(&format!("redis=phantom_redis redis_key={k}")),
             "location = /purge { phantom_token_purge nope; }",
             &["nope"],
+        ),
+        // A brace would move the hash tags that keep a token's keys in one cluster slot.
+        (
+            "a redis_prefix= with a hash tag",
+            zone(&format!(
+                "redis=phantom_redis redis_key={k} \"redis_prefix=pt:{{v2}}:\""
+            )),
+            "",
+            &["\"redis_prefix=pt:{v2}:\" (no \"{\" or \"}\""],
+        ),
+        (
+            "a redis_prefix= with a closing brace",
+            zone(&format!(
+                "redis=phantom_redis redis_key={k} \"redis_prefix=pt}}v2:\""
+            )),
+            "",
+            &["\"redis_prefix=pt}v2:\""],
         ),
         (
             "a bad max_age",
@@ -367,30 +384,21 @@ fn keys_with_credentials(keys: &KeyFile, user: &str, password: &str) -> KeyFile 
 #[test]
 fn an_acl_user_from_the_key_file_authenticates_and_a_wrong_password_fails_no_request() {
     let mut f = Fleet::with(0, Opts::default());
-    f.redis.cmd_str(&[
-        "ACL",
-        "SETUSER",
-        "phantom",
-        "on",
-        ">s3cret-pw",
-        "~pt:*",
-        "+get",
-        "+set",
-        "+del",
-        "+unlink",
-        "+sadd",
-        "+pttl",
-        "+pexpire",
-        "+eval",
-        "+xadd",
-        "+xread",
-        "+smembers",
-    ]);
+    // The ACL that docs/fleet.md gives, word for word (with this test's password).
+    let docs = std::fs::read_to_string("docs/fleet.md").unwrap();
+    let acl = docs
+        .lines()
+        .find(|l| l.starts_with("ACL SETUSER phantom "))
+        .expect("the ACL in docs/fleet.md")
+        .replace(">pw ", ">s3cret-pw ");
+    let words: Vec<&str> = acl.split_whitespace().collect();
+    assert_eq!(f.redis.cmd_str(&words), Value::Ok("OK".into()), "{acl}");
     let good = keys_with_credentials(&f.keys, "phantom", "s3cret-pw");
     let bad = keys_with_credentials(&f.keys, "phantom", "wrong-pw");
     let a = f.instance(&good, Opts::default());
     let b = f.instance(&bad, Opts::default());
-    let token = f.ids.issue("read", 300);
+    let claims = serde_json::json!({ "sub": "acl-sub", "client_id": "acl-client" });
+    let token = issue_with(&f.ids, 1, claims.clone()).remove(0);
     assert_eq!(get(a.port, &token), (200, "MISS".into()));
     eventually("the entry written as user phantom", || {
         f.token_keys().len() == 1
@@ -401,7 +409,7 @@ fn an_acl_user_from_the_key_file_authenticates_and_a_wrong_password_fails_no_req
             .redis
             .keys()
             .into_iter()
-            .filter(|k| k.starts_with("pt:v1:sub:") || k.starts_with("pt:v1:cid:"))
+            .filter(|k| k.starts_with("pt:v2:sub:") || k.starts_with("pt:v2:cid:"))
             .collect();
         sets.len() == 2 && sets.iter().all(|k| f.redis.pttl(k) > 0)
     });
@@ -417,6 +425,24 @@ fn an_acl_user_from_the_key_file_authenticates_and_a_wrong_password_fails_no_req
         log.matches("redis").count() < 5,
         "one line per change:\n{log}"
     );
+    // Purges of each kind as user phantom: the entry goes, the notice is appended.
+    let layout = phantom_core::fleet::layout::Layout::new(&f.keys.name, "pt:v2:");
+    let context = phantom_core::digest::context(b"/_introspect", "jwt");
+    for selector in ["sub=acl-sub", "client_id=acl-client", "token="] {
+        let t = issue_with(&f.ids, 1, claims.clone()).remove(0);
+        let entry = layout.entry(&context, t.as_bytes());
+        assert_eq!(get(a.port, &t), (200, "MISS".into()));
+        eventually("written", || f.redis.pttl(&entry) > 0);
+        let body = match selector {
+            "token=" => format!("token={t}"),
+            other => other.to_string(),
+        };
+        let r = purge(a.port, &body);
+        let (_, redis_removed) = purge_ok(&r);
+        assert!(redis_removed >= 1, "{selector}: {}", r.text());
+        assert_eq!(f.redis.pttl(&entry), -2, "{selector}");
+    }
+    assert!(!a.error_log().contains("NOPERM"), "{}", a.error_log());
     f.nodes.push(a);
     f.nodes.push(b);
 }

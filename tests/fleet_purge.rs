@@ -46,7 +46,7 @@ fn purge_by_token_reaches_every_instance_within_a_second() {
     // The purge stream of the zone carries the notification.
     assert_eq!(
         f.redis
-            .cmd_str(&["TYPE", "pt:v1:purge:jwt"])
+            .cmd_str(&["TYPE", "pt:v2:purge:jwt"])
             .text()
             .as_deref(),
         Some("stream")
@@ -279,5 +279,98 @@ fn a_purge_by_subject_walks_a_large_zone_in_steps_and_misses_none() {
         assert_eq!(get(port, t), (200, "MISS".into()), "purged");
     }
     assert_eq!(f.ids.introspections() - before, 20);
+    f.nodes[0].assert_clean_log();
+}
+
+#[test]
+fn a_purge_by_subject_sweeps_redis_in_batches_with_one_slot_per_command() {
+    use phantom_core::fleet::layout::Layout;
+    use phantom_core::fleet::slot::key_slot;
+    use phantom_core::purge::Kind;
+    use support::redis::monitor_args;
+
+    let f = Fleet::with(
+        1,
+        Opts {
+            workers: 1,
+            ..Opts::default()
+        },
+    );
+    let port = f.port(0);
+    // More entries than one batch (500): three round trips.
+    let erin = issue_with(&f.ids, 600, serde_json::json!({ "sub": "erin" }));
+    let frank = issue_with(&f.ids, 3, serde_json::json!({ "sub": "frank" }));
+    for t in erin.iter().chain(&frank) {
+        assert_eq!(get(port, t).0, 200);
+    }
+    let layout = Layout::new(&f.keys.name, "pt:v2:");
+    let set = layout.index(Kind::Sub, b"erin");
+    eventually("600 entries in erin's set", || {
+        f.redis.cmd_str(&["SCARD", &set]).int() == Some(600)
+    });
+    // Members that are not entries of the layout only leave the set: a key of somebody else
+    // (or a version 1 name) is never deleted on the word of a set.
+    for foreign in [
+        "somebody:else",
+        "pt:v1:t:lmUtLKZUQJpvNl8ubOGfgcIXTSBeAJAusqItEzFt7Zs",
+    ] {
+        f.redis.cmd_str(&["SET", foreign, "keep", "PX", "60000"]);
+        f.redis.cmd_str(&["SADD", &set, foreign]);
+    }
+
+    let mon = f.redis.monitor();
+    let r = purge(port, "sub=erin");
+    let (removed, redis_removed) = purge_ok(&r);
+    assert_eq!((removed, redis_removed), (600, 600), "{}", r.text());
+    assert!(mon.wait_for("\"XADD\""), "{}", mon.text());
+    let text = mon.text();
+    drop(mon);
+
+    assert_eq!(f.redis.pttl(&set), -2, "the set is gone");
+    for foreign in [
+        "somebody:else",
+        "pt:v1:t:lmUtLKZUQJpvNl8ubOGfgcIXTSBeAJAusqItEzFt7Zs",
+    ] {
+        assert_eq!(f.redis.get(foreign).as_deref(), Some(&b"keep"[..]));
+    }
+    assert_eq!(f.token_keys().len(), 3, "frank's entries stay");
+    // What Redis was asked: reads of at most 500 members, one slot per UNLINK, no script,
+    // and the notice after the last removal.
+    let cmds: Vec<Vec<Vec<u8>>> = text
+        .lines()
+        .filter(|l| !l.contains("lua]"))
+        .map(monitor_args)
+        .filter(|a| !a.is_empty())
+        .collect();
+    let name = |a: &[Vec<u8>]| String::from_utf8_lossy(&a[0]).to_uppercase();
+    let reads = cmds.iter().filter(|a| name(a) == "SRANDMEMBER").count();
+    assert_eq!(reads, 2, "two reads of 500 members, then the last batch");
+    let mut unlinked = 0;
+    for a in cmds.iter().filter(|a| name(a) == "UNLINK") {
+        let slot = key_slot(&a[1]);
+        assert!(a[1..].iter().all(|k| key_slot(k) == slot), "{a:?}");
+        assert!(a[1..].iter().all(|k| layout.is_entry(k)));
+        unlinked += a.len() - 1;
+    }
+    assert_eq!(unlinked, 600);
+    let srem: Vec<usize> = cmds
+        .iter()
+        .filter(|a| name(a) == "SREM")
+        .map(|a| a.len() - 2)
+        .collect();
+    assert_eq!(srem, [500, 102]);
+    assert!(!cmds.iter().any(|a| name(a) == "EVAL"), "no script");
+    let last_unlink = cmds.iter().rposition(|a| name(a) == "UNLINK").unwrap();
+    let xadd = cmds.iter().position(|a| name(a) == "XADD").unwrap();
+    assert!(xadd > last_unlink, "the notice comes last");
+
+    let before = f.ids.introspections();
+    for t in frank.iter() {
+        assert_eq!(get(port, t), (200, "HIT".into()), "another subject stays");
+    }
+    for t in erin.iter().step_by(50) {
+        assert_eq!(get(port, t), (200, "MISS".into()), "purged");
+    }
+    assert_eq!(f.ids.introspections() - before, 12);
     f.nodes[0].assert_clean_log();
 }

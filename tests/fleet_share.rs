@@ -30,7 +30,7 @@ fn a_token_introspected_on_one_instance_is_served_by_another_from_redis() {
     let keys = f.token_keys();
     let k = &keys[0];
     assert!(
-        allowed_key_name(k) && k.len() == "pt:v1:t:".len() + 43,
+        allowed_key_name(k) && k.len() == "pt:v2:t:{}:".len() + 43 + 22,
         "{k}"
     );
     let ttl = f.redis.pttl(k);
@@ -90,7 +90,7 @@ fn concurrent_first_requests_across_the_fleet_cost_one_introspection() {
         .redis
         .keys()
         .into_iter()
-        .filter(|k| k.starts_with("pt:v1:lk:"))
+        .filter(|k| k.starts_with("pt:v2:lk:"))
         .collect();
     for k in &locks {
         assert!(allowed_key_name(k), "{k}");

@@ -105,7 +105,7 @@ fn the_right_ca_gives_hits_across_two_instances_with_auth_over_tls() {
         r.redis
             .keys()
             .iter()
-            .filter(|k| k.starts_with("pt:v1:t:"))
+            .filter(|k| k.starts_with("pt:v2:t:"))
             .count()
             == tokens.len()
     });
@@ -172,7 +172,7 @@ fn a_server_that_asks_for_client_certificates_gets_ours_and_refuses_none() {
     let t = s.ids.issue("read", 300);
     assert_eq!(get(a.port, &t), (200, "MISS".into()));
     eventually("A's entry in Redis", || {
-        r.redis.keys().iter().any(|k| k.starts_with("pt:v1:t:"))
+        r.redis.keys().iter().any(|k| k.starts_with("pt:v2:t:"))
     });
     assert_eq!(get(b.port, &t), (200, "HIT".into()));
     // Without a client certificate: refused by the server, and requests go on without it.

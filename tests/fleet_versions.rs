@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use support::fleet::*;
-use support::redis::{Redis, ServerVersion, Value};
+use support::redis::{monitor_args, Redis, ServerVersion, Value};
 
 /// The purge stream's cap (`STREAM_MAXLEN` in src/purge/mod.rs): `XADD ... MAXLEN ~ 10000`.
 const STREAM_MAXLEN: i64 = 10_000;
@@ -85,9 +85,9 @@ fn issue(f: &Fleet, secs: u64, claims: serde_json::Value) -> String {
     t
 }
 
-/// The keys under `pt:v1:<label>:`.
+/// The keys under `pt:v2:<label>:`.
 fn keys_of(f: &Fleet, label: &str) -> Vec<String> {
-    let prefix = format!("pt:v1:{label}:");
+    let prefix = format!("pt:v2:{label}:");
     f.redis
         .keys()
         .into_iter()
@@ -100,8 +100,8 @@ fn keys_of(f: &Fleet, label: &str) -> Vec<String> {
 fn every_key_expires(f: &Fleet, what: &str) -> usize {
     let keys = f.redis.keys();
     assert!(
-        keys.iter().all(|k| k.starts_with("pt:v1:")),
-        "{what}: a key outside pt:v1: {keys:?}"
+        keys.iter().all(|k| k.starts_with("pt:v2:")),
+        "{what}: a key outside pt:v2: {keys:?}"
     );
     let mut n = 0;
     for k in &keys {
@@ -109,7 +109,7 @@ fn every_key_expires(f: &Fleet, what: &str) -> usize {
         if ttl == -2 {
             continue; // expired or deleted between SCAN and PTTL
         }
-        if k.starts_with("pt:v1:purge:") {
+        if k.starts_with("pt:v2:purge:") {
             let kind = f.redis.cmd_str(&["TYPE", k]).text();
             assert_eq!(kind.as_deref(), Some("stream"), "{what}: {k}");
             assert_eq!(ttl, -1, "{what}: the purge stream {k} has no TTL");
@@ -245,44 +245,10 @@ fn index_script(monitor: &str) -> Option<Vec<u8>> {
         let args = monitor_args(line);
         let is_index = args.len() == 6
             && args[0] == b"EVAL"
-            && args[3].starts_with(b"pt:v1:")
+            && args[3].starts_with(b"pt:v2:")
             && args[1].windows(4).any(|w| w == b"SADD");
         is_index.then(|| args[1].clone())
     })
-}
-
-/// The quoted arguments of a MONITOR line, unescaped.
-fn monitor_args(line: &str) -> Vec<Vec<u8>> {
-    let mut args = Vec::new();
-    let mut bytes = line.bytes().skip_while(|&b| b != b']').skip(1).peekable();
-    while let Some(b) = bytes.next() {
-        if b != b'"' {
-            continue;
-        }
-        let mut arg = Vec::new();
-        while let Some(c) = bytes.next() {
-            match c {
-                b'"' => break,
-                b'\\' => match bytes.next() {
-                    Some(b'n') => arg.push(b'\n'),
-                    Some(b'r') => arg.push(b'\r'),
-                    Some(b't') => arg.push(b'\t'),
-                    Some(b'a') => arg.push(7),
-                    Some(b'b') => arg.push(8),
-                    Some(b'x') => {
-                        let hex: Vec<u8> = bytes.by_ref().take(2).collect();
-                        let hex = std::str::from_utf8(&hex).unwrap_or("");
-                        arg.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-                    }
-                    Some(other) => arg.push(other),
-                    None => break,
-                },
-                c => arg.push(c),
-            }
-        }
-        args.push(arg);
-    }
-    args
 }
 
 /// With `maxmemory` reached, the index script answers an error whose code is `OOM`.
@@ -300,8 +266,8 @@ fn full_server_refuses_with_oom(f: &Fleet, script: &[u8], what: &str) {
         b"EVAL",
         script,
         b"1",
-        b"pt:v1:sub:probe",
-        b"pt:v1:t:probe",
+        b"pt:v2:sub:{probe}",
+        b"pt:v2:t:{probe}:ctx",
         b"60000",
     ]);
     assert_eq!(
@@ -312,5 +278,5 @@ fn full_server_refuses_with_oom(f: &Fleet, script: &[u8], what: &str) {
         matches!(&reply, Value::Err(e) if e.starts_with("OOM ")),
         "{what}: the index script on a full server answered {reply:?}"
     );
-    assert_eq!(r.pttl("pt:v1:sub:probe"), -2, "{what}: nothing written");
+    assert_eq!(r.pttl("pt:v2:sub:{probe}"), -2, "{what}: nothing written");
 }

@@ -1,13 +1,31 @@
-//! RESP2 reply parsing (fleet tier): total over any bytes, bounded, and prefix-consistent.
+//! RESP2 reply parsing (fleet tier): total over any bytes, bounded, and prefix-consistent; and
+//! what a purge sweep reads of a reply (members, the round it builds from them, their slots)
+//! never panics.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use phantom_core::fleet::layout::Layout;
 use phantom_core::fleet::resp::{command, parse, Limits, Reply};
+use phantom_core::fleet::{slot, sweep};
+
+/// A sweep's reading of any reply: an `SRANDMEMBER` answer, and a round's answers.
+fn sweep_reads(reply: &Reply) {
+    let Ok(members) = sweep::members(reply) else {
+        return;
+    };
+    for m in &members {
+        assert!(slot::key_slot(m) < slot::SLOTS);
+    }
+    let layout = Layout::new(&[1; 32], "pt:v2:");
+    let round = sweep::round(&layout, "pt:v2:sub:{x}", &members, (b"", 0));
+    let _ = sweep::read(&round, !members.is_empty(), std::slice::from_ref(reply));
+}
 
 /// Checks the parser's contract for `data` under `limits`.
 fn check(data: &[u8], limits: &Limits) {
     let full = parse(data, limits);
     if let Ok(Some((reply, n))) = &full {
+        sweep_reads(reply);
         // Consumes at least one byte and never more than its input.
         assert!(*n > 0 && *n <= data.len());
         // The frame alone parses the same: bytes after it are never looked at.

@@ -69,11 +69,8 @@ pub(crate) fn parse_param(
             )
         }
         "redis_prefix" => {
-            if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(format!(
-                    "invalid \"{arg}\" (1 to 64 printable characters, no spaces)"
-                ));
-            }
+            phantom_core::fleet::layout::check_prefix(v)
+                .map_err(|why| format!("invalid \"{arg}\" ({why})"))?;
             spec.prefix = v.into();
         }
         "redis" | "redis_key" | "redis_password_file" => return Err(format!("empty \"{arg}\"")),

@@ -39,7 +39,7 @@ pub(crate) enum Answer {
 
 /// The Redis key of a proof (`replay_key` binds the `jti` to the proof's key).
 pub(crate) fn key(fleet: &Fleet, jkt: &str, jti: &str) -> String {
-    fleet.key("jti", b"", &phantom_core::dpop::replay_key(jkt, jti))
+    fleet.layout.jti(&phantom_core::dpop::replay_key(jkt, jti))
 }
 
 /// Sends the claim of a proof for `px_ms`; `wake` runs with the reply, unless the slot was

@@ -9,11 +9,13 @@
 pub(crate) mod cluster;
 pub(crate) mod conn;
 pub(crate) mod dns;
+pub(crate) mod fanout;
 pub(crate) mod jti;
 pub(crate) mod ops;
 pub(crate) mod peer;
 pub(crate) mod reader;
 pub(crate) mod sentinel;
+pub(crate) mod sweep;
 pub(crate) mod tls;
 pub(crate) mod waiters;
 
@@ -23,7 +25,8 @@ use std::cell::RefCell;
 use nginx_sys::{ngx_cycle, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN};
 use ngx::ngx_log_error;
 use phantom_core::fleet::errors::ErrorClass;
-use phantom_core::fleet::keys::{redis_key, KeyFile};
+use phantom_core::fleet::keys::KeyFile;
+use phantom_core::fleet::layout::{Layout, DEFAULT_PREFIX};
 use phantom_core::fleet::resp;
 
 pub(crate) use crate::cache::zone::FleetShared;
@@ -89,7 +92,7 @@ impl FleetSpec {
         FleetSpec {
             timeout_ms: 200,
             lock_ms: 3000,
-            prefix: "pt:v1:".into(),
+            prefix: DEFAULT_PREFIX.into(),
             ..FleetSpec::default()
         }
     }
@@ -112,7 +115,8 @@ pub(crate) struct Fleet {
     pub(crate) keys: KeyFile,
     pub(crate) timeout_ms: u64,
     pub(crate) lock_ms: u64,
-    pub(crate) prefix: String,
+    /// The key names (`redis_prefix=` and the key file's `name` key).
+    pub(crate) layout: Layout,
     /// The servers of `redis=` as resolved with the configuration: the data servers, or
     /// with `redis_sentinel=` the Sentinels.
     pub(crate) seeds: Vec<Peer>,
@@ -143,13 +147,14 @@ pub(crate) struct Fleet {
 
 impl Fleet {
     pub(crate) fn new(spec: FleetSpec, keys: KeyFile, zone_name: &str) -> Fleet {
+        let layout = Layout::new(keys.name_key(), &spec.prefix);
         Fleet {
             zone_name: zone_name.into(),
             target: spec.target,
             keys,
             timeout_ms: spec.timeout_ms,
             lock_ms: spec.lock_ms,
-            prefix: spec.prefix,
+            layout,
             seeds: Vec::new(),
             servers: Servers::default(),
             sentinel: spec.sentinel,
@@ -282,6 +287,21 @@ impl Fleet {
         let conn = slot
             .get_or_insert_with(|| Conn::new(Kind::Data, self.timeout_ms, self as *const Fleet));
         conn.submit(cmds, replies, waiter, 0)
+    }
+
+    /// Sends a pipeline whose commands (one reply each) may lie in several hash slots: in
+    /// one submit on one server, grouped by node on a cluster ([`fanout`]).
+    pub(crate) fn submit_split(
+        &self,
+        cmds: &[u8],
+        replies: usize,
+        waiter: u64,
+        now_ms: i64,
+    ) -> bool {
+        if self.cluster.is_some() {
+            return !self.stopped.get() && fanout::submit(self, cmds, waiter, now_ms);
+        }
+        self.submit(b"", cmds, (replies, waiter), now_ms)
     }
 
     /// Whether writes are worth sending (Redis is not known to be full).
@@ -503,14 +523,9 @@ impl Fleet {
         );
     }
 
-    /// A Redis key name for `item` under `label`.
-    pub(crate) fn key(&self, label: &str, context: &[u8], item: &[u8]) -> String {
-        redis_key(self.keys.name_key(), &self.prefix, label, context, item)
-    }
-
     /// The purge stream of this zone.
     pub(crate) fn stream_key(&self) -> String {
-        format!("{}purge:{}", self.prefix, self.zone_name)
+        self.layout.stream(&self.zone_name)
     }
 
     /// Closes this worker's connections (worker exit), after a last try at releasing the

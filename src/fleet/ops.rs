@@ -103,11 +103,13 @@ pub(crate) enum Found {
 }
 
 fn entry_key(fleet: &Fleet, context: &[u8], token: &[u8]) -> String {
-    fleet.key("t", context, token)
+    fleet.layout.entry(context, token)
 }
 
+/// The lock lies in the entry's slot (the token's hash tag), so the lookup's `SET NX` + `GET`
+/// name one slot.
 fn lock_key(fleet: &Fleet, context: &[u8], token: &[u8]) -> String {
-    fleet.key("lk", context, token)
+    fleet.layout.lock(context, token)
 }
 
 /// Starts a lookup (`GET`); `false` if nothing was sent (introspect now). `wake` runs with
@@ -367,9 +369,9 @@ fn sealed_of(
     (sealed, selectors)
 }
 
-/// The Redis set listing the entries of a subject or client.
+/// The Redis set listing the entries of a subject or client (in its own slot).
 pub(crate) fn index_key(fleet: &Fleet, kind: Kind, value: &[u8]) -> String {
-    fleet.key(kind.index_label(), b"", value)
+    fleet.layout.index(kind, value)
 }
 
 fn push_release(fleet: &Fleet, cmds: &mut Vec<u8>, context: &[u8], token: &[u8], lock: &[u8]) {

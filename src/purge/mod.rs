@@ -27,6 +27,7 @@ use phantom_core::purge::{self, Kind, Selector};
 
 use crate::cache::ZoneConf;
 use crate::fleet::ops::index_key;
+use crate::fleet::sweep;
 use crate::fleet::waiters::{self, Outcome, Value};
 use crate::glue::time::now_ms;
 use crate::Module;
@@ -36,9 +37,6 @@ const MAX_BODY: usize = 8192;
 
 /// Stream entries kept (approximately): purges matter only while entries can live.
 const STREAM_MAXLEN: u64 = 10_000;
-
-/// Removes every entry listed in an index set, then the set; returns how many went.
-const UNLINK_INDEX: &[u8] = b"local m = redis.call('SMEMBERS', KEYS[1]) local n = 0 for i = 1, #m do n = n + redis.call('UNLINK', m[i]) end redis.call('UNLINK', KEYS[1]) return n";
 
 /// The location's content handler.
 pub(crate) extern "C" fn purge_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -211,8 +209,10 @@ fn zone_of(request: &Request) -> Option<&'static ZoneConf> {
     Module::main_conf(request)?.zones.get(i)
 }
 
-/// Removes the entries from Redis and appends the notice, in one round trip; answers when
-/// Redis did (or failed: 503, so that the caller retries).
+/// Removes the entries from Redis and appends the notice, then answers when Redis did (or
+/// failed: 503, so that the caller retries). A token's entries lie in one slot: one `UNLINK`
+/// and the `XADD`, in one round trip. A subject's or client's are swept in batches, one
+/// `UNLINK` per slot ([`crate::fleet::sweep`]), the `XADD` riding on the last round trip.
 unsafe fn tell_fleet(
     r: *mut ngx_http_request_t,
     zone: &'static ZoneConf,
@@ -223,27 +223,6 @@ unsafe fn tell_fleet(
     let Some(fleet) = &zone.fleet else {
         return NGX_ERROR as ngx_int_t;
     };
-    let mut cmds = Vec::new();
-    match selector.kind {
-        Kind::Token => {
-            let keys: Vec<String> = zone
-                .contexts
-                .borrow()
-                .iter()
-                .map(|c| fleet.key("t", c, &selector.value))
-                .collect();
-            let mut args: Vec<&[u8]> = vec![b"UNLINK"];
-            args.extend(keys.iter().map(|k| k.as_bytes()));
-            if keys.is_empty() {
-                args = vec![b"ECHO", b"0"];
-            }
-            push_command(&mut cmds, &args);
-        }
-        Kind::Sub | Kind::ClientId => {
-            let index = index_key(fleet, selector.kind, &selector.value);
-            push_command(&mut cmds, &[b"EVAL", UNLINK_INDEX, b"1", index.as_bytes()]);
-        }
-    }
     let stream = fleet.stream_key();
     // The origin lets this instance's own reader skip the notice: the purge is applied here.
     let n = Notice {
@@ -255,14 +234,45 @@ unsafe fn tell_fleet(
     let Ok(sealed) = notice::seal_notice(&fleet.keys, &stream, &n) else {
         return NGX_ERROR as ngx_int_t;
     };
-    cmds.extend_from_slice(&notice::xadd_command(&stream, STREAM_MAXLEN, &sealed));
+    let xadd = notice::xadd_command(&stream, STREAM_MAXLEN, &sealed);
     let id = waiters::register(move |outcome| {
         // SAFETY: the waiter is cancelled by the request pool's cleanup, so r is alive.
         unsafe { fleet_answered(r, removed, outcome) };
     });
     // SAFETY: r->pool is valid; the cleanup forgets the waiter if the request ends first.
-    if !unsafe { forget_on_cleanup(r, id) } || !fleet.submit(stream.as_bytes(), &cmds, (2, id), now)
-    {
+    let sent = unsafe { forget_on_cleanup(r, id) }
+        && match selector.kind {
+            Kind::Token => {
+                let keys = fleet.layout.entries(
+                    zone.contexts.borrow().iter().map(Vec::as_slice),
+                    &selector.value,
+                );
+                let mut args: Vec<&[u8]> = vec![b"UNLINK"];
+                args.extend(keys.iter().map(|k| k.as_bytes()));
+                if keys.is_empty() {
+                    args = vec![b"ECHO", b"0"];
+                }
+                let mut cmds = Vec::new();
+                push_command(&mut cmds, &args);
+                cmds.extend_from_slice(&xadd);
+                // The entries' slot and the stream's: one round trip (per node on a cluster).
+                fleet.submit_split(&cmds, 2, id, now)
+            }
+            Kind::Sub | Kind::ClientId => {
+                let index = index_key(fleet, selector.kind, &selector.value);
+                // The request may be gone when the sweep ends: it answers through the waiter,
+                // which the request's cleanup cancels.
+                sweep::start(fleet, index, (xadd, 1), now, move |swept| {
+                    let outcome = swept.map(|(n, tail)| {
+                        let mut v = vec![Value::Int(n as i64)];
+                        v.extend(tail);
+                        v
+                    });
+                    waiters::complete_all(vec![(id, outcome)]);
+                })
+            }
+        };
+    if !sent {
         waiters::cancel(id);
         let body = unavailable_json(removed);
         // SAFETY: r is valid and nothing was sent.

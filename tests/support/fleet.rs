@@ -186,7 +186,7 @@ impl Fleet {
         self.redis
             .keys()
             .into_iter()
-            .filter(|k| k.starts_with("pt:v1:t:"))
+            .filter(|k| k.starts_with("pt:v2:t:"))
             .collect()
     }
 }
@@ -303,28 +303,41 @@ pub fn assert_no_crash(n: &Nginx) {
     }
 }
 
-/// A Redis key name the spec allows: `pt:v1:` + an optional lowercase label and `:` + 43
-/// base64url characters (an HMAC), or the purge stream of zone `jwt`.
+/// A Redis key name the layout allows (`pt:v2:`, `phantom_core::fleet::layout`), made only of
+/// HMACs in base64url and fixed words:
+/// - `pt:v2:t:{<43>}:<22>` and `pt:v2:lk:{<43>}:<22>` (an entry and a lock: the token's hash
+///   tag, and the introspection context's id);
+/// - `pt:v2:sub:{<43>}` and `pt:v2:cid:{<43>}` (index sets, tagged with their own MAC);
+/// - `pt:v2:jti:<43>` (a DPoP proof's claim);
+/// - `pt:v2:purge:jwt` (the purge stream of zone `jwt`).
 pub fn allowed_key_name(k: &str) -> bool {
-    if k == "pt:v1:purge:jwt" {
+    fn mac(s: &str, len: usize) -> bool {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+    if k == "pt:v2:purge:jwt" {
         return true;
     }
-    let Some(rest) = k.strip_prefix("pt:v1:") else {
+    let Some(rest) = k.strip_prefix("pt:v2:") else {
         return false;
     };
-    let mac = match rest.split_once(':') {
-        Some((label, mac)) => {
-            if label.is_empty() || !label.bytes().all(|b| b.is_ascii_lowercase()) {
-                return false;
-            }
-            mac
-        }
-        None => rest,
+    let Some((label, rest)) = rest.split_once(':') else {
+        return false;
     };
-    mac.len() == 43
-        && mac
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    let tagged = |rest: &str| -> Option<(String, String)> {
+        let rest = rest.strip_prefix('{')?;
+        let (tag, after) = rest.split_once('}')?;
+        Some((tag.to_string(), after.to_string()))
+    };
+    match label {
+        "t" | "lk" => tagged(rest).is_some_and(|(tag, after)| {
+            mac(&tag, 43) && after.strip_prefix(':').is_some_and(|c| mac(c, 22))
+        }),
+        "sub" | "cid" => tagged(rest).is_some_and(|(tag, after)| mac(&tag, 43) && after.is_empty()),
+        "jti" => mac(rest, 43),
+        _ => false,
+    }
 }
 
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {

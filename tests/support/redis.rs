@@ -283,32 +283,38 @@ impl Redis {
         Redis::start_full(&redis_server_binary(), extra)
     }
 
-    fn start_full(binary: &Path, extra: &[String]) -> Redis {
-        let version = ServerVersion::of(binary).unwrap_or_else(|e| panic!("{e}"));
-        let dir = super::fresh_dir();
+    /// As [`Redis::start`], with a given binary and more `redis-server` arguments.
+    pub fn start_full(binary: &Path, extra: &[String]) -> Redis {
+        Redis::try_start_full(binary, extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Redis::start_full`]; why it failed instead of a panic.
+    pub fn try_start_full(binary: &Path, extra: &[String]) -> Result<Redis, String> {
+        let version = ServerVersion::of(binary)?;
         let mut last = String::new();
         for _ in 0..10 {
             let port = super::free_port();
             if port == 6379 {
                 continue;
             }
+            // A directory per attempt: a failed attempt's handle removes its own.
             let mut r = Redis {
                 port,
                 binary: binary.to_path_buf(),
                 version: version.clone(),
                 child: None,
-                dir: dir.clone(),
+                dir: super::fresh_dir(),
                 conn: Mutex::new(None),
                 extra: extra.to_vec(),
                 ip: [127, 0, 0, 1],
             };
             match r.spawn() {
-                Ok(()) => return r,
+                Ok(()) => return Ok(r),
                 Err(e) if e.contains("Address already in use") => last = e,
-                Err(e) => panic!("redis-server failed to start:\n{e}"),
+                Err(e) => return Err(format!("redis-server failed to start:\n{e}")),
             }
         }
-        panic!("no free port for redis-server:\n{last}");
+        Err(format!("no free port for redis-server:\n{last}"))
     }
 
     /// Starts a server on `port`, e.g. again after [`Redis::stop`] (the nginx instances name the
@@ -660,4 +666,38 @@ impl Drop for Monitor {
             let _ = t.join();
         }
     }
+}
+
+/// The quoted arguments of a MONITOR line, unescaped.
+pub fn monitor_args(line: &str) -> Vec<Vec<u8>> {
+    let mut args = Vec::new();
+    let mut bytes = line.bytes().skip_while(|&b| b != b']').skip(1).peekable();
+    while let Some(b) = bytes.next() {
+        if b != b'"' {
+            continue;
+        }
+        let mut arg = Vec::new();
+        while let Some(c) = bytes.next() {
+            match c {
+                b'"' => break,
+                b'\\' => match bytes.next() {
+                    Some(b'n') => arg.push(b'\n'),
+                    Some(b'r') => arg.push(b'\r'),
+                    Some(b't') => arg.push(b'\t'),
+                    Some(b'a') => arg.push(7),
+                    Some(b'b') => arg.push(8),
+                    Some(b'x') => {
+                        let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+                        let hex = std::str::from_utf8(&hex).unwrap_or("");
+                        arg.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                    }
+                    Some(other) => arg.push(other),
+                    None => break,
+                },
+                c => arg.push(c),
+            }
+        }
+        args.push(arg);
+    }
+    args
 }

@@ -22,7 +22,7 @@
 //! Rotation of the seal key: (1) add the new key as the second `seal` line everywhere and
 //! reload; (2) move it to the first line and reload; (3) remove the old line once every value
 //! sealed under it has expired. Changing the `name` key starts a new key space: change the key
-//! prefix with it (`pt:v1:` to `pt:v2:`).
+//! prefix with it (`pt:v2:` to `pt:v2b:`, say).
 
 use base64::alphabet::URL_SAFE;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -38,7 +38,7 @@ pub const MAX_KID_LEN: usize = 32;
 pub const KEY_LEN: usize = 32;
 
 /// base64url without padding on output, padding optional on input.
-const B64URL: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const B64URL: GeneralPurpose = GeneralPurpose::new(
     &URL_SAFE,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)
@@ -249,14 +249,23 @@ fn push_len_prefixed(ctx: &mut hmac::Context, data: &[u8]) {
     ctx.update(data);
 }
 
+/// `HMAC-SHA-256(key, lp(label) || lp(context) || item)`, where `lp(x)` is `x` preceded by its
+/// length as a big-endian u64: what every key name of the fleet tier is made of.
+pub(crate) fn mac(key: &hmac::Key, label: &str, context: &[u8], item: &[u8]) -> hmac::Tag {
+    let mut ctx = hmac::Context::with_key(key);
+    push_len_prefixed(&mut ctx, label.as_bytes());
+    push_len_prefixed(&mut ctx, context);
+    ctx.update(item);
+    ctx.sign()
+}
+
 /// The Redis key name for `item` under `label` in `context`:
 /// `prefix + label + ":" + base64url(HMAC-SHA-256(name_key, lp(label) || lp(context) || item))`,
 /// where `lp(x)` is `x` preceded by its length as a big-endian u64.
 ///
-/// Labels are short lowercase words: `t` (token entry), `lk` (fleet lock), `sub`, `cid`
-/// (purge selectors). The context is the introspection context of `digest::context` (empty
-/// for selectors that do not depend on it). The MAC keeps all 32 bytes (43 characters), so
-/// Redis, `MONITOR` and RDB files never see a token, subject or client id.
+/// The MAC keeps all 32 bytes (43 characters), so Redis, `MONITOR` and RDB files never see a
+/// token, subject or client id. [`super::layout::Layout`] builds the fleet's key names from the
+/// same MAC, with hash tags.
 pub fn redis_key(
     name_key: &[u8],
     prefix: &str,
@@ -265,11 +274,7 @@ pub fn redis_key(
     item: &[u8],
 ) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, name_key);
-    let mut ctx = hmac::Context::with_key(&key);
-    push_len_prefixed(&mut ctx, label.as_bytes());
-    push_len_prefixed(&mut ctx, context);
-    ctx.update(item);
-    let tag = ctx.sign();
+    let tag = mac(&key, label, context, item);
     let mut out = String::with_capacity(prefix.len() + label.len() + 1 + 43);
     out.push_str(prefix);
     out.push_str(label);

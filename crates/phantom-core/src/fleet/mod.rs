@@ -10,6 +10,10 @@
 //! - [`resp`]: RESP2 command encoder and a bounded, iterative reply parser.
 //! - [`keys`]: the key file (HMAC and seal keys, Redis credentials) and HMAC'd Redis key names,
 //!   so Redis never sees a token, subject or client id.
+//! - [`layout`]: the key names (version 2, `pt:v2:`), with hash tags that keep the keys of one
+//!   token in one Redis Cluster slot.
+//! - [`slot`]: Redis Cluster hash slots (CRC16 and hash tags).
+//! - [`sweep`]: a purge by subject or client in Redis, in batches, one slot per command.
 //! - [`seal`]: values sealed with ChaCha20-Poly1305 and bound to their Redis key name.
 //! - [`notice`]: sealed purge notices on a Redis stream, and the `XADD` / `XREAD` around them.
 //! - [`tombstones`]: a fixed ring of recent purges, plain data for nginx shared memory.
@@ -22,10 +26,13 @@ pub mod cluster;
 pub mod errors;
 pub mod hello;
 pub mod keys;
+pub mod layout;
 pub mod lookup;
 pub mod notice;
 pub mod resp;
 pub mod role;
 pub mod seal;
 pub mod sentinel;
+pub mod slot;
+pub mod sweep;
 pub mod tombstones;

@@ -1,0 +1,394 @@
+//! The cluster client (`redis_cluster=on`) on a Redis Cluster: three primaries and three
+//! replicas made by the test with `redis-cli --cluster create` (tests/fleet_cluster.rs tests
+//! the key layout on the same clusters). Each operation goes to the primary
+//! that owns its key's slot; a slot's owner comes from the map (`CLUSTER SHARDS`) or a
+//! `MOVED` reply.
+
+mod support;
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use support::cluster::Cluster;
+use support::fleet::*;
+use support::http::request;
+use support::{EchoServer, Fault, IdConfig, IdServer, Nginx};
+
+/// An instance whose zone `jwt` uses the cluster, with its seed nodes in an `upstream`.
+fn instance(c: &Cluster, ids: &IdServer, echo: &EchoServer, keys: &KeyFile, zone: &str) -> Nginx {
+    let http = format!(
+        "{}
+         phantom_token_cache_zone jwt:10m redis=phantom_redis redis_cluster=on redis_key={}
+             redis_timeout=200ms {zone};",
+        c.upstream("phantom_redis"),
+        keys.path().display()
+    );
+    let server = format!("{}\n{METRICS}", fleet_server(ids, echo, ""));
+    let n = Nginx::start_workers(2, &http, &server, "");
+    assert!(
+        n.wait_log("cluster map 1: 3 primaries, 16384 of 16384 slots served"),
+        "{}",
+        n.error_log()
+    );
+    n
+}
+
+#[test]
+fn tokens_are_shared_through_the_primaries_that_own_their_slots() {
+    let c = Cluster::start();
+    let ids = IdServer::start(IdConfig::default()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let keys = KeyFile::new();
+    let a = instance(&c, &ids, &echo, &keys, "");
+    let b = instance(&c, &ids, &echo, &keys, "");
+    // Each worker asks for its map when it starts: let both workers of each have it.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let tokens = issue_with(&ids, 30, serde_json::json!({ "sub": "alice" }));
+    for t in &tokens {
+        assert_eq!(get(a.port, t), (200, "MISS".into()));
+    }
+    eventually("30 entries in the cluster", || {
+        c.keys().iter().filter(|k| k.contains(":t:")).count() == 30
+    });
+    // The entries are spread over the three primaries.
+    let per_node: Vec<usize> = c
+        .live_primaries()
+        .iter()
+        .map(|n| n.keys().iter().filter(|k| k.contains(":t:")).count())
+        .collect();
+    assert!(
+        per_node.iter().all(|&n| n > 0),
+        "entries per primary: {per_node:?}"
+    );
+    for t in &tokens {
+        assert_eq!(get(b.port, t), (200, "HIT".into()));
+    }
+    assert_eq!(ids.introspections(), 30, "B used A's results");
+    for n in [&a, &b] {
+        eprintln!(
+            "cluster replies: {}",
+            metric(
+                n.port,
+                "phantom_token_redis_errors_total{reason=\"cluster\"}"
+            )
+        );
+    }
+    assert_no_crash(&a);
+    assert_no_crash(&b);
+}
+
+#[test]
+fn cluster_parameters_are_checked_by_nginx_t() {
+    let keys = KeyFile::new();
+    for (zone, want) in [
+        (
+            "redis_cluster=yes",
+            "invalid \"redis_cluster=yes\" (on or off)",
+        ),
+        (
+            "redis_cluster=on redis_sentinel=mymaster",
+            "\"redis_cluster=on\" and \"redis_sentinel=\" exclude each other",
+        ),
+    ] {
+        let http = format!(
+            "upstream phantom_redis {{ server 127.0.0.1:7000; }}
+             phantom_token_cache_zone jwt:10m redis=phantom_redis redis_key={} {zone};",
+            keys.path().display()
+        );
+        let (ok, out) = support::nginx_test_config(&http, "");
+        assert!(!ok && out.contains(want), "{zone}: {out}");
+    }
+}
+
+/// A node's cluster id.
+fn id_of(n: &support::redis::Redis) -> String {
+    n.cmd_str(&["CLUSTER", "MYID"])
+        .text()
+        .expect("CLUSTER MYID")
+}
+
+#[test]
+fn a_slot_migrated_under_load_is_followed_through_ask_then_moved() {
+    let c = Cluster::start();
+    let ids = IdServer::start(IdConfig::default()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let keys = KeyFile::new();
+    let a = instance(&c, &ids, &echo, &keys, "");
+    let b = instance(&c, &ids, &echo, &keys, "");
+    std::thread::sleep(Duration::from_millis(300));
+    // Hot tokens, cached in the cluster; the slot of the first one's entry migrates.
+    let hot = issue_with(&ids, 20, serde_json::json!({ "sub": "alice" }));
+    for t in &hot {
+        assert_eq!(get(a.port, t).0, 200);
+    }
+    eventually("20 entries", || {
+        c.keys().iter().filter(|k| k.contains(":t:")).count() == 20
+    });
+    // 300 slots of the first primary move to the second: new tokens whose entries fall in
+    // them (1.8 % of them) get ASK while the slots migrate, then MOVED.
+    let first = c.primaries[0].ranges[0].0 as u32;
+    let (src, dst) = (c.node(c.primaries[0].port), c.node(c.primaries[1].port));
+    let slots: Vec<String> = (first..first + 300).map(|s| s.to_string()).collect();
+    let (src_id, dst_id) = (id_of(src), id_of(dst));
+    let maps_before: f64 = [&a, &b]
+        .iter()
+        .map(|n| metric(n.port, "phantom_token_redis_cluster_maps_total"))
+        .sum();
+
+    let cold: Vec<String> = (0..20_000).map(|_| ids.issue("read", 300)).collect();
+    let runs: Vec<_> = [&a, &b]
+        .iter()
+        .map(|n| support::wrk::wrk_on(n.port, &n.dir, &hot, &cold, 6))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    // MIGRATING / IMPORTING, then the slots' keys move: requests for them get ASK.
+    let port = dst.port.to_string();
+    for slot in &slots {
+        assert!(dst
+            .cmd_str(&["CLUSTER", "SETSLOT", slot, "IMPORTING", &src_id])
+            .is_ok_reply());
+        assert!(src
+            .cmd_str(&["CLUSTER", "SETSLOT", slot, "MIGRATING", &dst_id])
+            .is_ok_reply());
+    }
+    for slot in &slots {
+        loop {
+            let moving = src.cmd_str(&["CLUSTER", "GETKEYSINSLOT", slot, "100"]);
+            let moving: Vec<String> = moving
+                .array()
+                .unwrap()
+                .iter()
+                .filter_map(|v| v.text())
+                .collect();
+            if moving.is_empty() {
+                break;
+            }
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(moving.iter().map(String::as_str));
+            let r = src.cmd_str(&args);
+            assert!(r.is_ok_reply(), "MIGRATE: {r:?}");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    // The slots are dst's: requests sent to src get MOVED.
+    for slot in &slots {
+        for n in c.live_primaries() {
+            assert!(n
+                .cmd_str(&["CLUSTER", "SETSLOT", slot, "NODE", &dst_id])
+                .is_ok_reply());
+        }
+    }
+    for (i, r) in runs.into_iter().enumerate() {
+        let out = r.join().unwrap();
+        eprintln!(
+            "instance {i}: {} x 200, {} other, {} errors, p99 {:.1} ms",
+            support::wrk::count(&out, "200="),
+            support::wrk::count(&out, "other="),
+            support::wrk::count(&out, "errors="),
+            support::wrk::count(&out, "p99us=") as f64 / 1000.0,
+        );
+        assert_eq!(
+            support::wrk::count(&out, "other="),
+            0,
+            "instance {i}: {out}"
+        );
+        assert_eq!(
+            support::wrk::count(&out, "errors="),
+            0,
+            "instance {i}: {out}"
+        );
+    }
+    let sum = |name: &str| -> f64 { [&a, &b].iter().map(|n| metric(n.port, name)).sum() };
+    let asks = sum("phantom_token_redis_cluster_redirects_total{kind=\"ask\"}");
+    let moved = sum("phantom_token_redis_cluster_redirects_total{kind=\"moved\"}");
+    let maps = sum("phantom_token_redis_cluster_maps_total") - maps_before;
+    eprintln!("ASK {asks}, MOVED {moved}, maps taken during the migration: {maps} (4 workers)");
+    assert!(asks > 0.0, "no ASK followed");
+    assert!(moved > 0.0, "no MOVED seen");
+    // Every hot token is still served on both instances; the entry is on its new node.
+    for t in &hot {
+        assert_eq!(get(a.port, t).0, 200);
+        assert_eq!(get(b.port, t).0, 200);
+    }
+    assert_no_crash(&a);
+    assert_no_crash(&b);
+}
+
+#[test]
+fn a_primary_killed_under_load_fails_no_request_and_its_replica_takes_its_writes() {
+    let mut c = Cluster::start_timeout(&support::redis::redis_server_binary(), 1000);
+    let ids = IdServer::start(IdConfig::default()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let keys = KeyFile::new();
+    let a = instance(&c, &ids, &echo, &keys, "");
+    let b = instance(&c, &ids, &echo, &keys, "");
+    std::thread::sleep(Duration::from_millis(300));
+    let hot = issue_with(&ids, 20, serde_json::json!({ "sub": "alice" }));
+    let cold: Vec<String> = (0..30_000).map(|_| ids.issue("read", 300)).collect();
+    let runs: Vec<_> = [&a, &b]
+        .iter()
+        .map(|n| support::wrk::wrk_on(n.port, &n.dir, &hot, &cold, 8))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = std::time::Instant::now();
+    let victim = c.primaries[0].port;
+    c.kill(victim);
+    for (i, r) in runs.into_iter().enumerate() {
+        let out = r.join().unwrap();
+        eprintln!(
+            "instance {i}: {} x 200, {} other, {} errors, p99 {:.1} ms, max {:.1} ms",
+            support::wrk::count(&out, "200="),
+            support::wrk::count(&out, "other="),
+            support::wrk::count(&out, "errors="),
+            support::wrk::count(&out, "p99us=") as f64 / 1000.0,
+            support::wrk::count(&out, "maxus=") as f64 / 1000.0,
+        );
+        assert_eq!(
+            support::wrk::count(&out, "other="),
+            0,
+            "instance {i}: {out}"
+        );
+        assert_eq!(
+            support::wrk::count(&out, "errors="),
+            0,
+            "instance {i}: {out}"
+        );
+    }
+    c.wait_ok();
+    eprintln!(
+        "the cluster was ok again {:?} after the kill",
+        killed.elapsed()
+    );
+    // The killed primary's replica took its slots, and new writes land on it.
+    let promoted = c
+        .live_primaries()
+        .into_iter()
+        .find(|n| c.primaries.iter().all(|p| p.port != n.port))
+        .expect("a replica was promoted");
+    let before = promoted.keys().len();
+    let fresh = issue_with(&ids, 30, serde_json::json!({ "sub": "bob" }));
+    for t in &fresh {
+        assert_eq!(get(a.port, t).0, 200);
+    }
+    eventually("new entries on the promoted replica", || {
+        promoted.keys().len() > before
+    });
+    for t in &fresh {
+        assert_eq!(
+            get(b.port, t),
+            (200, "HIT".into()),
+            "B has A's entries from every shard"
+        );
+    }
+    assert_no_crash(&a);
+    assert_no_crash(&b);
+}
+
+/// `token` is refused (401) by every worker of each instance within a second of `at`.
+fn refused_within_1s(nodes: &[&Nginx], token: &str, at: Instant) {
+    let deadline = at + Duration::from_secs(1);
+    for (i, n) in nodes.iter().enumerate() {
+        if let Err(got) = answers_by(n.port, token, 401, deadline) {
+            panic!(
+                "instance {i} still answers {got:?} {:?} after the purge",
+                at.elapsed()
+            );
+        }
+        for _ in 0..4 {
+            assert_eq!(get(n.port, token).0, 401, "instance {i}, every worker");
+        }
+    }
+}
+
+#[test]
+fn coalescing_and_purges_work_across_the_shards_with_no_error_reply() {
+    let c = Cluster::start();
+    let ids = IdServer::start(IdConfig::default()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let keys = KeyFile::new();
+    let a = instance(&c, &ids, &echo, &keys, "");
+    let b = instance(&c, &ids, &echo, &keys, "");
+    std::thread::sleep(Duration::from_millis(300));
+    let claims = serde_json::json!({ "sub": "alice", "client_id": "app" });
+
+    // Fleet-wide coalescing: 20 concurrent first requests over two instances, one
+    // introspection (the lock and the entry in the token's slot, on its node).
+    for round in 0..3 {
+        let busy = issue_with(&ids, 1, claims.clone()).remove(0);
+        let before = ids.introspections();
+        ids.set_fault(Fault::Delay(Duration::from_millis(800)));
+        let barrier = Arc::new(Barrier::new(20));
+        let threads: Vec<_> = (0..20)
+            .map(|i| {
+                let port = [a.port, b.port][i % 2];
+                let (auth, barrier) = (bearer(&busy), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    request(port, "GET", "/", &[("Authorization", &auth)], None).status
+                })
+            })
+            .collect();
+        let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        ids.set_fault(Fault::None);
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        assert_eq!(
+            ids.introspections() - before,
+            1,
+            "round {round}: one introspection for 20 requests"
+        );
+    }
+
+    // Purges by token, subject and client: the entries lie on every primary, the index
+    // sets and the stream on others; every instance refuses within a second.
+    let tokens = issue_with(&ids, 12, claims.clone());
+    for t in &tokens {
+        assert_eq!(get(a.port, t).0, 200);
+        assert_eq!(get(b.port, t), (200, "HIT".into()));
+    }
+    ids.revoke(&tokens[0]);
+    let r = purge(a.port, &format!("token={}", form_encode(&tokens[0])));
+    let at = Instant::now();
+    assert_eq!(purge_ok(&r).1, 1, "{}", r.text());
+    refused_within_1s(&[&a, &b], &tokens[0], at);
+    for t in &tokens[1..6] {
+        ids.revoke(t);
+    }
+    let r = purge(b.port, "sub=alice");
+    let at = Instant::now();
+    let (_, in_redis) = purge_ok(&r);
+    assert!(in_redis >= 5, "{}", r.text());
+    for t in &tokens[1..6] {
+        refused_within_1s(&[&a, &b], t, at);
+    }
+    let more = issue_with(
+        &ids,
+        4,
+        serde_json::json!({ "sub": "bob", "client_id": "app" }),
+    );
+    for t in &more {
+        assert_eq!(get(a.port, t).0, 200);
+    }
+    for t in &more {
+        ids.revoke(t);
+    }
+    let r = purge(a.port, "client_id=app");
+    let at = Instant::now();
+    assert!(purge_ok(&r).1 >= 4, "{}", r.text());
+    for t in &more {
+        refused_within_1s(&[&a, &b], t, at);
+    }
+
+    // No node answered anything with an error over the whole run: no CROSSSLOT, MOVED, ASK
+    // or script error.
+    let errors = c.error_stats(&c.ports);
+    assert!(errors.is_empty(), "error replies: {errors:?}");
+    let sum = |name: &str| -> f64 { [&a, &b].iter().map(|n| metric(n.port, name)).sum() };
+    assert_eq!(
+        sum("phantom_token_redis_errors_total{reason=\"cluster\"}"),
+        0.0
+    );
+    for n in [&a, &b] {
+        assert_no_crash(n);
+    }
+}
