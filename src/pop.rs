@@ -131,15 +131,28 @@ fn request_url(request: &Request, conf: &LocConf) -> Option<String> {
             } else {
                 "https"
             };
-            // SAFETY: host is NULL or an element of the request's header list.
-            let host = unsafe { req.headers_in.host.as_ref() }?;
-            format!(
-                "{scheme}://{}",
-                core::str::from_utf8(host.value.as_bytes()).ok()?
-            )
+            format!("{scheme}://{}", core::str::from_utf8(authority(req)?).ok()?)
         }
     };
     Some(format!("{}{path}", base.trim_end_matches('/')))
+}
+
+/// The authority the client addressed: its `Host` header, else the request's own host
+/// (`r->host_start..host_end`): an HTTP/3 request carries `:authority` and needs no `Host`,
+/// and nginx keeps that pseudo-header there, port included (`r->headers_in.server` has the
+/// host without the port).
+fn authority(req: &ngx_http_request_t) -> Option<&[u8]> {
+    // SAFETY: host is NULL or an element of the request's header list.
+    if let Some(host) = unsafe { req.headers_in.host.as_ref() } {
+        return Some(host.value.as_bytes());
+    }
+    let (start, end) = (req.host_start, req.host_end);
+    if start.is_null() || end.is_null() || end <= start {
+        return None;
+    }
+    // SAFETY: nginx sets both to the bounds of the host it parsed (the `:authority` value
+    // or the request line's host), memory of the request that lives as long as it.
+    Some(unsafe { core::slice::from_raw_parts(start, end.offset_from(start) as usize) })
 }
 
 /// Checks the token's confirmation claims against the request: a DPoP-bound token needs a
