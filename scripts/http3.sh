@@ -3,11 +3,12 @@
 # (--with-http_v3_module through nginx-src's NGX_CONFIGURE_ARGS; on OpenSSL 3.0 nginx uses its
 # QUIC compatibility layer), and the module against it, in a target directory of its own so
 # that neither build undoes the other; with `test`, runs the HTTP/3 tests (tests/http3.rs,
-# with the aioquic client that scripts/py-deps.sh installs). TEST_HTTP3=1 makes them fail,
-# not skip, if this nginx had no HTTP/3.
+# with the aioquic client that scripts/py-deps.sh installs) and `nginx -t` of the example
+# configurations (tests/examples.rs; the README's HTTP/3 one needs this nginx).
+# TEST_HTTP3=1 makes the HTTP/3 tests fail, not skip, if this nginx had no HTTP/3.
 #
 #   scripts/http3.sh               -> target/http3/release/libngx_phantom_token.so and its nginx
-#   scripts/http3.sh test          -> also runs tests/http3.rs
+#   scripts/http3.sh test          -> also runs tests/http3.rs and tests/examples.rs
 #   scripts/http3.sh test --test core   -> other tests against this nginx (arguments go to cargo test)
 #
 # HTTP3_TARGET_DIR overrides the target directory (default target/http3).
@@ -28,6 +29,7 @@ echo "nginx: $nginx"
 if [ "${1:-}" = "test" ]; then
   shift
   scripts/py-deps.sh
-  [ $# -eq 0 ] && set -- --test http3
+  # tests/examples.rs: nginx -t of every example, the README's `listen ... quic` one included.
+  [ $# -eq 0 ] && set -- --test http3 --test examples
   TEST_HTTP3=1 cargo test "${flags[@]}" "$@" -- --test-threads "${TEST_THREADS:-4}"
 fi
