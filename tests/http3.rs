@@ -344,7 +344,7 @@ fn a_client_that_resets_its_stream_while_introspection_runs_releases_its_claim()
         return;
     }
     // nginx's own measure of each request: when the reset ends it, far less than the
-    // introspection's 2.5 s (and before the client closes its connection, 1.5 s later).
+    // introspection's 2.5 s, and before the client closes its connection (2.5 s later).
     let s = H3Stack::start(
         "phantom_token_cache_zone c:1m;
          log_format timed '$status $request_time $server_protocol';",
@@ -372,18 +372,20 @@ fn a_client_that_resets_its_stream_while_introspection_runs_releases_its_claim()
     let took: f64 = line.split(' ').nth(1).unwrap().parse().unwrap();
     assert!(line.ends_with(" HTTP/3.0"), "{line}");
     assert!(
-        took < 1.2,
+        took < 1.8,
         "the request ended after {took} s, not when its stream was reset: {log}"
     );
     assert_eq!(s.echo.requests(), 0);
-    // The claim is released: the next request introspects (its own 2.5 s) and is granted.
+    // The claim is released: the next request introspects itself (no wait for the leader's
+    // introspection, which nginx cancelled) and is granted.
+    s.ids.set_fault(Fault::None);
     let t = Instant::now();
     let r = s.get_bearer("/", &token);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-cache"), Some("MISS"));
     let took = t.elapsed();
     assert!(
-        took < Duration::from_secs(8),
+        took < Duration::from_secs(5),
         "waited {took:?} for a leader that had gone"
     );
     assert_eq!(s.ids.introspections(), 2);

@@ -199,7 +199,7 @@ pub fn send(port: u16, pki: &Pki, reqs: &[Req]) -> Vec<Response> {
         "requests": reqs.iter().map(Req::json).collect::<Vec<_>>(),
         // After a reset, the connection stays open a while: what ends the request is the
         // reset, not the connection's close.
-        "linger": if reqs.iter().any(|r| r.reset_after.is_some()) { 1.5 } else { 0.0 },
+        "linger": if reqs.iter().any(|r| r.reset_after.is_some()) { 2.5 } else { 0.0 },
     });
     let mut child = Command::new("python3")
         .arg(client_script())
