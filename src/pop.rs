@@ -154,8 +154,8 @@ fn authority(req: &ngx_http_request_t) -> Option<&[u8]> {
     if start.is_null() || end.is_null() || end <= start {
         return None;
     }
-    // SAFETY: nginx sets both to the bounds of the host it parsed (the `:authority` value
-    // or the request line's host), memory of the request that lives as long as it.
+    // SAFETY: over HTTP/2 and HTTP/3 nginx sets both to the bounds of the `:authority`
+    // value, which it copied into the request's pool: alive as long as the request.
     Some(unsafe { core::slice::from_raw_parts(start, end.offset_from(start) as usize) })
 }
 
