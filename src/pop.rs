@@ -155,7 +155,8 @@ fn authority(req: &ngx_http_request_t) -> Option<&[u8]> {
         return None;
     }
     // SAFETY: over HTTP/2 and HTTP/3 nginx sets both to the bounds of the `:authority`
-    // value, which it copied into the request's pool: alive as long as the request.
+    // value, which it keeps in the stream's pool (HTTP/3 copies QPACK dynamic-table values
+    // there too): alive at least as long as the request.
     Some(unsafe { core::slice::from_raw_parts(start, end.offset_from(start) as usize) })
 }
 
