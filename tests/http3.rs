@@ -37,12 +37,20 @@ fn upstream_jwt(echo: &EchoServer) -> String {
     auth.strip_prefix("Bearer ").expect("Bearer").to_string()
 }
 
-/// The access log lines of HTTP/3 requests (`$request` ends in `HTTP/3.0`).
-fn http3_log_lines(n: &Nginx) -> usize {
-    n.access_log()
-        .lines()
-        .filter(|l| l.contains(" HTTP/3.0\""))
-        .count()
+/// Waits until the access log has `want` lines of HTTP/3 requests (`$request` ends in
+/// `HTTP/3.0`; nginx logs a request after its response is sent), and returns how many it has.
+fn http3_log_lines(n: &Nginx, want: usize) -> usize {
+    let count = || {
+        n.access_log()
+            .lines()
+            .filter(|l| l.contains(" HTTP/3.0\""))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count() < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    count()
 }
 
 #[test]
@@ -81,7 +89,7 @@ fn bearer_is_granted_with_the_jwt_upstream_and_the_cache_status() {
             "JWT to the client"
         );
     }
-    assert_eq!(http3_log_lines(&s.nginx), 2, "{}", s.nginx.access_log());
+    assert_eq!(http3_log_lines(&s.nginx, 2), 2, "{}", s.nginx.access_log());
     s.nginx.assert_clean_log();
 }
 
