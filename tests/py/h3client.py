@@ -28,7 +28,7 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import StreamReset
+from aioquic.quic.events import ConnectionTerminated, StreamReset
 
 
 class Exchange:
@@ -61,6 +61,11 @@ class Client(QuicConnectionProtocol):
         self.exchanges = {}
 
     def quic_event_received(self, event):
+        if isinstance(event, ConnectionTerminated):
+            # Nothing more comes: what is pending ends as it is (status null if nothing came).
+            for ex in self.exchanges.values():
+                ex.finish()
+            return
         if isinstance(event, StreamReset):
             ex = self.exchanges.get(event.stream_id)
             if ex is not None:
