@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Installs the Python packages the tests use (the Prometheus text parser of tests/operate.rs)
-# into tests/py/site (git-ignored), at pinned versions; does nothing when they are there.
+# Installs the Python packages the tests use (tests/py/requirements.txt: the Prometheus text
+# parser of tests/operate.rs, the HTTP/3 client aioquic of tests/http3.rs) into tests/py/site
+# (git-ignored), every one pinned; does nothing when that list is what is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 site=tests/py/site
-want=0.21.1
-if [ -f "$site/prometheus_client-$want.dist-info/METADATA" ]; then
+list=tests/py/requirements.txt
+if cmp -s "$list" "$site/.installed-requirements"; then
   exit 0
 fi
 command -v python3 >/dev/null || scripts/deps.sh python3 python3-pip
-echo "Installing prometheus-client $want into $site"
-python3 -m pip install -q --disable-pip-version-check --target "$site" "prometheus-client==$want"
+echo "Installing $list into $site"
+rm -rf "$site"
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps \
+  --target "$site" -r "$list"
+cp "$list" "$site/.installed-requirements"

@@ -5,6 +5,8 @@
 # installed by scripts/oidc-provider.sh), and the fleet tests on every Redis and Valkey version
 # (tests/fleet_versions.rs: Debian's Redis 7.0, and Redis 6.2, Valkey 8.1 and 9.1 installed by
 # scripts/redis-servers.sh; TEST_ALL_REDIS=1 makes a missing one a failure, not a skip).
+# tests/http3.rs needs an nginx built with the HTTP/3 module and is skipped here with a note:
+# scripts/http3.sh test builds one and runs it (CI does).
 #
 # Against another nginx (e.g. Debian's), set NGINX_BUILD_DIR to its configured objs
 # directory and TEST_NGINX_BINARY to the binary (see README, "Debian's nginx").

@@ -6,7 +6,7 @@
 //! failed request never burns a `jti`; with a Redis tier the handler's `proof` step then
 //! claims it for the whole fleet. The checks themselves are `phantom_core::dpop`.
 
-use nginx_sys::{ngx_http_request_t, NGX_LOG_ERR, NGX_LOG_INFO};
+use nginx_sys::{ngx_http_request_t, NGX_HTTP_VERSION_20, NGX_LOG_ERR, NGX_LOG_INFO};
 use ngx::http::Request;
 use ngx::ngx_log_error;
 use phantom_core::dpop::{self, Binding, ProofError, ProofInput, Verified};
@@ -131,15 +131,33 @@ fn request_url(request: &Request, conf: &LocConf) -> Option<String> {
             } else {
                 "https"
             };
-            // SAFETY: host is NULL or an element of the request's header list.
-            let host = unsafe { req.headers_in.host.as_ref() }?;
-            format!(
-                "{scheme}://{}",
-                core::str::from_utf8(host.value.as_bytes()).ok()?
-            )
+            format!("{scheme}://{}", core::str::from_utf8(authority(req)?).ok()?)
         }
     };
     Some(format!("{}{path}", base.trim_end_matches('/')))
+}
+
+/// The authority the client addressed: its `Host` header, else, over HTTP/2 and HTTP/3, its
+/// `:authority`: an HTTP/3 request needs no `Host`, and nginx keeps that pseudo-header's value
+/// as `r->host_start..host_end`, port included (`r->headers_in.server` has the host without
+/// the port; for an HTTP/1 absolute URI `host_end` stops before the port too, so HTTP/1 has
+/// no fallback).
+fn authority(req: &ngx_http_request_t) -> Option<&[u8]> {
+    // SAFETY: host is NULL or an element of the request's header list.
+    if let Some(host) = unsafe { req.headers_in.host.as_ref() } {
+        return Some(host.value.as_bytes());
+    }
+    if req.http_version < NGX_HTTP_VERSION_20 as usize {
+        return None;
+    }
+    let (start, end) = (req.host_start, req.host_end);
+    if start.is_null() || end.is_null() || end <= start {
+        return None;
+    }
+    // SAFETY: over HTTP/2 and HTTP/3 nginx sets both to the bounds of the `:authority`
+    // value, which it keeps in the stream's pool (HTTP/3 copies QPACK dynamic-table values
+    // there too): alive at least as long as the request.
+    Some(unsafe { core::slice::from_raw_parts(start, end.offset_from(start) as usize) })
 }
 
 /// Checks the token's confirmation claims against the request: a DPoP-bound token needs a

@@ -1,6 +1,8 @@
 //! Every example configuration passes `nginx -t` with the module loaded: the files in
 //! nginx-conf/, and the fenced ```nginx blocks of README.md and docs/*.md whose first line is
-//! `# complete configuration` (the other blocks are fragments of a configuration).
+//! `# complete configuration` (the other blocks are fragments of a configuration). A block with
+//! a `listen ... quic` line is checked with an nginx built for HTTP/3 only
+//! (`scripts/http3.sh test`), and skipped with a note otherwise.
 
 mod support;
 
@@ -130,6 +132,17 @@ fn complete_blocks(markdown: &str) -> Vec<(usize, String)> {
     out
 }
 
+/// Whether a configuration listens for HTTP/3 (`listen ... quic`), which only an nginx built
+/// `--with-http_v3_module` accepts.
+fn needs_http3(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with("listen ")
+            && l.split_whitespace()
+                .any(|w| w.trim_end_matches(';') == "quic")
+    })
+}
+
 #[test]
 fn every_complete_configuration_in_the_docs_passes_nginx_t() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -145,6 +158,11 @@ fn every_complete_configuration_in_the_docs_passes_nginx_t() {
     for file in files {
         let name = file.strip_prefix(root).unwrap().display().to_string();
         for (line, text) in complete_blocks(&fs::read_to_string(&file).unwrap()) {
+            if needs_http3(&text) && !support::h3::available() {
+                // scripts/http3.sh test checks it with the nginx built for HTTP/3.
+                eprintln!("{name}:{line}: skipped: this nginx has no HTTP/3 module");
+                continue;
+            }
             let label = format!("{}-{line}", name.replace(['/', '.'], "_"));
             let (ok, out) = nginx_t(&label, &text);
             assert!(

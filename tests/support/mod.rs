@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod dns;
 pub mod fleet;
+pub mod h3;
 pub mod http;
 pub mod pki;
 pub mod redis;
@@ -235,12 +236,33 @@ impl Nginx {
         server: &str,
         main: &str,
     ) -> Nginx {
+        Nginx::start_full(before, workers, http, |_| server.to_string(), main)
+    }
+
+    /// As [`Nginx::start_workers`], with the server block's text made for the port nginx
+    /// will listen on (e.g. a `listen ... quic` line on the same port number).
+    pub fn start_on(
+        workers: usize,
+        http: &str,
+        server: impl Fn(u16) -> String,
+        main: &str,
+    ) -> Nginx {
+        Nginx::start_full("", workers, http, server, main)
+    }
+
+    fn start_full(
+        before: &str,
+        workers: usize,
+        http: &str,
+        server: impl Fn(u16) -> String,
+        main: &str,
+    ) -> Nginx {
         for _ in 0..5 {
             let port = free_port();
             let h2_port = if cfg!(nginx1_25_1) { port } else { free_port() };
             let dir = fresh_dir();
             let main = format!("worker_processes {workers};\n{main}");
-            let conf = render(&dir, port, h2_port, before, &main, http, server);
+            let conf = render(&dir, port, h2_port, before, &main, http, &server(port));
             fs::write(dir.join("nginx.conf"), conf).unwrap();
             let mut n = Nginx {
                 dir,
