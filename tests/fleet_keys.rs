@@ -68,7 +68,11 @@ fn redis_never_sees_a_token_a_jwt_a_subject_or_a_client_id() {
 
     let dump = f.redis.dump_all();
     assert!(!dump.is_empty());
-    assert!(mon.wait_for("\"SET\""), "MONITOR saw no SET: {}", mon.text());
+    assert!(
+        mon.wait_for("\"SET\""),
+        "MONITOR saw no SET: {}",
+        mon.text()
+    );
     let text = mon.text();
     drop(mon);
     for (key, _) in &dump {
