@@ -19,6 +19,7 @@ pub mod purge;
 pub mod scope;
 pub mod slab;
 pub mod source;
+pub mod table;
 pub mod token;
 pub mod trace;
 pub mod ttl;
