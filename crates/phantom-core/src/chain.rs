@@ -61,6 +61,21 @@ pub fn group_key(chain: Chain, value: &[u8]) -> u64 {
     }
 }
 
+/// The subject and client keys of a JWT (`sub` and `client_id`, strings, inside
+/// `token_introspection` for RFC 9701 answers): [`NO_KEY`] where the claim is missing.
+pub fn jwt_keys(jwt: &[u8]) -> [u64; 2] {
+    if jwt.is_empty() {
+        return [NO_KEY, NO_KEY];
+    }
+    let claims = crate::jwt::claims_of(jwt);
+    Chain::ALL.map(|c| {
+        claims
+            .get(c.claim())
+            .and_then(|v| v.as_str())
+            .map_or(NO_KEY, |v| group_key(c, v.as_bytes()))
+    })
+}
+
 /// The tag of a group key in the group table (its low 32 bits, the kind bit among them).
 pub fn group_tag(key: u64) -> u32 {
     key as u32

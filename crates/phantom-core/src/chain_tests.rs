@@ -142,3 +142,33 @@ fn a_full_group_table_refuses_a_new_group_and_takes_old_ones() {
     assert_eq!(ch.members(&a, Chain::Sub, old, 9), vec![2, e]);
     assert!(ch.check(&a, 9));
 }
+
+fn jwt(payload: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let enc = |v: &str| URL_SAFE_NO_PAD.encode(v);
+    format!("{}.{}.c2ln", enc(r#"{"alg":"RS256"}"#), enc(payload))
+}
+
+#[test]
+fn a_jwts_keys_are_those_a_purge_by_its_claims_asks_for() {
+    let j = jwt(r#"{"sub":"alice","client_id":"web-app"}"#);
+    assert_eq!(
+        jwt_keys(j.as_bytes()),
+        [
+            group_key(Chain::Sub, b"alice"),
+            group_key(Chain::Client, b"web-app")
+        ]
+    );
+    // RFC 9701: the claims inside `token_introspection`.
+    let nested = jwt(r#"{"token_introspection":{"active":true,"sub":"bob"}}"#);
+    assert_eq!(
+        jwt_keys(nested.as_bytes()),
+        [group_key(Chain::Sub, b"bob"), NO_KEY]
+    );
+    // Missing, not a string, not a JWT: on no chain.
+    let odd = jwt(r#"{"sub":42}"#);
+    assert_eq!(jwt_keys(odd.as_bytes()), [NO_KEY, NO_KEY]);
+    assert_eq!(jwt_keys(b"not-a-jwt"), [NO_KEY, NO_KEY]);
+    assert_eq!(jwt_keys(b""), [NO_KEY, NO_KEY]);
+}

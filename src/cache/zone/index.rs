@@ -8,7 +8,7 @@
 use core::mem::size_of;
 
 use nginx_sys::{ngx_slab_alloc_locked, ngx_slab_pool_t};
-use phantom_core::chain::{group_key, Chain, Entries, Links, NO_KEY};
+use phantom_core::chain::{Entries, Links};
 use phantom_core::table::{Slot, Table};
 use phantom_core::zone_index::{layout, ZoneIndex};
 
@@ -128,18 +128,4 @@ pub(crate) unsafe fn open<'a>(
         );
         (index, ZoneEntries::new(pool))
     }
-}
-
-/// The subject and client keys of a JWT (read before the zone is locked).
-pub(crate) fn chain_keys(jwt: &[u8]) -> [u64; 2] {
-    if jwt.is_empty() {
-        return [NO_KEY, NO_KEY];
-    }
-    let claims = phantom_core::jwt::claims_of(jwt);
-    Chain::ALL.map(|c| {
-        claims
-            .get(c.claim())
-            .and_then(|v| v.as_str())
-            .map_or(NO_KEY, |v| group_key(c, v.as_bytes()))
-    })
 }

@@ -391,7 +391,7 @@ impl Zone {
             self.release(digest);
             return Stored::TooBig;
         }
-        let keys = index::chain_keys(jwt);
+        let keys = phantom_core::chain::jwt_keys(jwt);
         let Some(l) = self.lock() else {
             return Stored::NoRoom;
         };
