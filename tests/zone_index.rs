@@ -76,6 +76,52 @@ fn churn_keeps_every_recent_entry_and_drops_evicted_ones() {
 }
 
 #[test]
+fn concurrent_churn_on_both_workers_keeps_the_index_whole() {
+    let ids = std::sync::Arc::new(IdServer::start(IdConfig::default()).unwrap());
+    let echo = EchoServer::start().unwrap();
+    let n = instance(&ids, &echo);
+    let port = n.port;
+    // Four clients at once: stores, evictions and lookups of both workers interleave.
+    let threads: Vec<_> = (0..4)
+        .map(|k| {
+            let ids = ids.clone();
+            std::thread::spawn(move || {
+                (0..400)
+                    .map(|i| {
+                        let t = token_of(&ids, &format!("c{k}-{i}"), Some(&format!("cl{k}")));
+                        assert_eq!(get(port, &t).0, 200);
+                        t
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let tokens: Vec<Vec<String>> = threads.into_iter().map(|h| h.join().unwrap()).collect();
+    let asked = ids.introspections();
+    for ts in &tokens {
+        for t in &ts[ts.len() - 10..] {
+            assert_eq!(get(port, t), (200, "HIT".into()), "a recent entry was lost");
+        }
+    }
+    assert_eq!(ids.introspections(), asked);
+    // Each client's chain holds exactly its entries still in the zone.
+    let r = purge(port, "client_id=cl0");
+    let removed = r.json()["removed"].as_u64().unwrap();
+    assert!((10..400).contains(&removed), "{removed}");
+    for t in &tokens[1][tokens[1].len() - 10..] {
+        assert_eq!(
+            get(port, t),
+            (200, "HIT".into()),
+            "another client's entry went"
+        );
+    }
+    for t in &tokens[0][tokens[0].len() - 10..] {
+        assert_eq!(get(port, t), (200, "MISS".into()), "a purged entry stayed");
+    }
+    n.assert_clean_log();
+}
+
+#[test]
 fn a_purge_by_subject_or_client_in_a_full_zone_is_quick_and_exact() {
     let ids = IdServer::start(IdConfig::default()).unwrap();
     let echo = EchoServer::start().unwrap();
