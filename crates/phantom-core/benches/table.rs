@@ -4,9 +4,9 @@
 //!
 //! cargo bench -p phantom-core --bench table -- --warm-up-time 1 --measurement-time 3
 //!
-//! Measured (2 shared vCPUs under load from other jobs, median): hit 5-10 ns with 1,000
-//! entries, 98 ns with 1,000,000 (the slots' line and the entry's digest, both cold); miss
-//! 9-30 ns and 17-45 ns; the tree's order (`tree/hit`) 38 ns and 2.44 us.
+//! Measured (2 shared vCPUs, median, quiet run): hit 5.0 ns with 1,000 entries, 55 ns with
+//! 1,000,000 (the slots' line and the entry's digest, both cold; 98 ns under load from other
+//! jobs); miss 13.6 ns and 25.7 ns; the tree's order (`tree/hit`) 43 ns and 1.41 us.
 // `criterion_group!` defines an undocumented `pub fn benches`; the crate's `missing_docs`
 // lint is for the library's API.
 #![allow(missing_docs)]
