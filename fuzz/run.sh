@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-600}"; shift || true
-targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(token jwt introspection headers resp seal dpop purge notice)
+targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(token jwt introspection headers resp seal dpop purge notice table zone_index)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "work/$t"   # new inputs go to work/ (ignored); corpus/ holds small seeds

@@ -114,6 +114,6 @@ echo
 echo "counting on vs off (hit/plain ratios): $(awk -v a="$(ratio hit_on plain_on)" -v b="$(ratio hit_off plain_off)" 'BEGIN {printf "%.3f", a / b}')x"
 echo "hit with $many vs 1k tokens: $(ratio hit_many hit_1k)x ($held entries held)"
 echo "redis: $in_redis entries take $((mem1 - mem0)) bytes = $(( (mem1 - mem0) / (in_redis > 0 ? in_redis : 1) )) bytes per token (1024-byte JWT, one subject index membership each)"
-echo "purge by subject over $zone_held zone entries: ${purge_s}s (the zone walked in steps of 256 entries, one per event loop iteration; by token: ${purge_tok}s)"
+echo "purge by subject over $zone_held zone entries: ${purge_s}s (a subject with no entry: its chain, not the zone, is walked; by token: ${purge_tok}s)"
 echo "density: $dense entries of a 1024-byte JWT in 10 MiB = $(awk -v e="$dense" 'BEGIN {printf "%.0f", e / 10}') per MiB"
 echo "(gateway: 1 worker on CPU 0; wrk and the backend on CPU 1; ${secs}s per run; nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///'))"

@@ -1,6 +1,8 @@
-//! The order of the shared zone's index, and the searches over it.
+//! The order of the shared zone's former index (nginx's red-black tree), and the searches
+//! over it: kept as the baseline of the `table` benchmark. The zone's index is now
+//! [`crate::zone_index`].
 //!
-//! The zone keeps entries in nginx's red-black tree. Its integer key holds the first 8
+//! The zone kept entries in nginx's red-black tree. Its integer key holds the first 8
 //! bytes of the digest (big-endian, so integer order is byte order); entries with equal keys
 //! are ordered by the whole 32-byte digest. Insert and find both descend by [`order`], so
 //! rotations (which keep the in-order sequence) can never hide an entry from a search.

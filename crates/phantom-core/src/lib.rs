@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache_control;
+pub mod chain;
 pub mod challenge;
 pub mod claims;
 pub mod digest;
@@ -19,6 +20,8 @@ pub mod purge;
 pub mod scope;
 pub mod slab;
 pub mod source;
+pub mod table;
 pub mod token;
 pub mod trace;
 pub mod ttl;
+pub mod zone_index;

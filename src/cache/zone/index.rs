@@ -1,64 +1,131 @@
-//! The zone's rbtree glue: nginx's tree, ordered and searched by `phantom_core::index`.
+//! The zone's index glue: `phantom_core::zone_index` (a hash table by digest and the subject
+//! and client chains) over slot arrays in the zone's slab pool, and entries by reference.
+//!
+//! Nothing here is a pointer: the slot arrays are at offsets from the pool's start, and an
+//! entry's reference is its offset from the pool's start in units of 8 bytes (slab
+//! allocations are 8-byte aligned at least), so zones up to 32 GiB fit a `u32`.
 
-use nginx_sys::ngx_rbtree_node_t;
-use phantom_core::index;
+use core::mem::size_of;
+
+use nginx_sys::{ngx_slab_alloc_locked, ngx_slab_pool_t};
+use phantom_core::chain::{Entries, Links};
+use phantom_core::table::{Slot, Table};
+use phantom_core::zone_index::{layout, ZoneIndex};
 
 use super::Node;
 
-pub(crate) fn tree_key(digest: &[u8; 32]) -> usize {
-    index::tree_key(digest) as usize
+/// Where the index lives in the zone, and its counts (in `Shared`, under the zone lock).
+#[repr(C)]
+pub(crate) struct IndexShared {
+    primary_off: u64,
+    groups_off: u64,
+    primary_slots: u32,
+    groups_slots: u32,
+    primary_len: u32,
+    groups_len: u32,
 }
 
-/// The index as `phantom_core::index` searches it: nodes by pointer, nil = the sentinel.
-pub(crate) struct Index {
-    pub(crate) sentinel: *mut ngx_rbtree_node_t,
-}
+const _: () = assert!(size_of::<IndexShared>() == 32);
+const _: () = assert!(size_of::<Slot>() == 8);
 
-impl index::Tree for Index {
-    type Node = *mut ngx_rbtree_node_t;
-    fn is_nil(&self, n: Self::Node) -> bool {
-        n == self.sentinel
-    }
-    fn left(&self, n: Self::Node) -> Self::Node {
-        // SAFETY: n is a live node of the locked tree (never the sentinel here).
-        unsafe { (*n).left }
-    }
-    fn right(&self, n: Self::Node) -> Self::Node {
-        // SAFETY: as above.
-        unsafe { (*n).right }
-    }
-    fn key(&self, n: Self::Node) -> u64 {
-        // SAFETY: as above.
-        unsafe { (*n).key as u64 }
-    }
-    fn digest(&self, n: Self::Node) -> &[u8; 32] {
-        // SAFETY: every node of the tree is the first field of a Node.
-        unsafe { &(*(n as *const Node)).digest }
-    }
-}
+/// Entry references are offsets in this unit.
+const UNIT: usize = 8;
 
-/// The tree's insert callback: places `node` below `root` by the index's one total order
-/// (key, then full digest), the order `Locked::find` searches by.
-pub(crate) unsafe extern "C" fn insert_node(
-    root: *mut ngx_rbtree_node_t,
-    node: *mut ngx_rbtree_node_t,
-    sentinel: *mut ngx_rbtree_node_t,
-) {
-    let idx = Index { sentinel };
-    // SAFETY: node is the first field of a Node being inserted under the zone lock.
-    let digest = unsafe { &(*(node as *const Node)).digest };
-    let (parent, left) = index::attach_point(&idx, root, digest);
-    // SAFETY: parent is a live node whose chosen child is the sentinel; nginx's rbtree
-    // contract: link the node as a red leaf.
+/// Lays out the index of a zone of `size` bytes (slot arrays zeroed: empty).
+///
+/// # Safety
+/// `pool` must be the zone's slab pool, locked, and `ix` in it.
+pub(crate) unsafe fn init(pool: *mut ngx_slab_pool_t, ix: *mut IndexShared, size: usize) -> bool {
+    if size / UNIT > u32::MAX as usize {
+        return false;
+    }
+    let (p, g) = layout(size);
+    // SAFETY: per contract; the arrays are fresh slab allocations of the byte counts asked.
     unsafe {
-        if left {
-            (*parent).left = node;
-        } else {
-            (*parent).right = node;
+        let pa = ngx_slab_alloc_locked(pool, p * size_of::<Slot>()) as *mut u8;
+        let ga = ngx_slab_alloc_locked(pool, g * size_of::<Slot>()) as *mut u8;
+        if pa.is_null() || ga.is_null() {
+            return false;
         }
-        (*node).parent = parent;
-        (*node).left = sentinel;
-        (*node).right = sentinel;
-        (*node).color = 1;
+        core::ptr::write_bytes(pa, 0, p * size_of::<Slot>());
+        core::ptr::write_bytes(ga, 0, g * size_of::<Slot>());
+        let base = pool as *mut u8;
+        ix.write(IndexShared {
+            primary_off: pa.offset_from(base) as u64,
+            groups_off: ga.offset_from(base) as u64,
+            primary_slots: p as u32,
+            groups_slots: g as u32,
+            primary_len: 0,
+            groups_len: 0,
+        });
+    }
+    true
+}
+
+/// The zone's entries by reference, as the index reads and links them.
+pub(crate) struct ZoneEntries {
+    base: *mut u8,
+}
+
+impl ZoneEntries {
+    pub(crate) fn new(pool: *mut ngx_slab_pool_t) -> Self {
+        ZoneEntries {
+            base: pool as *mut u8,
+        }
+    }
+
+    pub(crate) fn node(&self, e: u32) -> *mut Node {
+        self.base.wrapping_add(e as usize * UNIT) as *mut Node
+    }
+
+    pub(crate) fn reference(&self, node: *const Node) -> u32 {
+        ((node as usize).wrapping_sub(self.base as usize) / UNIT) as u32
+    }
+}
+
+impl Entries for ZoneEntries {
+    fn digest(&self, e: u32) -> [u8; 32] {
+        // SAFETY: the index holds references of live entries only (kept in step under the
+        // zone lock), and the zone hands it only live entries.
+        unsafe { (*self.node(e)).digest }
+    }
+    fn links(&self, e: u32) -> Links {
+        // SAFETY: as above.
+        unsafe { (*self.node(e)).links }
+    }
+    fn set_links(&mut self, e: u32, l: Links) {
+        // SAFETY: as above.
+        unsafe { (*self.node(e)).links = l }
+    }
+}
+
+/// The index of a locked zone.
+///
+/// # Safety
+/// `pool` must be the zone's locked slab pool and `ix` its index header, for `'a`; no other
+/// index over the same zone may be alive meanwhile.
+pub(crate) unsafe fn open<'a>(
+    pool: *mut ngx_slab_pool_t,
+    ix: *mut IndexShared,
+) -> (ZoneIndex<'a>, ZoneEntries) {
+    // SAFETY: per contract; the arrays were laid out by `init` inside the pool.
+    unsafe {
+        let base = pool as *mut u8;
+        let ix = &mut *ix;
+        let slots = |off: u64, n: u32| {
+            let p = base.add(off as usize) as *mut Slot;
+            if off == 0 {
+                &mut [][..]
+            } else {
+                core::slice::from_raw_parts_mut(p, n as usize)
+            }
+        };
+        let p = slots(ix.primary_off, ix.primary_slots);
+        let g = slots(ix.groups_off, ix.groups_slots);
+        let index = ZoneIndex::new(
+            Table::new(p, &mut ix.primary_len),
+            Table::new(g, &mut ix.groups_len),
+        );
+        (index, ZoneEntries::new(pool))
     }
 }

@@ -1,4 +1,5 @@
 //! Operations on a locked zone: find, insert (evicting as needed), remove, reclaim.
+//! The index (`index.rs`) is kept in step: an entry is in it exactly while it is allocated.
 //!
 //! Active entries and markers share one LRU list; inactive (negative) entries have their
 //! own list and a byte budget, so a flood of unknown tokens only ever evicts other
@@ -10,12 +11,14 @@ use core::ptr;
 use std::rc::Rc;
 
 use nginx_sys::{
-    ngx_queue_insert_after, ngx_queue_remove, ngx_queue_t, ngx_rbtree_delete, ngx_rbtree_insert,
-    ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t,
+    ngx_queue_insert_after, ngx_queue_remove, ngx_queue_t, ngx_shmtx_unlock, ngx_slab_alloc_locked,
+    ngx_slab_free_locked, ngx_slab_pool_t,
 };
-use phantom_core::index;
+use phantom_core::chain::{Chain, Links};
+use phantom_core::table::Error;
+use phantom_core::zone_index::ZoneIndex;
 
-use super::index::{tree_key, Index};
+use super::index::{self, ZoneEntries};
 use super::{Life, Node, Shared, ACTIVE, INACTIVE, JTI, PENDING};
 use crate::cache::entry::Entry;
 use crate::metrics::{count, Counter};
@@ -72,18 +75,26 @@ unsafe fn put(body: *mut u8, split: usize, tail: *mut u8, at: usize, bytes: &[u8
 }
 
 impl Locked {
-    /// Finds the entry whose full digest matches (keys may collide, digests may not).
-    pub(crate) fn find(&self, digest: &[u8; 32]) -> Option<*mut Node> {
-        // SAFETY: the tree is consistent while the lock is held.
-        let (root, sentinel) = unsafe { ((*self.sh).tree.root, (*self.sh).tree.sentinel) };
-        index::find(&Index { sentinel }, root, digest).map(|n| n as *mut Node)
+    /// The zone's index; one at a time (each use ends before the next `index` call).
+    fn index(&self) -> (ZoneIndex<'_>, ZoneEntries) {
+        // SAFETY: the zone is locked for as long as `self` lives; callers never hold two.
+        unsafe { index::open(self.pool, &raw mut (*self.sh).index) }
     }
 
-    /// The entry after `after` in the index's order (the first one with `None`).
-    pub(crate) fn first_after(&self, after: Option<&[u8; 32]>) -> Option<*mut Node> {
-        // SAFETY: the tree is consistent while the lock is held.
-        let (root, sentinel) = unsafe { ((*self.sh).tree.root, (*self.sh).tree.sentinel) };
-        index::first_after(&Index { sentinel }, root, after).map(|n| n as *mut Node)
+    /// Finds the entry whose full digest matches (tags may collide, digests may not).
+    pub(crate) fn find(&self, digest: &[u8; 32]) -> Option<*mut Node> {
+        let (ix, es) = self.index();
+        ix.find(&es, digest).map(|e| es.node(e))
+    }
+
+    /// Removes up to `budget` entries from the head of the chain of `key` (a subject's or a
+    /// client's); how many went, and whether the chain is empty.
+    pub(crate) fn purge_chain(&self, chain: Chain, key: u64, budget: usize) -> (u64, bool) {
+        let (mut ix, mut es) = self.index();
+        ix.purge_step(&mut es, chain, key, budget, |es, e| {
+            // SAFETY: e was a live entry, just taken out of the index.
+            unsafe { self.release(es.node(e)) }
+        })
     }
 
     fn list(&self, kind: u8) -> *mut ngx_queue_t {
@@ -106,6 +117,7 @@ impl Locked {
         life: Life,
         kind: u8,
         data: (&[u8], &[u8]),
+        keys: [u64; 2],
         neg_budget: u64,
         now_ms: i64,
     ) -> bool {
@@ -131,10 +143,9 @@ impl Locked {
             return false;
         };
         let header = Node {
-            // SAFETY: zeroed tree and queue links are set when the node is linked below.
-            rb: unsafe { core::mem::zeroed() },
-            // SAFETY: as above.
+            // SAFETY: a zeroed queue link is set when the node is linked below.
             lru: unsafe { core::mem::zeroed() },
+            links: Links::default(),
             digest: *digest,
             expires_ms: life.expires_ms,
             keep_s: seconds_down(life.keep_ms),
@@ -145,14 +156,19 @@ impl Locked {
             kind,
         };
         // SAFETY: node points at fresh bytes enough for the header and the data; the zone is
-        // locked while the entry is linked into the tree and its LRU list.
+        // locked while the entry is linked into the index and its LRU list.
         unsafe {
             ptr::write(node, header);
             let tail = (node as *mut u8).add(size_of::<Node>());
             put(body, split, tail, 0, jwt);
             put(body, split, tail, jwt.len(), scope);
-            (*node).rb.key = tree_key(digest);
-            ngx_rbtree_insert(&mut (*self.sh).tree, &mut (*node).rb);
+            if !self.link(node, kind, keys, now_ms) {
+                if !body.is_null() {
+                    ngx_slab_free_locked(self.pool, body as *mut c_void);
+                }
+                ngx_slab_free_locked(self.pool, node as *mut c_void);
+                return false;
+            }
             ngx_queue_insert_after(self.list(kind), &mut (*node).lru);
             match kind {
                 ACTIVE | INACTIVE => (*self.sh).entries += 1,
@@ -184,11 +200,56 @@ impl Locked {
         }
     }
 
+    /// Indexes a new entry (not yet on an LRU list) under its digest and on its chains,
+    /// evicting as `alloc` does while the index is full; `false` if it cannot.
+    ///
+    /// # Safety
+    /// `node` must be a fresh entry of this locked zone, its header written.
+    unsafe fn link(&self, node: *mut Node, kind: u8, keys: [u64; 2], now_ms: i64) -> bool {
+        loop {
+            let r = {
+                let (mut ix, mut es) = self.index();
+                let e = es.reference(node);
+                ix.insert(&mut es, e, keys)
+            };
+            match r {
+                Ok(()) => return true,
+                Err(Error::Full) => {
+                    let victim = match self.tail(INACTIVE) {
+                        Some(v) => v,
+                        None if kind != INACTIVE => match self.tail(ACTIVE) {
+                            Some(v) => v,
+                            None => return false,
+                        },
+                        None => return false,
+                    };
+                    // SAFETY: victim is a live entry (never `node`, on no list yet).
+                    unsafe { self.evict(victim, now_ms) };
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Unlinks and frees an entry.
     ///
     /// # Safety
     /// `node` must be a live entry of this locked zone.
     pub(crate) unsafe fn remove(&self, node: *mut Node) {
+        {
+            let (mut ix, mut es) = self.index();
+            let e = es.reference(node);
+            ix.remove(&mut es, e);
+        }
+        // SAFETY: per contract; it is out of the index now.
+        unsafe { self.release(node) }
+    }
+
+    /// Frees an entry already out of the index: counts, LRU list, slabs.
+    ///
+    /// # Safety
+    /// `node` must be an allocated entry of this locked zone, on its LRU list, in no index.
+    unsafe fn release(&self, node: *mut Node) {
         // SAFETY: per contract.
         unsafe {
             let kind = (*node).kind;
@@ -203,7 +264,6 @@ impl Locked {
                 (*self.sh).neg_bytes = (*self.sh).neg_bytes.saturating_sub(charge(size));
             }
             ngx_queue_remove(&mut (*node).lru);
-            ngx_rbtree_delete(&mut (*self.sh).tree, &mut (*node).rb);
             if !(*node).body.is_null() {
                 ngx_slab_free_locked(self.pool, (*node).body as *mut c_void);
             }

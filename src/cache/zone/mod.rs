@@ -1,4 +1,5 @@
-//! The shared-memory level: an rbtree index and LRU lists in an nginx slab zone.
+//! The shared-memory level: a hash index by digest with subject and client chains
+//! (`phantom_core::zone_index`, glue in `index.rs`) and LRU lists in an nginx slab zone.
 //!
 //! Every operation holds the slab pool's own mutex, which the master process releases if a
 //! worker dies holding it, and only for index work and copies, never across I/O. An entry is
@@ -16,22 +17,22 @@ use core::mem::size_of;
 use core::ptr;
 
 use nginx_sys::{
-    ngx_conf_t, ngx_int_t, ngx_queue_t, ngx_rbtree_init, ngx_rbtree_node_t, ngx_rbtree_t,
-    ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc_locked,
-    ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_OK,
+    ngx_conf_t, ngx_int_t, ngx_queue_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock,
+    ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_OK,
 };
 use ngx::http::HttpModule;
+use phantom_core::chain::{Links, NO_KEY};
 
 use core::sync::atomic::AtomicU64;
 
 use crate::cache::entry::Entry;
 use crate::Module;
-use index::insert_node;
+use index::IndexShared;
 use locked::{read_entry, Locked};
 pub(crate) use shared::FleetShared;
 
 /// Marks a zone laid out by this version of the module (checked when a reload reuses it).
-const MAGIC: u64 = 0x5054_4b43_4143_4835; // "PTKCACH5"
+const MAGIC: u64 = 0x5054_4b43_4143_4836; // "PTKCACH6": the hash index
 
 /// Entries bigger than this share of the zone are not cached at all.
 const MAX_SHARE: usize = 4;
@@ -39,8 +40,8 @@ const MAX_SHARE: usize = 4;
 #[repr(C)]
 struct Shared {
     magic: u64,
-    tree: ngx_rbtree_t,
-    sentinel: ngx_rbtree_node_t,
+    /// The hash index and the subject and client chains (slot arrays elsewhere in the pool).
+    index: IndexShared,
     /// Active entries and markers: most recently used at the head.
     lru: ngx_queue_t,
     /// Inactive (negative) entries, with a budget of their own.
@@ -62,10 +63,9 @@ struct Shared {
 
 #[repr(C)]
 struct Node {
-    /// First, so a tree node pointer is a Node pointer. `key` = first 8 digest bytes
-    /// (big-endian); equal keys are ordered by the digest (see `phantom_core::index`).
-    rb: ngx_rbtree_node_t,
     lru: ngx_queue_t,
+    /// Its places on its subject's and its client's chains.
+    links: Links,
     digest: [u8; 32],
     /// Served fresh until then.
     expires_ms: i64,
@@ -76,18 +76,18 @@ struct Node {
     /// down, so entries look older): `phantom_token_cache_max_age` and purge tombstones.
     created_s: u32,
     /// The first `locked::body_len(data length)` bytes of the data, in an allocation of
-    /// their own (or NULL). Kept to 120 bytes so a 128-byte slot leaves room for a short tail.
+    /// their own (or NULL). Kept within 120 bytes so a 128-byte slot leaves room for a short tail.
     body: *mut u8,
     jwt_len: u32,
     scope_len: u16,
     kind: u8,
 }
 
-const _: () = assert!(size_of::<Node>() == 120);
+const _: () = assert!(size_of::<Node>() == 112);
 // Every layout the zone holds is covered by `MAGIC`: a change of any size here must come
 // with a new magic (a reload keeps the old zone, read with the new layout otherwise).
 const _: () = assert!(size_of::<FleetShared>() == 2192);
-const _: () = assert!(size_of::<Shared>() == 2376);
+const _: () = assert!(size_of::<Shared>() == 2344);
 
 impl Node {
     fn keep_ms(&self) -> i64 {
@@ -216,8 +216,7 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
     unsafe {
         let existing = (*pool).data as *mut Shared;
         if !existing.is_null() && (*existing).magic == MAGIC {
-            // Reused on reload: the tree's insert callback points into this module's code.
-            (*existing).tree.insert = Some(insert_node);
+            // Reused on reload: nothing in it points into this module's code.
             return NGX_OK as ngx_int_t;
         }
         ngx_shmtx_lock(&mut (*pool).mutex);
@@ -228,7 +227,10 @@ unsafe extern "C" fn init_zone(shm: *mut ngx_shm_zone_t, _old: *mut c_void) -> n
         }
         ptr::write_bytes(sh, 0, 1);
         (*sh).magic = MAGIC;
-        ngx_rbtree_init(&mut (*sh).tree, &mut (*sh).sentinel, Some(insert_node));
+        if !index::init(pool, &mut (*sh).index, (*shm).shm.size) {
+            ngx_shmtx_unlock(&mut (*pool).mutex);
+            return NGX_ERROR as ngx_int_t;
+        }
         nginx_sys::ngx_queue_init(&mut (*sh).lru);
         nginx_sys::ngx_queue_init(&mut (*sh).neg_lru);
         nginx_sys::ngx_queue_init(&mut (*sh).jti_lru);
@@ -293,6 +295,7 @@ impl Zone {
             Life::until(expires_ms, now_ms),
             JTI,
             (&[], &[]),
+            [NO_KEY; 2],
             0,
             now_ms,
         ) {
@@ -388,6 +391,7 @@ impl Zone {
             self.release(digest);
             return Stored::TooBig;
         }
+        let keys = phantom_core::chain::jwt_keys(jwt);
         let Some(l) = self.lock() else {
             return Stored::NoRoom;
         };
@@ -401,7 +405,7 @@ impl Zone {
             Entry::Inactive => INACTIVE,
         };
         let data = (jwt, scope);
-        if l.insert(digest, life, kind, data, self.neg_budget, now_ms) {
+        if l.insert(digest, life, kind, data, keys, self.neg_budget, now_ms) {
             Stored::Yes
         } else {
             Stored::NoRoom
@@ -457,6 +461,7 @@ impl Zone {
             Life::until(until_ms, now_ms),
             PENDING,
             (&[], &[]),
+            [NO_KEY; 2],
             0,
             now_ms,
         );

@@ -6,10 +6,10 @@ use core::sync::atomic::Ordering;
 use nginx_sys::ngx_slab_pool_t;
 use phantom_core::fleet::notice::Origin;
 
-use super::locked::read_entry;
+use phantom_core::chain::{group_key, Chain};
+
 use super::FleetShared;
 use super::{Shared, Zone, ACTIVE, INACTIVE};
-use crate::cache::entry::Entry;
 
 /// Purges: removal of cached decisions before their time, and what every worker must notice.
 impl Zone {
@@ -62,38 +62,19 @@ impl Zone {
         }
     }
 
-    /// One step of a walk over the zone in digest order: looks at up to `budget` entries
-    /// after `after` (moved along), removing the active ones whose JWT `matches`. Returns
-    /// how many went and whether the walk reached the end. The lock is held for one step
-    /// only, so other workers go on between steps.
-    pub(crate) fn purge_step(
+    /// One step of a purge by subject or client: removes up to `budget` entries of the
+    /// chain of `value` (oldest first). Returns how many went and whether the chain is empty.
+    /// The lock is held for one step only, so other workers go on between steps.
+    pub(crate) fn purge_chain_step(
         &self,
-        after: &mut Option<[u8; 32]>,
+        chain: Chain,
+        value: &[u8],
         budget: usize,
-        mut matches: impl FnMut(&[u8]) -> bool,
     ) -> (u64, bool) {
         let Some(l) = self.lock() else {
             return (0, true);
         };
-        let mut removed = 0;
-        for _ in 0..budget {
-            let Some(node) = l.first_after(after.as_ref()) else {
-                return (removed, true);
-            };
-            // SAFETY: node is a live entry of the locked tree.
-            unsafe {
-                *after = Some((*node).digest);
-                if (*node).kind == ACTIVE {
-                    if let Entry::Active { jwt, .. } = read_entry(node) {
-                        if matches(&jwt) {
-                            l.remove(node);
-                            removed += 1;
-                        }
-                    }
-                }
-            }
-        }
-        (removed, false)
+        l.purge_chain(chain, group_key(chain, value), budget)
     }
 
     fn shared(&self) -> Option<&Shared> {
