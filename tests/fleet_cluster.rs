@@ -17,17 +17,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use phantom_core::fleet::layout::Layout;
 use phantom_core::fleet::slot::key_slot;
 use phantom_core::purge::Kind;
-use support::cluster::{Cluster, Primary};
+use support::cluster::{valkey_9_1, Cluster, Primary};
 use support::fleet::*;
 use support::http::request;
-use support::redis::{monitor_args, redis_server_binary, Redis, ServerVersion, Value};
+use support::redis::{monitor_args, redis_server_binary, Redis, Value};
 use support::*;
 
 /// The fleet's layout (`pt:v2:`, the fleet's `name` key).
@@ -57,26 +57,6 @@ fn token_on(f: &Fleet, p: &Primary, claims: &serde_json::Value) -> String {
     f.ids
         .set_claims(&token, claims.as_object().unwrap().clone());
     token
-}
-
-/// Valkey 9.1 (from scripts/redis-servers.sh), if installed; its absence fails the test with
-/// `TEST_ALL_REDIS=1`, as in tests/fleet_versions.rs.
-fn valkey_9_1() -> Option<PathBuf> {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/redis/bin/valkey-server-9.1");
-    if bin.exists() {
-        let v = ServerVersion::of(&bin).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((v.version.0, v.version.1), (9, 1), "{v}");
-        return Some(bin);
-    }
-    let why = format!(
-        "{} is not installed (scripts/redis-servers.sh)",
-        bin.display()
-    );
-    if std::env::var("TEST_ALL_REDIS").is_ok_and(|v| v == "1") {
-        panic!("{why}; TEST_ALL_REDIS=1 requires every server");
-    }
-    eprintln!("skipped: {why}");
-    None
 }
 
 #[test]

@@ -14,13 +14,18 @@ use support::fleet::*;
 use support::http::request;
 use support::{EchoServer, Fault, IdConfig, IdServer, Nginx};
 
-/// An instance whose zone `jwt` uses the cluster, with its seed nodes in an `upstream`.
+/// An instance whose zone `jwt` uses the cluster, with its seed nodes in an `upstream`
+/// (their TLS ports when `zone` has `redis_ssl=on`).
 fn instance(c: &Cluster, ids: &IdServer, echo: &EchoServer, keys: &KeyFile, zone: &str) -> Nginx {
+    let upstream = if zone.contains("redis_ssl=on") {
+        c.tls_upstream("phantom_redis")
+    } else {
+        c.upstream("phantom_redis")
+    };
     let http = format!(
-        "{}
+        "{upstream}
          phantom_token_cache_zone jwt:10m redis=phantom_redis redis_cluster=on redis_key={}
              redis_timeout=200ms {zone};",
-        c.upstream("phantom_redis"),
         keys.path().display()
     );
     let server = format!("{}\n{METRICS}", fleet_server(ids, echo, ""));
@@ -303,12 +308,35 @@ fn refused_within_1s(nodes: &[&Nginx], token: &str, at: Instant) {
 
 #[test]
 fn coalescing_and_purges_work_across_the_shards_with_no_error_reply() {
-    let c = Cluster::start();
+    full_session(&Cluster::start(), "");
+}
+
+#[test]
+fn over_tls_with_tls_between_the_nodes_too() {
+    let pki = support::pki::Pki::new();
+    let c = Cluster::start_tls(&support::redis::redis_server_binary(), &pki);
+    let zone = format!(
+        "redis_ssl=on redis_ssl_trusted_certificate={} redis_ssl_name=localhost",
+        pki.path("ca.crt")
+    );
+    full_session(&c, &zone);
+}
+
+#[test]
+fn on_a_valkey_9_cluster() {
+    if let Some(bin) = support::cluster::valkey_9_1() {
+        full_session(&Cluster::start_with(&bin), "");
+    }
+}
+
+/// Sharing, fleet-wide coalescing and purges of every kind on the cluster `c`, with `zone`
+/// parameters; no node gives an error reply.
+fn full_session(c: &Cluster, zone: &str) {
     let ids = IdServer::start(IdConfig::default()).unwrap();
     let echo = EchoServer::start().unwrap();
     let keys = KeyFile::new();
-    let a = instance(&c, &ids, &echo, &keys, "");
-    let b = instance(&c, &ids, &echo, &keys, "");
+    let a = instance(c, &ids, &echo, &keys, zone);
+    let b = instance(c, &ids, &echo, &keys, zone);
     std::thread::sleep(Duration::from_millis(300));
     let claims = serde_json::json!({ "sub": "alice", "client_id": "app" });
 

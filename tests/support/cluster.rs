@@ -47,6 +47,28 @@ pub struct Cluster {
     pub ports: Vec<u16>,
     /// The primaries as the cluster reported them once it was up.
     pub primaries: Vec<Primary>,
+    /// With TLS ([`Cluster::start_tls`]): each node's TLS port, by the index of its port.
+    pub tls_ports: Vec<u16>,
+}
+
+/// Valkey 9.1 (from scripts/redis-servers.sh), if installed; its absence fails the test with
+/// `TEST_ALL_REDIS=1`, as in tests/fleet_versions.rs.
+pub fn valkey_9_1() -> Option<PathBuf> {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/redis/bin/valkey-server-9.1");
+    if bin.exists() {
+        let v = ServerVersion::of(&bin).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((v.version.0, v.version.1), (9, 1), "{v}");
+        return Some(bin);
+    }
+    let why = format!(
+        "{} is not installed (scripts/redis-servers.sh)",
+        bin.display()
+    );
+    if std::env::var("TEST_ALL_REDIS").is_ok_and(|v| v == "1") {
+        panic!("{why}; TEST_ALL_REDIS=1 requires every server");
+    }
+    eprintln!("skipped: {why}");
+    None
 }
 
 impl Cluster {
@@ -64,6 +86,18 @@ impl Cluster {
     /// As [`Cluster::start_with`], with a `cluster-node-timeout` of `ms` (a replica takes over
     /// a primary that has been silent that long).
     pub fn start_timeout(binary: &Path, ms: u32) -> Cluster {
+        Cluster::start_opts(binary, ms, None)
+    }
+
+    /// A cluster whose nodes also serve TLS (the certificate `server` of `pki`), between
+    /// themselves too (`tls-cluster`, `tls-replication`); their plain ports stay for the
+    /// test's own commands.
+    pub fn start_tls(binary: &Path, pki: &super::pki::Pki) -> Cluster {
+        Cluster::start_opts(binary, 5000, Some(pki))
+    }
+
+    fn start_opts(binary: &Path, ms: u32, pki: Option<&super::pki::Pki>) -> Cluster {
+        let mut tls_ports = Vec::new();
         let version = ServerVersion::of(binary).unwrap_or_else(|e| panic!("{e}"));
         // `cluster-port` came with Redis 7.0 (every Valkey has it); before, the bus is on
         // port + 10000.
@@ -88,6 +122,14 @@ impl Cluster {
                     extra.push("--cluster-port".into());
                     extra.push(super::free_port().to_string());
                 }
+                let tls_port = super::free_port();
+                if let Some(pki) = pki {
+                    extra.extend(pki.redis_tls_args(tls_port, "server", false));
+                    extra.extend(
+                        ["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from),
+                    );
+                }
+                tls_ports.push(tls_port);
                 Redis::try_start_full(binary, &extra)
                     .map_err(|e| last = e)
                     .ok()
@@ -114,10 +156,27 @@ impl Cluster {
             out.status.success() && text.contains("All 16384 slots covered"),
             "redis-cli --cluster create:\n{text}"
         );
+        if pki.is_none() {
+            tls_ports.clear();
+        } else {
+            // One per node that started (a node may have retried with other ports).
+            tls_ports = nodes
+                .iter()
+                .map(|n| {
+                    let v = n.cmd_str(&["CONFIG", "GET", "tls-port"]);
+                    v.array()
+                        .and_then(|a| a.get(1))
+                        .and_then(|p| p.text())
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0)
+                })
+                .collect();
+        }
         let mut c = Cluster {
             nodes,
             ports,
             primaries: Vec::new(),
+            tls_ports,
         };
         c.wait_until_formed();
         c.primaries = c.read_primaries();
@@ -292,6 +351,19 @@ impl Cluster {
             .primaries
             .iter()
             .map(|p| format!("server 127.0.0.1:{};", p.port))
+            .collect();
+        format!("upstream {name} {{ {servers} }}")
+    }
+
+    /// As [`Cluster::upstream`], with the primaries' TLS ports.
+    pub fn tls_upstream(&self, name: &str) -> String {
+        let servers: String = self
+            .primaries
+            .iter()
+            .map(|p| {
+                let i = self.ports.iter().position(|q| *q == p.port).unwrap();
+                format!("server 127.0.0.1:{};", self.tls_ports[i])
+            })
             .collect();
         format!("upstream {name} {{ {servers} }}")
     }

@@ -9,31 +9,13 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::resp::{self, Reply};
 
+pub use super::slot::key_slot;
+
 /// Number of hash slots in a cluster.
-pub const SLOTS: usize = 16_384;
+pub const SLOTS: usize = super::slot::SLOTS as usize;
 
 /// No node owns the slot (not in the map yet).
 const NONE: u16 = u16::MAX;
-
-/// The CRC16 of Redis Cluster (XMODEM: polynomial 0x1021, initial 0).
-const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
-
-/// The hash slot of `key`: of its hash tag when it has a non-empty `{...}`.
-pub fn key_slot(key: &[u8]) -> u16 {
-    (CRC16.checksum(hash_part(key)) as usize % SLOTS) as u16
-}
-
-/// The part of a key that is hashed: the text between the first `{` and the next `}` when it
-/// is not empty, else the whole key.
-fn hash_part(key: &[u8]) -> &[u8] {
-    let Some(open) = key.iter().position(|&b| b == b'{') else {
-        return key;
-    };
-    match key[open + 1..].iter().position(|&b| b == b'}') {
-        Some(len) if len > 0 => &key[open + 1..open + 1 + len],
-        _ => key,
-    }
-}
 
 /// The commands that ask a node for the map.
 pub fn shards_command() -> Vec<u8> {

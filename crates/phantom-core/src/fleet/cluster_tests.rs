@@ -10,28 +10,6 @@ fn bulk(s: &str) -> Reply<'_> {
 }
 
 #[test]
-fn slots_are_those_redis_computes() {
-    // `CLUSTER KEYSLOT` on Redis 7.0.
-    assert_eq!(key_slot(b"123456789"), 12739); // 0x31C3
-    assert_eq!(key_slot(b"foo"), 12182);
-    assert_eq!(key_slot(b"bar"), 5061);
-    assert_eq!(key_slot(b"hello"), 866);
-    assert_eq!(key_slot(b""), 0);
-}
-
-#[test]
-fn a_hash_tag_decides_the_slot() {
-    assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
-    assert_eq!(key_slot(b"{user1000}.followers"), key_slot(b"user1000"));
-    assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
-    assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
-    // An empty tag, or none closed: the whole key.
-    assert_eq!(hash_part(b"foo{}{bar}"), b"foo{}{bar}");
-    assert_eq!(hash_part(b"foo{bar"), b"foo{bar");
-    assert_eq!(hash_part(b"pt:v2:t:{abc}:x"), b"abc");
-}
-
-#[test]
 fn redirects_are_read() {
     let from = ip("10.0.0.1");
     assert_eq!(

@@ -13,20 +13,11 @@
 /// Number of hash slots of a Redis Cluster.
 pub const SLOTS: u16 = 16384;
 
-/// CRC16/XMODEM: polynomial 0x1021, initial value 0, no reflection, no final XOR.
+/// CRC16/XMODEM: polynomial 0x1021, initial value 0, no reflection, no final XOR (the `crc`
+/// crate's table-driven implementation).
 pub fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+    const XMODEM: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
+    XMODEM.checksum(data)
 }
 
 /// The part of `key` that is hashed: its hash tag if it has a non-empty one, else all of it.
