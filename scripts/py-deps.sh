@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 site=tests/py/site
 list=tests/py/requirements.txt
-if cmp -s "$list" "$site/.installed-requirements"; then
+# Tests call this too, several at once: one installs, the others wait for it.
+mkdir -p tests/py
+exec 9>tests/py/.install.lock
+flock 9
+if cmp -s "$list" "$site/.installed-requirements" && [ -n "$(ls "$site")" ]; then
   exit 0
 fi
 command -v python3 >/dev/null || scripts/deps.sh python3 python3-pip
