@@ -130,37 +130,29 @@ TOKENS=r- URLPATH=/new-fleet WARMUP=0 measure newf "$secs" -s "$dir/tokens.lua" 
 sleep 0.5
 redis_hits='phantom_token_cache_hits_total{level="redis"}'
 introspected='phantom_token_introspections_total{result="active"}'
-h0=$(metric 19100 "$redis_hits"); i0=$(metric 19100 "$introspected")
-TOKENS=r- LAST=$((nreq[newf] - 100)) URLPATH=/from-redis WARMUP=0 \
-  measure fromredis "$secs" -s "$dir/tokens.lua" http://127.0.0.1:19100/
-h1=$(metric 19100 "$redis_hits"); i1=$(metric 19100 "$introspected")
-redis_check="/from-redis: ${nreq[fromredis]} requests (of $((nreq[newf] - 100)) tokens in Redis), $((h1 - h0)) Redis hits, $((i1 - i0)) introspections"
-if [ $((i1 - i0)) -gt 0 ] || [ $((h1 - h0)) -lt $((nreq[fromredis] * 99 / 100)) ]; then
-  echo "$redis_check: not a Redis-hit measurement" >&2
-  exit 1
-fi
+declare -A check
+# from_redis <name> <path> <token prefix> <tokens>: measures <path> on tokens already in Redis
+# (from a zone that has never seen them) and checks that every request was a Redis hit with
+# no introspection; sets check[name].
+from_redis() {
+  local h0 i0 h1 i1
+  h0=$(metric 19100 "$redis_hits"); i0=$(metric 19100 "$introspected")
+  TOKENS=$3 LAST=$4 URLPATH=$2 WARMUP=0 measure "$1" "$secs" -s "$dir/tokens.lua" http://127.0.0.1:19100/
+  h1=$(metric 19100 "$redis_hits"); i1=$(metric 19100 "$introspected")
+  check[$1]="$2: ${nreq[$1]} requests (of $4 tokens in Redis), $((h1 - h0)) Redis hits, $((i1 - i0)) introspections"
+  if [ $((i1 - i0)) -gt 0 ] || [ $((h1 - h0)) -lt $((nreq[$1] * 99 / 100)) ]; then
+    echo "${check[$1]}: not a Redis-hit measurement" >&2
+    exit 1
+  fi
+}
+from_redis fromredis /from-redis r- $((nreq[newf] - 100))
 # The same tokens over TLS, from a zone that has not seen them either.
-TOKENS=r- LAST=$((nreq[newf] - 100)) URLPATH=/from-redis-tls WARMUP=0 \
-  measure fromredistls "$secs" -s "$dir/tokens.lua" http://127.0.0.1:19100/
-h2=$(metric 19100 "$redis_hits"); i2=$(metric 19100 "$introspected")
-tls_check="/from-redis-tls: ${nreq[fromredistls]} requests, $((h2 - h1)) Redis hits, $((i2 - i1)) introspections"
-if [ $((i2 - i1)) -gt 0 ] || [ $((h2 - h1)) -lt $((nreq[fromredistls] * 99 / 100)) ]; then
-  echo "$tls_check: not a Redis-hit measurement" >&2
-  exit 1
-fi
+from_redis fromredistls /from-redis-tls r- $((nreq[newf] - 100))
 # The same on a Redis Cluster of three primaries: /new-cluster stores tokens c-1, c-2, ...
 # on the primaries that own their slots, /from-cluster asks for them again.
 TOKENS=c- URLPATH=/new-cluster WARMUP=0 measure newc "$secs" -s "$dir/tokens.lua" http://127.0.0.1:19100/
 sleep 0.5
-h3=$(metric 19100 "$redis_hits"); i3=$(metric 19100 "$introspected")
-TOKENS=c- LAST=$((nreq[newc] - 100)) URLPATH=/from-cluster WARMUP=0 \
-  measure fromcluster "$secs" -s "$dir/tokens.lua" http://127.0.0.1:19100/
-h4=$(metric 19100 "$redis_hits"); i4=$(metric 19100 "$introspected")
-cluster_check="/from-cluster: ${nreq[fromcluster]} requests, $((h4 - h3)) Redis hits, $((i4 - i3)) introspections"
-if [ $((i4 - i3)) -gt 0 ] || [ $((h4 - h3)) -lt $((nreq[fromcluster] * 99 / 100)) ]; then
-  echo "$cluster_check: not a Redis-hit measurement" >&2
-  exit 1
-fi
+from_redis fromcluster /from-cluster c- $((nreq[newc] - 100))
 
 # Two instances sharing Redis: the first requests of new tokens reach both at once.
 worker_a=$worker
@@ -208,9 +200,9 @@ echo "Redis hit / introspection (new tokens): $(ratio fromredis new)x (goal <= 0
 echo "Redis miss / introspection (new tokens): $(ratio newf new)x"
 echo "Redis hit over TLS / Redis hit over TCP: $(ratio fromredistls fromredis)x (goal <= 1.15x)"
 echo "Redis hit on a cluster / on one primary: $(ratio fromcluster fromredis)x (goal <= 1.05x)"
-echo "$redis_check"
-echo "$tls_check"
-echo "$cluster_check"
+echo "${check[fromredis]}"
+echo "${check[fromredistls]}"
+echo "${check[fromcluster]}"
 echo "introspections per new token, 2 instances, first requests at once ($tokens tokens):" \
   "plain zones ${per_token[/pair]}, shared redis= zone ${per_token[/pair-fleet]}, on a cluster" \
   "${per_token[/pair-cluster]} (goal 1.00;" \

@@ -141,69 +141,45 @@ fn a_slot_migrated_under_load_is_followed_through_ask_then_moved() {
         .map(|n| metric(n.port, "phantom_token_redis_cluster_maps_total"))
         .sum();
 
-    let cold: Vec<String> = (0..20_000).map(|_| ids.issue("read", 300)).collect();
-    let runs: Vec<_> = [&a, &b]
-        .iter()
-        .map(|n| support::wrk::wrk_on(n.port, &n.dir, &hot, &cold, 6))
-        .collect();
-    std::thread::sleep(Duration::from_millis(1000));
-    // MIGRATING / IMPORTING, then the slots' keys move: requests for them get ASK.
-    let port = dst.port.to_string();
-    for slot in &slots {
-        assert!(dst
-            .cmd_str(&["CLUSTER", "SETSLOT", slot, "IMPORTING", &src_id])
-            .is_ok_reply());
-        assert!(src
-            .cmd_str(&["CLUSTER", "SETSLOT", slot, "MIGRATING", &dst_id])
-            .is_ok_reply());
-    }
-    for slot in &slots {
-        loop {
-            let moving = src.cmd_str(&["CLUSTER", "GETKEYSINSLOT", slot, "100"]);
-            let moving: Vec<String> = moving
-                .array()
-                .unwrap()
-                .iter()
-                .filter_map(|v| v.text())
-                .collect();
-            if moving.is_empty() {
-                break;
-            }
-            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
-            args.extend(moving.iter().map(String::as_str));
-            let r = src.cmd_str(&args);
-            assert!(r.is_ok_reply(), "MIGRATE: {r:?}");
-        }
-    }
-    std::thread::sleep(Duration::from_millis(1500));
-    // The slots are dst's: requests sent to src get MOVED.
-    for slot in &slots {
-        for n in c.live_primaries() {
-            assert!(n
-                .cmd_str(&["CLUSTER", "SETSLOT", slot, "NODE", &dst_id])
+    support::wrk::under_load(&ids, &[&a, &b], &hot, 6, || {
+        // MIGRATING / IMPORTING, then the slots' keys move: requests for them get ASK.
+        let port = dst.port.to_string();
+        for slot in &slots {
+            assert!(dst
+                .cmd_str(&["CLUSTER", "SETSLOT", slot, "IMPORTING", &src_id])
+                .is_ok_reply());
+            assert!(src
+                .cmd_str(&["CLUSTER", "SETSLOT", slot, "MIGRATING", &dst_id])
                 .is_ok_reply());
         }
-    }
-    for (i, r) in runs.into_iter().enumerate() {
-        let out = r.join().unwrap();
-        eprintln!(
-            "instance {i}: {} x 200, {} other, {} errors, p99 {:.1} ms",
-            support::wrk::count(&out, "200="),
-            support::wrk::count(&out, "other="),
-            support::wrk::count(&out, "errors="),
-            support::wrk::count(&out, "p99us=") as f64 / 1000.0,
-        );
-        assert_eq!(
-            support::wrk::count(&out, "other="),
-            0,
-            "instance {i}: {out}"
-        );
-        assert_eq!(
-            support::wrk::count(&out, "errors="),
-            0,
-            "instance {i}: {out}"
-        );
-    }
+        for slot in &slots {
+            loop {
+                let moving = src.cmd_str(&["CLUSTER", "GETKEYSINSLOT", slot, "100"]);
+                let moving: Vec<String> = moving
+                    .array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|v| v.text())
+                    .collect();
+                if moving.is_empty() {
+                    break;
+                }
+                let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+                args.extend(moving.iter().map(String::as_str));
+                let r = src.cmd_str(&args);
+                assert!(r.is_ok_reply(), "MIGRATE: {r:?}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        // The slots are dst's: requests sent to src get MOVED.
+        for slot in &slots {
+            for n in c.live_primaries() {
+                assert!(n
+                    .cmd_str(&["CLUSTER", "SETSLOT", slot, "NODE", &dst_id])
+                    .is_ok_reply());
+            }
+        }
+    });
     let sum = |name: &str| -> f64 { [&a, &b].iter().map(|n| metric(n.port, name)).sum() };
     let asks = sum("phantom_token_redis_cluster_redirects_total{kind=\"ask\"}");
     let moved = sum("phantom_token_redis_cluster_redirects_total{kind=\"moved\"}");
@@ -230,36 +206,12 @@ fn a_primary_killed_under_load_fails_no_request_and_its_replica_takes_its_writes
     let b = instance(&c, &ids, &echo, &keys, "");
     std::thread::sleep(Duration::from_millis(300));
     let hot = issue_with(&ids, 20, serde_json::json!({ "sub": "alice" }));
-    let cold: Vec<String> = (0..30_000).map(|_| ids.issue("read", 300)).collect();
-    let runs: Vec<_> = [&a, &b]
-        .iter()
-        .map(|n| support::wrk::wrk_on(n.port, &n.dir, &hot, &cold, 8))
-        .collect();
-    std::thread::sleep(Duration::from_millis(1500));
-    let killed = std::time::Instant::now();
+    let mut killed = Instant::now();
     let victim = c.primaries[0].port;
-    c.kill(victim);
-    for (i, r) in runs.into_iter().enumerate() {
-        let out = r.join().unwrap();
-        eprintln!(
-            "instance {i}: {} x 200, {} other, {} errors, p99 {:.1} ms, max {:.1} ms",
-            support::wrk::count(&out, "200="),
-            support::wrk::count(&out, "other="),
-            support::wrk::count(&out, "errors="),
-            support::wrk::count(&out, "p99us=") as f64 / 1000.0,
-            support::wrk::count(&out, "maxus=") as f64 / 1000.0,
-        );
-        assert_eq!(
-            support::wrk::count(&out, "other="),
-            0,
-            "instance {i}: {out}"
-        );
-        assert_eq!(
-            support::wrk::count(&out, "errors="),
-            0,
-            "instance {i}: {out}"
-        );
-    }
+    support::wrk::under_load(&ids, &[&a, &b], &hot, 8, || {
+        killed = Instant::now();
+        c.kill(victim);
+    });
     c.wait_ok();
     eprintln!(
         "the cluster was ok again {:?} after the kill",
@@ -288,22 +240,6 @@ fn a_primary_killed_under_load_fails_no_request_and_its_replica_takes_its_writes
     }
     assert_no_crash(&a);
     assert_no_crash(&b);
-}
-
-/// `token` is refused (401) by every worker of each instance within a second of `at`.
-fn refused_within_1s(nodes: &[&Nginx], token: &str, at: Instant) {
-    let deadline = at + Duration::from_secs(1);
-    for (i, n) in nodes.iter().enumerate() {
-        if let Err(got) = answers_by(n.port, token, 401, deadline) {
-            panic!(
-                "instance {i} still answers {got:?} {:?} after the purge",
-                at.elapsed()
-            );
-        }
-        for _ in 0..4 {
-            assert_eq!(get(n.port, token).0, 401, "instance {i}, every worker");
-        }
-    }
 }
 
 #[test]
@@ -378,7 +314,7 @@ fn full_session(c: &Cluster, zone: &str) {
     let r = purge(a.port, &format!("token={}", form_encode(&tokens[0])));
     let at = Instant::now();
     assert_eq!(purge_ok(&r).1, 1, "{}", r.text());
-    refused_within_1s(&[&a, &b], &tokens[0], at);
+    refused_by_within_1s(&[&a, &b], &tokens[0], at);
     for t in &tokens[1..6] {
         ids.revoke(t);
     }
@@ -387,7 +323,7 @@ fn full_session(c: &Cluster, zone: &str) {
     let (_, in_redis) = purge_ok(&r);
     assert!(in_redis >= 5, "{}", r.text());
     for t in &tokens[1..6] {
-        refused_within_1s(&[&a, &b], t, at);
+        refused_by_within_1s(&[&a, &b], t, at);
     }
     let more = issue_with(
         &ids,
@@ -404,7 +340,7 @@ fn full_session(c: &Cluster, zone: &str) {
     let at = Instant::now();
     assert!(purge_ok(&r).1 >= 4, "{}", r.text());
     for t in &more {
-        refused_within_1s(&[&a, &b], t, at);
+        refused_by_within_1s(&[&a, &b], t, at);
     }
 
     // No node answered anything with an error over the whole run: no CROSSSLOT, MOVED, ASK

@@ -12,7 +12,6 @@ use support::dns::Dns;
 use support::fleet::*;
 use support::redis::Redis;
 use support::sentinel::{Watched, MASTER};
-use support::wrk::{count, wrk_on};
 use support::*;
 
 const LOAD_SECONDS: u64 = 8;
@@ -26,33 +25,9 @@ fn follows(replica: &Redis) -> bool {
     String::from_utf8_lossy(info.bytes().unwrap_or_default()).contains("master_link_status:up")
 }
 
-/// Two instances of `http` under wrk while `fault` runs (from 1.5 s in); every response is a
-/// 200. Returns the p99 of each instance (ms).
+/// Two instances under wrk while `fault` runs; every response is a 200.
 fn under_load(ids: &IdServer, nodes: &[&Nginx], hot: &[String], fault: impl FnOnce()) -> Vec<f64> {
-    let cold: Vec<String> = (0..30_000).map(|_| ids.issue("read", 300)).collect();
-    let runs: Vec<_> = nodes
-        .iter()
-        .map(|n| wrk_on(n.port, &n.dir, hot, &cold, LOAD_SECONDS))
-        .collect();
-    std::thread::sleep(Duration::from_millis(1500));
-    fault();
-    let mut p99 = Vec::new();
-    for (i, r) in runs.into_iter().enumerate() {
-        let out = r.join().unwrap();
-        eprintln!(
-            "instance {i}: {} x 200, {} other, {} errors, p99 {:.1} ms, max {:.1} ms",
-            count(&out, "200="),
-            count(&out, "other="),
-            count(&out, "errors="),
-            count(&out, "p99us=") as f64 / 1000.0,
-            count(&out, "maxus=") as f64 / 1000.0,
-        );
-        assert_eq!(count(&out, "other="), 0, "instance {i}: {out}");
-        assert_eq!(count(&out, "errors="), 0, "instance {i}: {out}");
-        assert!(count(&out, "200=") > 500, "too little traffic: {out}");
-        p99.push(count(&out, "p99us=") as f64 / 1000.0);
-    }
-    p99
+    support::wrk::under_load(ids, nodes, hot, LOAD_SECONDS, fault)
 }
 
 /// Waits until the load writes to `r` (a new token entry), by `since + within`; the time

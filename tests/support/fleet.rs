@@ -282,8 +282,14 @@ pub fn answers_by(
 /// After a purge answered at `at`: `token` is refused on every instance within 1 s, and then
 /// on every request (whichever worker takes it).
 pub fn refused_everywhere_within_1s(f: &Fleet, token: &str, at: Instant) {
+    let nodes: Vec<&Nginx> = f.nodes.iter().collect();
+    refused_by_within_1s(&nodes, token, at);
+}
+
+/// `token` is refused (401) by every worker of each of `nodes` within a second of `at`.
+pub fn refused_by_within_1s(nodes: &[&Nginx], token: &str, at: Instant) {
     let deadline = at + Duration::from_secs(1);
-    for (i, n) in f.nodes.iter().enumerate() {
+    for (i, n) in nodes.iter().enumerate() {
         if let Err(got) = answers_by(n.port, token, 401, deadline) {
             panic!(
                 "instance {i} still answers {got:?} {:?} after the purge",

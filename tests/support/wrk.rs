@@ -76,3 +76,47 @@ pub fn count(out: &str, key: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in wrk output:\n{out}"))
 }
+
+/// Checks a [`wrk_on`] run of instance `i`: every response a 200 and no socket error (after
+/// printing its counts); returns its p99 in ms.
+pub fn all_200(i: usize, out: &str) -> f64 {
+    let p99 = count(out, "p99us=") as f64 / 1000.0;
+    eprintln!(
+        "instance {i}: {} x 200, {} other, {} errors, p99 {p99:.1} ms, max {:.1} ms",
+        count(out, "200="),
+        count(out, "other="),
+        count(out, "errors="),
+        count(out, "maxus=") as f64 / 1000.0,
+    );
+    assert_eq!(count(out, "other="), 0, "instance {i}: {out}");
+    assert_eq!(count(out, "errors="), 0, "instance {i}: {out}");
+    p99
+}
+
+/// [`wrk_on`] each of `nodes` for `seconds` (the hot tokens, and cold ones issued by `ids`)
+/// while `fault` runs (from 1.5 s in); every response is a 200. Returns the p99 of each
+/// instance (ms).
+pub fn under_load(
+    ids: &super::IdServer,
+    nodes: &[&super::Nginx],
+    hot: &[String],
+    seconds: u64,
+    fault: impl FnOnce(),
+) -> Vec<f64> {
+    let cold: Vec<String> = (0..seconds * 4000)
+        .map(|_| ids.issue("read", 300))
+        .collect();
+    let runs: Vec<_> = nodes
+        .iter()
+        .map(|n| wrk_on(n.port, &n.dir, hot, &cold, seconds))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    fault();
+    let mut p99 = Vec::new();
+    for (i, r) in runs.into_iter().enumerate() {
+        let out = r.join().unwrap();
+        p99.push(all_200(i, &out));
+        assert!(count(&out, "200=") > 500, "too little traffic: {out}");
+    }
+    p99
+}
