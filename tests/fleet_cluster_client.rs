@@ -207,7 +207,9 @@ fn a_primary_killed_under_load_fails_no_request_and_its_replica_takes_its_writes
     std::thread::sleep(Duration::from_millis(300));
     let hot = issue_with(&ids, 20, serde_json::json!({ "sub": "alice" }));
     let mut killed = Instant::now();
-    let victim = c.primaries[0].port;
+    // The primary of the purge stream's slot: the stream readers must follow it too.
+    let stream_slot = phantom_core::fleet::slot::key_slot(b"pt:v2:purge:jwt");
+    let victim = c.owner(stream_slot).port;
     support::wrk::under_load(&ids, &[&a, &b], &hot, 8, || {
         killed = Instant::now();
         c.kill(victim);
@@ -237,6 +239,16 @@ fn a_primary_killed_under_load_fails_no_request_and_its_replica_takes_its_writes
             (200, "HIT".into()),
             "B has A's entries from every shard"
         );
+    }
+    // Purges reach every instance afterwards: the notice goes to the stream on its new
+    // primary, where both readers now read.
+    for (i, t) in fresh.iter().take(3).enumerate() {
+        let from = [&a, &b][i % 2];
+        ids.revoke(t);
+        let r = purge(from.port, &format!("token={}", form_encode(t)));
+        let at = Instant::now();
+        purge_ok(&r);
+        refused_by_within_1s(&[&a, &b], t, at);
     }
     assert_no_crash(&a);
     assert_no_crash(&b);
