@@ -6,6 +6,8 @@
 #   metrics   CPU per hit with `phantom_token_status` configured (counting on) and without
 #   fleet     Redis memory per cached 1 KiB JWT (`redis=`), and how long a purge by subject
 #             takes over a zone of that many entries
+#   cluster   the same memory on a Redis Cluster of three primaries (`redis_cluster=on`), and
+#             how long a purge by subject of 20,000 tokens takes across the three shards
 # Every CPU figure is the gateway worker's CPU time per request, as a ratio to plain
 # proxy_pass measured in the same gateway. Needs about 1.5 GB of RAM for the 1M zone.
 #
@@ -91,6 +93,37 @@ purge_tok=$(purge token=nothing)
 purge_s=$(purge sub=nobody)
 stop "$dir/gw"
 
+echo "== cluster: Redis memory per token on three primaries, purge by subject across them"
+start_cluster "$dir"
+cluster_mem() {
+  local p total=0
+  for p in "${cluster_ports[@]}"; do
+    total=$((total + $(redis-cli -p "$p" INFO memory | awk -F: '/^used_memory:/ {print $2 + 0}')))
+  done
+  echo "$total"
+}
+cluster_entries() {
+  local p total=0
+  for p in "${cluster_ports[@]}"; do
+    total=$((total + $(redis-cli -p "$p" --scan --pattern 'pt:v2:t:*' | wc -l)))
+  done
+  echo "$total"
+}
+gateway "$dir/gw" "upstream phantom_cluster { $(printf 'server 127.0.0.1:%s; ' "${cluster_ports[@]}")}
+  phantom_token_cache_zone z:64m l1=0 redis=phantom_cluster redis_cluster=on redis_key=$dir/fleet.key;" \
+  "$hit $status location = /purge { phantom_token_purge z; }"
+sleep 1
+cmem0=$(cluster_mem)
+fill c 20000 z
+sleep 1
+cmem1=$(cluster_mem)
+in_cluster=$(cluster_entries)
+# Every token of the bench has the subject "bench": the purge removes all of them, from the
+# zone and from the three primaries (batches of 500, one UNLINK per slot, grouped by node).
+purge_c=$(purge sub=bench)
+left_cluster=$(cluster_entries)
+stop "$dir/gw"
+
 echo "== growth: 1 thousand and $many distinct cached tokens"
 mib=$(( many * 1300 / 1048576 + 16 ))
 gateway "$dir/gw" "phantom_token_cache_zone z:${mib}m;" "$plain $hit $status"
@@ -115,5 +148,7 @@ echo "counting on vs off (hit/plain ratios): $(awk -v a="$(ratio hit_on plain_on
 echo "hit with $many vs 1k tokens: $(ratio hit_many hit_1k)x ($held entries held)"
 echo "redis: $in_redis entries take $((mem1 - mem0)) bytes = $(( (mem1 - mem0) / (in_redis > 0 ? in_redis : 1) )) bytes per token (1024-byte JWT, one subject index membership each)"
 echo "purge by subject over $zone_held zone entries: ${purge_s}s (a subject with no entry: its chain, not the zone, is walked; by token: ${purge_tok}s)"
+echo "cluster: $in_cluster entries take $((cmem1 - cmem0)) bytes on three primaries = $(( (cmem1 - cmem0) / (in_cluster > 0 ? in_cluster : 1) )) bytes per token"
+echo "purge by subject of $in_cluster tokens across three shards: ${purge_c}s ($left_cluster entries left)"
 echo "density: $dense entries of a 1024-byte JWT in 10 MiB = $(awk -v e="$dense" 'BEGIN {printf "%.0f", e / 10}') per MiB"
 echo "(gateway: 1 worker on CPU 0; wrk and the backend on CPU 1; ${secs}s per run; nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///'))"
