@@ -3,6 +3,8 @@
 #
 # The gateway nginx (one worker, pinned to CPU 0) serves these locations:
 #   /plain  proxy_pass only, no module             (the baseline)
+#   /plain-jwt  the same, sending upstream the same `Authorization: Bearer <JWT>` as a hit
+#           (proxy_set_header): what the JWT's bytes cost, with no module work
 #   /hit    phantom_token + cache (always a hit after the first request)
 #   /fleet  the same with a zone that has redis= (a hit never reaches Redis)
 #   /miss   phantom_token without cache (every request introspects)
@@ -40,7 +42,8 @@ proofs() {
     "$1" http://127.0.0.1:19100/dpop bench-token "$dir/dpop.key"
 }
 jkt=$(proofs 0 | head -n 1)
-backend "$dir/be" "$(jwt_of_size 900 "\"cnf\":{\"jkt\":\"$jkt\"},")"
+jwt=$(jwt_of_size 900 "\"cnf\":{\"jkt\":\"$jkt\"},")
+backend "$dir/be" "$jwt"
 # What both gateways have: the Redis upstream, the zones of the two-instance count and their
 # locations (introspecting through /_i2, the identity server that logs), and the counters.
 fleet="redis=phantom_redis redis_key=$dir/fleet.key"
@@ -72,6 +75,8 @@ gateway "$dir/gw" "phantom_token_cache_zone bench:10m; phantom_token_cache_zone 
   phantom_token_cache_zone fromcluster:64m l1=0 $cluster;
   $pair_http" '
     location /plain { proxy_pass http://api; }
+    location /plain-jwt { proxy_set_header Connection ""; proxy_set_header Authorization "Bearer '"$jwt"'";
+                          proxy_pass http://api; }
     location /hit  { phantom_token on; phantom_token_introspection_endpoint /_i;
                      phantom_token_cache bench; proxy_pass http://api; }
     location /fleet { phantom_token on; phantom_token_introspection_endpoint /_i;
@@ -94,19 +99,33 @@ gateway "$dir/gw" "phantom_token_cache_zone bench:10m; phantom_token_cache_zone 
     '"$pair_server"
 
 declare -A rps cpu
-for path in plain hit fleet miss; do
+for path in plain plain-jwt hit fleet miss; do
   curl -s -o /dev/null -H "Authorization: Bearer bench-token" "http://127.0.0.1:19100/$path"
 done
-# /hit and /fleet differ only in redis=: measured twice, interleaved, and averaged, so that
-# drift of this shared machine does not land on one of them.
-for name in plain hit fleet hit_2 fleet_2 miss; do
-  path=${name%_2}
-  measure "$name" "$secs" -H "Authorization: Bearer bench-token" "http://127.0.0.1:19100/$path"
+# /plain, /plain-jwt, /hit and /fleet are measured three times each, interleaved, and
+# averaged, so that drift of this shared machine lands on none of them (/hit and /fleet
+# differ only in redis=; /hit and /plain-jwt send the same upstream request).
+for round in 1 2 3; do
+  for path in plain plain-jwt hit fleet; do
+    measure "${path}_$round" "$secs" -H "Authorization: Bearer bench-token" "http://127.0.0.1:19100/$path"
+  done
 done
-for name in hit fleet; do
-  cpu[$name]=$(awk -v a="${cpu[$name]}" -v b="${cpu[${name}_2]}" 'BEGIN {printf "%.2f", (a + b) / 2}')
-  rps[$name]=$(awk -v a="${rps[$name]}" -v b="${rps[${name}_2]}" 'BEGIN {printf "%.2f", (a + b) / 2}')
+for path in plain plain-jwt hit fleet; do
+  cpu[$path]=$(awk -v a="${cpu[${path}_1]}" -v b="${cpu[${path}_2]}" -v c="${cpu[${path}_3]}" 'BEGIN {printf "%.2f", (a + b + c) / 3}')
+  rps[$path]=$(awk -v a="${rps[${path}_1]}" -v b="${rps[${path}_2]}" -v c="${rps[${path}_3]}" 'BEGIN {printf "%.2f", (a + b + c) / 3}')
 done
+measure miss "$secs" -H "Authorization: Bearer bench-token" "http://127.0.0.1:19100/miss"
+diff() { awk -v a="${cpu[$1]}" -v b="${cpu[$2]}" 'BEGIN {printf "%+.2f", a - b}'; }
+hit_line() {
+  echo "hit - plain: $(diff hit plain) us/request ($(ratio hit plain)x; goal +0.6 us): the JWT's bytes upstream" \
+    "(plain-jwt - plain) $(diff plain-jwt plain) us, the module's work (hit - plain-jwt) $(diff hit plain-jwt) us"
+}
+# HITS_ONLY=1: stop here (the hit path's figures, for profiling runs).
+if [ "${HITS_ONLY:-}" = 1 ]; then
+  for p in plain plain-jwt hit fleet miss; do row "/$p" "$p" plain; done
+  hit_line
+  exit 0
+fi
 
 # DPoP cache hits: every request brings a fresh ES256 proof (one signature verification);
 # the proofs are made beforehand, one per request, and read by wrk in order.
@@ -184,6 +203,7 @@ pair /pair-cluster k- "$tokens"
 
 printf '\n%-28s %12s %16s %10s\n' path "req/s" "CPU us/request" "CPU ratio"
 row /plain plain plain
+row "/plain-jwt (JWT upstream)" plain-jwt plain
 row /hit hit plain
 row "/fleet (zone with redis=)" fleet plain
 row /miss miss plain
@@ -195,6 +215,7 @@ row "/from-redis-tls (over TLS)" fromredistls plain
 row "/new-cluster (cluster miss)" newc plain
 row "/from-cluster (cluster hit)" fromcluster plain
 echo "DPoP hit - Bearer hit: $(awk -v a="${cpu[dpop]}" -v b="${cpu[hit]}" 'BEGIN {printf "%.1f", a - b}') us/request (one ES256 verification: cargo bench -p phantom-core --bench dpop)"
+hit_line
 echo "hit with redis= configured / hit: $(ratio fleet hit)x (same code path; goal vs /plain: <= 1.05x)"
 echo "Redis hit / introspection (new tokens): $(ratio fromredis new)x (goal <= 0.6x)"
 echo "Redis miss / introspection (new tokens): $(ratio newf new)x"

@@ -4,6 +4,8 @@
 #   growth    CPU per hit with 1 thousand and with 1 million distinct cached tokens, wrk
 #             picking tokens at random (so the 1M case is served from the zone, not L1)
 #   metrics   CPU per hit with `phantom_token_status` configured (counting on) and without
+#   purge     a purge by subject of 10 tokens in the zone of the growth run (1M entries): how
+#             long the request takes, and when a second instance stops serving them
 #   fleet     Redis memory per cached 1 KiB JWT (`redis=`), and how long a purge by subject
 #             takes over a zone of that many entries
 #   cluster   the same memory on a Redis Cluster of three primaries (`redis_cluster=on`), and
@@ -19,7 +21,7 @@ many="${2:-1000000}"
 . scripts/lib/bench-common.sh
 . scripts/lib/bench-fleet.sh
 prepare scale
-trap 'stop "$dir/gw"; stop "$dir/be"; stop_redis' EXIT
+trap 'stop "$dir/gw"; stop "$dir/gwb"; stop "$dir/be"; stop_redis' EXIT
 declare -A rps cpu
 
 cat >"$dir/fill.lua" <<'LUA'
@@ -56,7 +58,8 @@ fill() {
   done
 }
 
-backend "$dir/be" "$(jwt_of_size 1024)"
+# Tokens introspected at /other (the locations /ten) belong to the subject "ten".
+backend "$dir/be" "$(jwt_of_size 1024)" "$(JWT_SUB=ten jwt_of_size 1024)"
 
 echo "== metrics: hit path without and with phantom_token_status"
 gateway "$dir/gw" "phantom_token_cache_zone z:10m;" "$plain $hit"
@@ -124,15 +127,47 @@ purge_c=$(purge sub=bench)
 left_cluster=$(cluster_entries)
 stop "$dir/gw"
 
-echo "== growth: 1 thousand and $many distinct cached tokens"
+echo "== growth: 1 thousand and $many distinct cached tokens; a purge by subject among them"
+# The zone shares Redis (hits never reach it), so that a purge also reaches a second
+# instance through the stream: B, with a small zone of its own, holds the subject's tokens.
+redis-cli -p "$redis_port" FLUSHALL >/dev/null
 mib=$(( many * 1300 / 1048576 + 16 ))
-gateway "$dir/gw" "phantom_token_cache_zone z:${mib}m;" "$plain $hit $status"
+fleet_z="redis=phantom_redis redis_key=$dir/fleet.key"
+ten='location = /_iten { internal; proxy_pass_request_headers off;
+      proxy_set_header Connection ""; proxy_set_header Accept application/jwt;
+      proxy_set_header Content-Type application/x-www-form-urlencoded;
+      proxy_pass http://ids/other; }
+    location = /ten { phantom_token on; phantom_token_introspection_endpoint /_iten;
+                      phantom_token_cache z; add_header X-Cache $phantom_token_cache_status always;
+                      proxy_pass http://api; }
+    location = /purge { phantom_token_purge z; }'
+gateway "$dir/gw" "upstream phantom_redis { server 127.0.0.1:$redis_port; }
+  phantom_token_cache_zone z:${mib}m $fleet_z;" "$plain $hit $status $ten"
 fill k 1000 z
 PREFIX=k N=1000 measure hit_1k "$secs" -s "$dir/random.lua" "$url"
 fill m "$many" z
 PREFIX=m N=$many measure hit_many "$secs" -s "$dir/random.lua" "$url"
 measure plain_growth "$secs" "$url/plain"
 held=$(entries z)
+# cache_status <port> <token>: X-Cache of one request for the token at /ten.
+cache_status() {
+  curl -s -o /dev/null -D - -H "Authorization: Bearer $2" "http://127.0.0.1:$1/ten" |
+    awk 'tolower($1) == "x-cache:" {print $2}' | tr -d '\r'
+}
+gateway "$dir/gwb" "upstream phantom_redis { server 127.0.0.1:$redis_port; }
+  phantom_token_cache_zone z:16m $fleet_z;" "$status $ten" 19104 10
+for i in $(seq 10); do cache_status 19100 "ten-$i" >/dev/null; done
+for i in $(seq 10); do cache_status 19104 "ten-$i" >/dev/null; done
+b_before=$(for i in $(seq 10); do cache_status 19104 "ten-$i"; done | sort | uniq -c | xargs)
+t0=$(date +%s%N)
+purge_ten=$(purge sub=ten)
+# B: ten-1 is asked until it is no longer a hit, then the other nine must miss too.
+while [ "$(cache_status 19104 ten-1)" = HIT ] && [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ]; do :; done
+purge_b_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+a_after=$(for i in $(seq 10); do cache_status 19100 "ten-$i"; done | sort | uniq -c | xargs)
+b_after=$(for i in $(seq 2 10); do cache_status 19104 "ten-$i"; done | sort | uniq -c | xargs)
+others=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer m1" "$url/hit"; echo " $(entries z) entries")
+stop "$dir/gwb"
 stop "$dir/gw"
 
 printf '\n%-28s %12s %16s %10s\n' run "req/s" "CPU us/request" "CPU ratio"
@@ -150,5 +185,7 @@ echo "redis: $in_redis entries take $((mem1 - mem0)) bytes = $(( (mem1 - mem0) /
 echo "purge by subject over $zone_held zone entries: ${purge_s}s (a subject with no entry: its chain, not the zone, is walked; by token: ${purge_tok}s)"
 echo "cluster: $in_cluster entries take $((cmem1 - cmem0)) bytes on three primaries = $(( (cmem1 - cmem0) / (in_cluster > 0 ? in_cluster : 1) )) bytes per token"
 echo "purge by subject of $in_cluster tokens across three shards: ${purge_c}s ($left_cluster entries left)"
+echo "purge by subject of 10 tokens in a zone of $held entries: ${purge_ten}s for the request (instance-wide: the zone is shared by the workers; after it the 10 tokens were: $a_after)"
+echo "the same purge on a second instance, through the stream: ten-1 no longer a hit after $purge_b_ms ms (B before: $b_before; the other nine after: $b_after; other subjects on A: $others)"
 echo "density: $dense entries of a 1024-byte JWT in 10 MiB = $(awk -v e="$dense" 'BEGIN {printf "%.0f", e / 10}') per MiB"
 echo "(gateway: 1 worker on CPU 0; wrk and the backend on CPU 1; ${secs}s per run; nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///'))"

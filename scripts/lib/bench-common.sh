@@ -18,13 +18,14 @@ prepare() {
 
 b64() { printf '%s' "$1" | base64 -w0 | tr '+/' '-_' | tr -d '='; }
 
-# A JWT (exp in 2100, scope "read", plus the JSON members in $2) of exactly $1 bytes.
+# A JWT (subject $JWT_SUB or "bench", exp in 2100, scope "read", plus the JSON members in $2)
+# of exactly $1 bytes.
 jwt_of_size() {
   local want=$1 extra=${2:-} head sig body jwt pad=""
   head=$(b64 '{"alg":"RS256","typ":"at+jwt","kid":"k1"}')
   sig=$(b64 signature-bytes-signature-bytes-signature)
   while :; do
-    body=$(b64 "{\"sub\":\"bench\",\"scope\":\"read\",\"exp\":4102444800,$extra\"pad\":\"$pad\"}")
+    body=$(b64 "{\"sub\":\"${JWT_SUB:-bench}\",\"scope\":\"read\",\"exp\":4102444800,$extra\"pad\":\"$pad\"}")
     jwt="$head.$body.$sig"
     [ ${#jwt} -ge "$want" ] && break
     pad="${pad}x"
@@ -40,9 +41,10 @@ temps() {
   echo "client_body_temp_path $1/cb; proxy_temp_path $1/px; fastcgi_temp_path $1/fc; uwsgi_temp_path $1/uw; scgi_temp_path $1/sc; access_log off;"
 }
 
-# backend <dir> <jwt>: API on :19101, identity server on :19102 (any token -> the JWT), and
-# the same identity server on :19103 logging each request to <dir>/introspections.log (for
-# counting introspections; :19102 logs nothing, so the timed paths pay no log write).
+# backend <dir> <jwt> [jwt2]: API on :19101, identity server on :19102 (any token -> the JWT;
+# at /other, jwt2), and the same identity server on :19103 logging each request to
+# <dir>/introspections.log (for counting introspections; :19102 logs nothing, so the timed
+# paths pay no log write).
 backend() {
   mkdir -p "$1"
   {
@@ -51,7 +53,9 @@ backend() {
     echo "http { $(temps "$1")"
     echo "  server { listen 127.0.0.1:19101; location / { default_type application/json; return 200 '{\"ok\":true}'; } }"
     echo "  server { listen 127.0.0.1:19102; location / { default_type application/jwt;"
-    echo "    add_header Cache-Control \"max-age=86400\"; return 200 '$2'; } }"
+    echo "    add_header Cache-Control \"max-age=86400\"; return 200 '$2'; }"
+    echo "    location = /other { default_type application/jwt;"
+    echo "    add_header Cache-Control \"max-age=86400\"; return 200 '${3:-$2}'; } }"
     echo "  server { listen 127.0.0.1:19103; access_log $1/introspections.log;"
     echo "    location / { default_type application/jwt;"
     echo "    add_header Cache-Control \"max-age=86400\"; return 200 '$2'; } }"
@@ -106,9 +110,9 @@ measure() {
   shift 2
   [ "${WARMUP:-1}" = 1 ] && taskset -c 1 wrk -t1 -c16 -d2s "$@" >/dev/null
   before=$(cpu_ticks)
-  # PERF=<name>: record a profile of the gateway worker while that path runs.
+  # PERF="<name> ...": record a profile of the gateway worker while these runs go.
   local perf=""
-  if [ "${PERF:-}" = "$name" ]; then
+  if [[ " ${PERF:-} " == *" $name "* ]]; then
     perf record -q -g -p "$worker" -o "$dir/perf-$name.data" -- sleep "$secs" 2>/dev/null &
     perf=$!
   fi

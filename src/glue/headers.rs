@@ -83,6 +83,28 @@ pub(crate) unsafe fn pool_build(
     Some(ngx_str_t { len, data })
 }
 
+/// Copies `parts`, one after the other, into `pool` as one nginx string: the hit path's
+/// `Bearer <JWT>`, written once (no zeroing first, unlike [`pool_build`]).
+///
+/// # Safety
+/// `pool` must be a valid pool.
+pub(crate) unsafe fn pool_concat(pool: *mut ngx_pool_t, parts: &[&[u8]]) -> Option<ngx_str_t> {
+    let len = parts.iter().map(|p| p.len()).sum();
+    // SAFETY: the pool is valid; ngx_pnalloc returns NULL or `len` writable bytes.
+    let data = unsafe { nginx_sys::ngx_pnalloc(pool, len) } as *mut u8;
+    if data.is_null() {
+        return None;
+    }
+    let mut at = 0;
+    for p in parts {
+        // SAFETY: the parts' lengths sum to `len`, so each copy stays inside the allocation,
+        // which no part overlaps (it is fresh).
+        unsafe { core::ptr::copy_nonoverlapping(p.as_ptr(), data.add(at), p.len()) };
+        at += p.len();
+    }
+    Some(ngx_str_t { len, data })
+}
+
 /// Copies `bytes` into `pool` as an nginx string.
 ///
 /// # Safety

@@ -133,13 +133,8 @@ pub(super) fn grant(request: &mut Request, conf: &LocConf, ctx: &mut Ctx, entry:
     if let Some(step) = proof::claim(request, conf, ctx, &entry) {
         return step;
     }
-    let fill = |buf: &mut [u8]| {
-        let (scheme, token) = buf.split_at_mut(7);
-        scheme.copy_from_slice(b"Bearer ");
-        token.copy_from_slice(jwt);
-    };
     // SAFETY: r->pool outlives the upstream request that reads the header.
-    let Some(bearer) = (unsafe { headers::pool_build((*r).pool, 7 + jwt.len(), fill) }) else {
+    let Some(bearer) = (unsafe { headers::pool_concat((*r).pool, &[b"Bearer ", jwt]) }) else {
         return Step::Rc(500);
     };
     // SAFETY: r is valid; the header list belongs to it; bearer lives in its pool.
