@@ -5,12 +5,12 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dpop_sign::SigningKey;
 use phantom_core::dpop::Alg;
+use support::dpop::{jti, now};
 use support::fleet::*;
 use support::http::request;
 use support::*;
@@ -24,23 +24,6 @@ fn api(extra: &str) -> String {
     format!(
         "phantom_token_dpop on; {extra}
          location = /metrics {{ phantom_token off; phantom_token_status; }}"
-    )
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn jti() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "jti-{}-{}-{}",
-        std::process::id(),
-        now(),
-        N.fetch_add(1, Ordering::SeqCst)
     )
 }
 

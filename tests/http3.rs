@@ -8,11 +8,11 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dpop_sign::SigningKey;
 use phantom_core::dpop::Alg;
+use support::dpop::{jti, now};
 use support::h3::{available, H3Stack, Req};
 use support::*;
 
@@ -227,23 +227,6 @@ fn no_client_spelling_of_the_jwt_header_reaches_the_upstream() {
     assert!(jwt[0].1.starts_with("Bearer ey"), "{:?}", up.headers);
     assert!(up.header("authorization").is_none(), "{:?}", up.headers);
     assert!(!format!("{:?}", up.headers).contains("forged"));
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn jti() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "h3-{}-{}-{}",
-        std::process::id(),
-        now(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
 }
 
 #[test]

@@ -3,32 +3,13 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use dpop_sign::SigningKey;
 use phantom_core::dpop::Alg;
+use support::dpop::{jti, now};
 use support::http::request;
 use support::*;
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn jti() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "jti-{}-{}-{}",
-        std::process::id(),
-        now(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 /// The support client sends `Host: localhost`.
 const HTU: &str = "http://localhost/api";

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod dns;
+pub mod dpop;
 pub mod fleet;
 pub mod h3;
 pub mod http;
