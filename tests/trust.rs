@@ -20,6 +20,24 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// `GET path` with `token` as the bearer, straight to nginx on `port` (no [`Stack`] here).
+fn get_bearer(port: u16, path: &str, token: &str) -> Response {
+    request(
+        port,
+        "GET",
+        path,
+        &[("Authorization", &bearer(token))],
+        None,
+    )
+}
+
+/// Identity servers A and B and an echo API, for [`two_servers`].
+fn a_b_and_echo() -> (IdServer, IdServer, EchoServer) {
+    let a = IdServer::start(IdConfig::default()).unwrap();
+    let b = IdServer::start(IdConfig::default()).unwrap();
+    (a, b, EchoServer::start().unwrap())
+}
+
 /// Two protected locations, `/a` on identity server A and `/b` on B.
 fn two_servers(a: &IdServer, b: &IdServer, echo: &EchoServer, cache: &str) -> String {
     format!(
@@ -42,71 +60,32 @@ fn two_servers(a: &IdServer, b: &IdServer, echo: &EchoServer, cache: &str) -> St
 
 #[test]
 fn a_token_known_to_one_server_is_not_granted_on_the_other() {
-    let (a, b) = (
-        IdServer::start(IdConfig::default()).unwrap(),
-        IdServer::start(IdConfig::default()).unwrap(),
-    );
-    let echo = EchoServer::start().unwrap();
+    let (a, b, echo) = a_b_and_echo();
     let n = Nginx::start(
         "phantom_token_cache_zone c:1m;",
         &two_servers(&a, &b, &echo, "phantom_token_cache c;"),
     );
     let token = a.issue("read", 300);
-    assert_eq!(
-        request(
-            n.port,
-            "GET",
-            "/a",
-            &[("Authorization", &bearer(&token))],
-            None
-        )
-        .status,
-        200
-    );
-    let r = request(
-        n.port,
-        "GET",
-        "/b",
-        &[("Authorization", &bearer(&token))],
-        None,
-    );
+    assert_eq!(get_bearer(n.port, "/a", &token).status, 200);
+    let r = get_bearer(n.port, "/b", &token);
     assert_eq!(r.status, 401, "/b must ask its own identity server");
     assert_eq!(b.introspections(), 1);
     // Same endpoint and format: the entry is shared.
-    let r = request(
-        n.port,
-        "GET",
-        "/a2",
-        &[("Authorization", &bearer(&token))],
-        None,
-    );
+    let r = get_bearer(n.port, "/a2", &token);
     assert_eq!((r.status, r.header("x-cache")), (200, Some("HIT")));
     assert_eq!(a.introspections(), 1);
 }
 
 /// `/a` and `/b` at once with A slow, so that the two introspections overlap.
 fn concurrently(workers: usize, cache_http: &str, cache: &str) {
-    let (a, b) = (
-        IdServer::start(IdConfig::default()).unwrap(),
-        IdServer::start(IdConfig::default()).unwrap(),
-    );
-    let echo = EchoServer::start().unwrap();
+    let (a, b, echo) = a_b_and_echo();
     let n = Nginx::start_workers(workers, cache_http, &two_servers(&a, &b, &echo, cache), "");
     let token = a.issue("read", 300);
     a.set_fault(Fault::Delay(Duration::from_millis(800)));
-    let port = n.port;
-    let auth = bearer(&token);
-    let first = std::thread::spawn(move || {
-        request(port, "GET", "/a", &[("Authorization", &auth)], None).status
-    });
+    let (port, first_token) = (n.port, token.clone());
+    let first = std::thread::spawn(move || get_bearer(port, "/a", &first_token).status);
     std::thread::sleep(Duration::from_millis(200));
-    let r = request(
-        n.port,
-        "GET",
-        "/b",
-        &[("Authorization", &bearer(&token))],
-        None,
-    );
+    let r = get_bearer(n.port, "/b", &token);
     assert_eq!(r.status, 401, "/b joined /a's introspection");
     assert_eq!(first.join().unwrap(), 200);
     assert_eq!(b.introspections(), 1);
@@ -151,23 +130,11 @@ fn try_files_into_a_named_location_applies_its_scopes_and_header() {
          phantom_token_required_scope admin; phantom_token_header X-JWT;",
     );
     let read = ids.issue("read", 300);
-    let r = request(
-        n.port,
-        "GET",
-        "/x",
-        &[("Authorization", &bearer(&read))],
-        None,
-    );
+    let r = get_bearer(n.port, "/x", &read);
     assert_eq!(r.status, 403, "@api requires admin");
     assert_eq!(echo.requests(), 0);
     let admin = ids.issue("admin", 300);
-    let r = request(
-        n.port,
-        "GET",
-        "/x",
-        &[("Authorization", &bearer(&admin))],
-        None,
-    );
+    let r = get_bearer(n.port, "/x", &admin);
     assert_eq!(r.status, 200);
     let up = echo.last().unwrap();
     assert!(up.header("x-jwt").unwrap().starts_with("Bearer ey"));
@@ -197,13 +164,7 @@ fn a_redirect_to_another_endpoint_introspects_again() {
     );
     let n = Nginx::start("", &server);
     let token = ids.issue("read", 300);
-    let r = request(
-        n.port,
-        "GET",
-        "/x",
-        &[("Authorization", &bearer(&token))],
-        None,
-    );
+    let r = get_bearer(n.port, "/x", &token);
     assert_eq!(
         r.status, 401,
         "@api's identity server does not know the token"
@@ -218,13 +179,7 @@ fn a_redirect_to_an_unprotected_location_passes() {
     let echo = EchoServer::start().unwrap();
     let n = redirected(&ids, &echo, "phantom_token off;");
     let token = ids.issue("read", 300);
-    let r = request(
-        n.port,
-        "GET",
-        "/x",
-        &[("Authorization", &bearer(&token))],
-        None,
-    );
+    let r = get_bearer(n.port, "/x", &token);
     assert_eq!(r.status, 200);
     assert!(echo
         .last()
@@ -400,26 +355,14 @@ fn error_page_is_used_for_rejections_when_configured() {
         introspection_location(ids.port(), "")
     );
     let n = Nginx::start("", &server);
-    let r = request(
-        n.port,
-        "GET",
-        "/",
-        &[("Authorization", "Bearer unknown")],
-        None,
-    );
+    let r = get_bearer(n.port, "/", "unknown");
     assert_eq!((r.status, r.text().as_str()), (401, "custom 401\n"));
     assert_eq!(
         r.header("www-authenticate"),
         Some(r#"Bearer realm="api", error="invalid_token""#)
     );
     ids.stop();
-    let r = request(
-        n.port,
-        "GET",
-        "/",
-        &[("Authorization", "Bearer other")],
-        None,
-    );
+    let r = get_bearer(n.port, "/", "other");
     assert_eq!((r.status, r.text().as_str()), (503, "custom 503\n"));
     // No error_page for 403 here: the module's JSON.
     let r = request(n.port, "GET", "/", &[], None);
