@@ -27,16 +27,46 @@ fn concurrent(port: u16, n: usize, auth: &str) -> Vec<u16> {
     handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
-fn sub_upstream(s: &Stack) -> String {
-    let auth = s
-        .echo
+/// The `Authorization` the API last received: `Bearer <JWT>` (what tests compare).
+fn upstream_auth(s: &Stack) -> String {
+    s.echo
         .last()
         .unwrap()
         .header("authorization")
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+fn sub_upstream(s: &Stack) -> String {
+    let auth = upstream_auth(s);
     let claims = devsvr::jwt_claims(auth.strip_prefix("Bearer ").unwrap()).unwrap();
     claims["sub"].as_str().unwrap_or_default().to_string()
+}
+
+/// The cached stack with the identity server sending `Cache-Control: <cache_control>`.
+fn with_cache_control(cache_control: &str) -> Stack {
+    let cfg = IdConfig {
+        cache_control: Some(cache_control.into()),
+        ..IdConfig::default()
+    };
+    Stack::with_ids(cfg, ZONE, &cached(""), "")
+}
+
+/// A stack caching in `zone` (named `tiny`) JWTs of `jwt_size` bytes, to fill it.
+fn with_jwt_size(jwt_size: usize, zone: &str) -> Stack {
+    let cfg = IdConfig {
+        jwt_size,
+        ..IdConfig::default()
+    };
+    Stack::with_ids(cfg, zone, "phantom_token_cache tiny;", "")
+}
+
+/// A cached stack of `workers` whose introspections take 700 ms, and a token's `Authorization`.
+fn slow_introspection(workers: usize) -> (Stack, String) {
+    let s = Stack::with_workers(workers, IdConfig::default(), ZONE, &cached(""), "");
+    let token = s.ids.issue("read", 300);
+    s.ids.set_fault(Fault::Delay(Duration::from_millis(700)));
+    (s, format!("Bearer {token}"))
 }
 
 #[test]
@@ -46,13 +76,7 @@ fn repeated_token_is_introspected_once_across_workers() {
     let first = s.get_bearer("/", &token);
     assert_eq!(first.status, 200);
     assert_eq!(first.header("x-cache"), Some("MISS"));
-    let jwt = s
-        .echo
-        .last()
-        .unwrap()
-        .header("authorization")
-        .unwrap()
-        .to_string();
+    let jwt = upstream_auth(&s);
     for _ in 0..30 {
         let r = s.get_bearer("/", &token);
         assert_eq!(r.status, 200);
@@ -68,11 +92,7 @@ fn repeated_token_is_introspected_once_across_workers() {
 
 #[test]
 fn max_age_expires_entries() {
-    let cfg = IdConfig {
-        cache_control: Some("max-age=1".into()),
-        ..IdConfig::default()
-    };
-    let s = Stack::with_ids(cfg, ZONE, &cached(""), "");
+    let s = with_cache_control("max-age=1");
     let token = s.ids.issue("read", 300);
     assert_eq!(s.get_bearer("/", &token).header("x-cache"), Some("MISS"));
     assert_eq!(s.get_bearer("/", &token).header("x-cache"), Some("HIT"));
@@ -88,11 +108,7 @@ fn max_age_expires_entries() {
 
 #[test]
 fn jwt_exp_bounds_the_lifetime() {
-    let cfg = IdConfig {
-        cache_control: Some(String::new()),
-        ..IdConfig::default()
-    };
-    let s = Stack::with_ids(cfg, ZONE, &cached(""), "");
+    let s = with_cache_control("");
     let token = s.ids.issue("read", 2);
     assert_eq!(s.get_bearer("/", &token).status, 200);
     assert_eq!(s.get_bearer("/", &token).header("x-cache"), Some("HIT"));
@@ -118,11 +134,7 @@ fn max_ttl_caps_the_lifetime() {
 
 #[test]
 fn no_store_is_not_cached() {
-    let cfg = IdConfig {
-        cache_control: Some("no-store".into()),
-        ..IdConfig::default()
-    };
-    let s = Stack::with_ids(cfg, ZONE, &cached(""), "");
+    let s = with_cache_control("no-store");
     let token = s.ids.issue("read", 300);
     s.get_bearer("/", &token);
     s.get_bearer("/", &token);
@@ -168,16 +180,7 @@ fn tokens_never_get_each_others_jwt() {
 
 #[test]
 fn full_zone_evicts_and_never_fails() {
-    let cfg = IdConfig {
-        jwt_size: 4096,
-        ..IdConfig::default()
-    };
-    let s = Stack::with_ids(
-        cfg,
-        "phantom_token_cache_zone tiny:32k l1=0 leeway=0;",
-        "phantom_token_cache tiny;",
-        "",
-    );
+    let s = with_jwt_size(4096, "phantom_token_cache_zone tiny:32k l1=0 leeway=0;");
     let tokens: Vec<String> = (0..40).map(|_| s.ids.issue("read", 300)).collect();
     for t in &tokens {
         assert_eq!(s.get_bearer("/", t).status, 200);
@@ -193,16 +196,7 @@ fn full_zone_evicts_and_never_fails() {
 
 #[test]
 fn oversized_entries_are_simply_not_cached() {
-    let cfg = IdConfig {
-        jwt_size: 40_000,
-        ..IdConfig::default()
-    };
-    let s = Stack::with_ids(
-        cfg,
-        "phantom_token_cache_zone tiny:32k;",
-        "phantom_token_cache tiny;",
-        "",
-    );
+    let s = with_jwt_size(40_000, "phantom_token_cache_zone tiny:32k;");
     let token = s.ids.issue("read", 300);
     assert_eq!(s.get_bearer("/", &token).status, 200);
     assert_eq!(s.get_bearer("/", &token).status, 200);
@@ -224,11 +218,8 @@ fn reload_keeps_the_entries() {
 
 #[test]
 fn concurrent_first_requests_are_coalesced() {
-    let s = Stack::with_workers(1, IdConfig::default(), ZONE, &cached(""), "");
-    let token = s.ids.issue("read", 300);
-    s.ids.set_fault(Fault::Delay(Duration::from_millis(700)));
+    let (s, auth) = slow_introspection(1);
     let port = s.nginx.port;
-    let auth = format!("Bearer {token}");
     for status in concurrent(port, 8, auth.as_str()) {
         assert_eq!(status, 200);
     }
@@ -295,11 +286,8 @@ fn bad_cache_configuration_fails_nginx_t() {
 
 #[test]
 fn coalescing_works_over_http2() {
-    let s = Stack::with_workers(1, IdConfig::default(), ZONE, &cached(""), "");
-    let token = s.ids.issue("read", 300);
-    s.ids.set_fault(Fault::Delay(Duration::from_millis(700)));
+    let (s, auth) = slow_introspection(1);
     let port = s.nginx.h2_port;
-    let auth = format!("Bearer {token}");
     let handles: Vec<_> = (0..6)
         .map(|_| {
             let auth = auth.clone();
@@ -317,11 +305,8 @@ fn coalescing_works_over_http2() {
 
 #[test]
 fn concurrent_first_requests_are_coalesced_across_workers() {
-    let s = Stack::start(ZONE, &cached(""));
-    let token = s.ids.issue("read", 300);
-    s.ids.set_fault(Fault::Delay(Duration::from_millis(700)));
+    let (s, auth) = slow_introspection(2);
     let port = s.nginx.port;
-    let auth = format!("Bearer {token}");
     for status in concurrent(port, 10, auth.as_str()) {
         assert_eq!(status, 200);
     }
