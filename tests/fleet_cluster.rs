@@ -18,7 +18,6 @@
 mod support;
 
 use std::path::Path;
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use phantom_core::fleet::layout::Layout;
@@ -26,9 +25,7 @@ use phantom_core::fleet::slot::key_slot;
 use phantom_core::purge::Kind;
 use support::cluster::{valkey_9_1, Cluster, Primary};
 use support::fleet::*;
-use support::http::request;
 use support::redis::{monitor_args, redis_server_binary, Redis, Value};
-use support::*;
 
 /// The fleet's layout (`pt:v2:`, the fleet's `name` key).
 fn layout(f: &Fleet) -> Layout {
@@ -118,20 +115,7 @@ fn module_on_a_cluster_node(bin: &Path) {
     // Fleet-wide coalescing: 20 concurrent first requests over two instances, one
     // introspection (the lock's SET NX and the entry's GET in one slot).
     let busy = token_on(&f, &node, &claims);
-    f.ids.set_fault(Fault::Delay(Duration::from_millis(800)));
-    let barrier = Arc::new(Barrier::new(20));
-    let threads: Vec<_> = (0..20)
-        .map(|i| {
-            let port = f.port(i % 2);
-            let (auth, barrier) = (bearer(&busy), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                request(port, "GET", "/", &[("Authorization", &auth)], None).status
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    f.ids.set_fault(Fault::None);
+    let statuses = twenty_first_requests(&f.ids, &[f.port(0), f.port(1)], &busy);
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(
         f.ids.introspections(),

@@ -6,13 +6,11 @@
 
 mod support;
 
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use support::cluster::Cluster;
 use support::fleet::*;
-use support::http::request;
-use support::{EchoServer, Fault, IdConfig, IdServer, Nginx};
+use support::{EchoServer, IdConfig, IdServer, Nginx};
 
 /// An instance whose zone `jwt` uses the cluster, with its seed nodes in an `upstream`
 /// (their TLS ports when `zone` has `redis_ssl=on`).
@@ -293,20 +291,7 @@ fn full_session(c: &Cluster, zone: &str) {
     for round in 0..3 {
         let busy = issue_with(&ids, 1, claims.clone()).remove(0);
         let before = ids.introspections();
-        ids.set_fault(Fault::Delay(Duration::from_millis(800)));
-        let barrier = Arc::new(Barrier::new(20));
-        let threads: Vec<_> = (0..20)
-            .map(|i| {
-                let port = [a.port, b.port][i % 2];
-                let (auth, barrier) = (bearer(&busy), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    request(port, "GET", "/", &[("Authorization", &auth)], None).status
-                })
-            })
-            .collect();
-        let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-        ids.set_fault(Fault::None);
+        let statuses = twenty_first_requests(&ids, &[a.port, b.port], &busy);
         assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
         assert_eq!(
             ids.introspections() - before,

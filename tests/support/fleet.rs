@@ -7,6 +7,7 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use phantom_core::fleet::keys::base64url;
@@ -208,6 +209,25 @@ pub fn bearer(token: &str) -> String {
 pub fn get(port: u16, token: &str) -> (u16, String) {
     let r = request(port, "GET", "/", &[("Authorization", &bearer(token))], None);
     (r.status, r.header("x-cache").unwrap_or("").to_string())
+}
+
+/// 20 first requests for `token` at once over `ports`, introspection taking 800 ms: statuses.
+pub fn twenty_first_requests(ids: &IdServer, ports: &[u16], token: &str) -> Vec<u16> {
+    ids.set_fault(Fault::Delay(Duration::from_millis(800)));
+    let barrier = Arc::new(Barrier::new(20));
+    let threads: Vec<_> = (0..20)
+        .map(|i| {
+            let port = ports[i % ports.len()];
+            let (auth, barrier) = (bearer(token), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                request(port, "GET", "/", &[("Authorization", &auth)], None).status
+            })
+        })
+        .collect();
+    let statuses = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    ids.set_fault(Fault::None);
+    statuses
 }
 
 /// Caches every token on every instance (the first instance introspects).
