@@ -36,16 +36,22 @@ fn instance(c: &Cluster, ids: &IdServer, echo: &EchoServer, keys: &KeyFile, zone
     n
 }
 
-#[test]
-fn tokens_are_shared_through_the_primaries_that_own_their_slots() {
-    let c = Cluster::start();
+/// Two instances on `c` with one identity server, API and key file, once workers have maps.
+fn two_instances(c: &Cluster, zone: &str) -> (IdServer, EchoServer, KeyFile, Nginx, Nginx) {
     let ids = IdServer::start(IdConfig::default()).unwrap();
     let echo = EchoServer::start().unwrap();
     let keys = KeyFile::new();
-    let a = instance(&c, &ids, &echo, &keys, "");
-    let b = instance(&c, &ids, &echo, &keys, "");
+    let a = instance(c, &ids, &echo, &keys, zone);
+    let b = instance(c, &ids, &echo, &keys, zone);
     // Each worker asks for its map when it starts: let both workers of each have it.
     std::thread::sleep(Duration::from_millis(300));
+    (ids, echo, keys, a, b)
+}
+
+#[test]
+fn tokens_are_shared_through_the_primaries_that_own_their_slots() {
+    let c = Cluster::start();
+    let (ids, _echo, _keys, a, b) = two_instances(&c, "");
 
     let tokens = issue_with(&ids, 30, serde_json::json!({ "sub": "alice" }));
     for t in &tokens {
@@ -114,12 +120,7 @@ fn id_of(n: &support::redis::Redis) -> String {
 #[test]
 fn a_slot_migrated_under_load_is_followed_through_ask_then_moved() {
     let c = Cluster::start();
-    let ids = IdServer::start(IdConfig::default()).unwrap();
-    let echo = EchoServer::start().unwrap();
-    let keys = KeyFile::new();
-    let a = instance(&c, &ids, &echo, &keys, "");
-    let b = instance(&c, &ids, &echo, &keys, "");
-    std::thread::sleep(Duration::from_millis(300));
+    let (ids, _echo, _keys, a, b) = two_instances(&c, "");
     // Hot tokens, cached in the cluster; the slot of the first one's entry migrates.
     let hot = issue_with(&ids, 20, serde_json::json!({ "sub": "alice" }));
     for t in &hot {
@@ -197,12 +198,7 @@ fn a_slot_migrated_under_load_is_followed_through_ask_then_moved() {
 #[test]
 fn a_primary_killed_under_load_fails_no_request_and_its_replica_takes_its_writes() {
     let mut c = Cluster::start_timeout(&support::redis::redis_server_binary(), 1000);
-    let ids = IdServer::start(IdConfig::default()).unwrap();
-    let echo = EchoServer::start().unwrap();
-    let keys = KeyFile::new();
-    let a = instance(&c, &ids, &echo, &keys, "");
-    let b = instance(&c, &ids, &echo, &keys, "");
-    std::thread::sleep(Duration::from_millis(300));
+    let (ids, _echo, _keys, a, b) = two_instances(&c, "");
     let hot = issue_with(&ids, 20, serde_json::json!({ "sub": "alice" }));
     let mut killed = Instant::now();
     // The primary of the purge stream's slot: the stream readers must follow it too.
@@ -278,12 +274,7 @@ fn on_a_valkey_9_cluster() {
 /// Sharing, fleet-wide coalescing and purges of every kind on the cluster `c`, with `zone`
 /// parameters; no node gives an error reply.
 fn full_session(c: &Cluster, zone: &str) {
-    let ids = IdServer::start(IdConfig::default()).unwrap();
-    let echo = EchoServer::start().unwrap();
-    let keys = KeyFile::new();
-    let a = instance(c, &ids, &echo, &keys, zone);
-    let b = instance(c, &ids, &echo, &keys, zone);
-    std::thread::sleep(Duration::from_millis(300));
+    let (ids, _echo, _keys, a, b) = two_instances(c, zone);
     let claims = serde_json::json!({ "sub": "alice", "client_id": "app" });
 
     // Fleet-wide coalescing: 20 concurrent first requests over two instances, one
