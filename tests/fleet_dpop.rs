@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use dpop_sign::SigningKey;
 use phantom_core::dpop::Alg;
-use support::dpop::{jti, now};
+use support::dpop::{challenges, jti, now};
 use support::fleet::*;
 use support::http::request;
 use support::*;
@@ -61,18 +61,9 @@ fn call(port: u16, c: &Client, proof: &str) -> Response {
     )
 }
 
-fn challenge(r: &Response) -> String {
-    r.headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
-        .map(|(_, v)| v.as_str())
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
 fn assert_replayed(r: &Response, what: &str) {
     assert_eq!(r.status, 401, "{what}");
-    let ch = challenge(r);
+    let ch = challenges(r);
     assert!(
         ch.contains(r#"error="invalid_dpop_proof""#) && ch.contains("replayed"),
         "{what}: {ch}"
@@ -117,7 +108,7 @@ fn a_proof_accepted_by_one_instance_is_refused_by_another() {
     let c = Client::new(&f);
     let p = c.proof();
     let r = call(f.port(0), &c, &p);
-    assert_eq!(r.status, 200, "{}", challenge(&r));
+    assert_eq!(r.status, 200, "{}", challenges(&r));
     // The same proof and token at the other instance: the fleet has seen it.
     assert_replayed(&call(f.port(1), &c, &p), "instance B");
     // And again at the first (its own replay cache answers first).
@@ -203,7 +194,7 @@ fn without_redis_the_default_mode_falls_back_to_each_instance_and_counts_it() {
     let p = c.proof();
     let started = Instant::now();
     let r = call(f.port(0), &c, &p);
-    assert_eq!(r.status, 200, "{}", challenge(&r));
+    assert_eq!(r.status, 200, "{}", challenges(&r));
     assert_replayed(&call(f.port(0), &c, &p), "instance A, its own replay cache");
     // Per-instance behaviour: the other instance has not seen it.
     assert_eq!(call(f.port(1), &c, &p).status, 200);
@@ -233,7 +224,7 @@ fn a_redis_that_does_not_answer_costs_a_timeout_then_falls_back() {
     let r = call(f.port(0), &c, &c.proof());
     let took = started.elapsed();
     f.redis.resume();
-    assert_eq!(r.status, 200, "{}", challenge(&r));
+    assert_eq!(r.status, 200, "{}", challenges(&r));
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert!(fallbacks(f.port(0)) >= 1.0);
     assert_no_crash(&f.nodes[0]);
@@ -393,7 +384,7 @@ fn clients_that_leave_while_their_proof_is_claimed_leave_nothing_behind() {
         if r.status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "{} {}", r.status, challenge(&r));
+        assert!(Instant::now() < deadline, "{} {}", r.status, challenges(&r));
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_no_crash(n);

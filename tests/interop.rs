@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::Value;
+use support::dpop::challenges;
 use support::http::{raw, request};
 use support::*;
 
@@ -407,16 +408,6 @@ impl Interop {
     fn call_dpop(&self, token: &str, proof: &str) -> Response {
         self.call(&format!("DPoP {token}"), Some(proof))
     }
-}
-
-/// All `WWW-Authenticate` values of a response, joined with ` | `.
-fn challenges(r: &Response) -> String {
-    r.headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
-        .map(|(_, v)| v.as_str())
-        .collect::<Vec<_>>()
-        .join(" | ")
 }
 
 /// The JSON object in one part of a compact JWS.

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use dpop_sign::SigningKey;
 use phantom_core::dpop::Alg;
-use support::dpop::{jti, now};
+use support::dpop::{challenges, jti, now};
 use support::http::request;
 use support::*;
 
@@ -56,21 +56,12 @@ impl Dpop {
     }
 }
 
-fn challenge(r: &Response) -> String {
-    r.headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
-        .map(|(_, v)| v.as_str())
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
 #[test]
 fn a_valid_proof_is_granted_and_the_api_gets_bearer_without_the_proof() {
     let d = Dpop::start("phantom_token_dpop on;");
     let token = d.bound(&d.key.jkt());
     let r = d.call(&token, &[&d.proof("GET", HTU, now(), &token)]);
-    assert_eq!(r.status, 200, "{}", challenge(&r));
+    assert_eq!(r.status, 200, "{}", challenges(&r));
     let up = d.s.echo.last().unwrap();
     assert!(up.header("authorization").unwrap().starts_with("Bearer ey"));
     assert!(up.header("dpop").is_none());
@@ -80,9 +71,9 @@ fn a_valid_proof_is_granted_and_the_api_gets_bearer_without_the_proof() {
     let r = d.call(&token, &[&d.proof("POST", HTU, now(), &token)]);
     assert_eq!(r.status, 401);
     assert!(
-        challenge(&r).contains("invalid_dpop_proof"),
+        challenges(&r).contains("invalid_dpop_proof"),
         "{}",
-        challenge(&r)
+        challenges(&r)
     );
     assert_eq!(d.s.ids.introspections(), 1);
 }
@@ -132,7 +123,7 @@ fn each_proof_failure_is_a_401_invalid_dpop_proof() {
     for (what, proof) in cases {
         let r = d.call(&token, &[&proof]);
         assert_eq!(r.status, 401, "{what}");
-        let ch = challenge(&r);
+        let ch = challenges(&r);
         assert!(
             ch.contains(r#"DPoP realm="api", error="invalid_dpop_proof""#)
                 && ch.contains(r#"algs="ES256 RS256""#),
@@ -159,7 +150,7 @@ fn a_proof_replayed_against_any_worker_is_refused() {
     for _ in 0..4 {
         let r = d.call(&token, &[&p]);
         assert_eq!(r.status, 401);
-        assert!(challenge(&r).contains("replayed"), "{}", challenge(&r));
+        assert!(challenges(&r).contains("replayed"), "{}", challenges(&r));
     }
 }
 
@@ -170,7 +161,7 @@ fn binding_mismatch_and_bearer_downgrade_are_invalid_token() {
     let token = d.bound(&other.jkt());
     let r = d.call(&token, &[&d.proof("GET", HTU, now(), &token)]);
     assert_eq!(r.status, 401);
-    let ch = challenge(&r);
+    let ch = challenges(&r);
     assert!(
         ch.contains(r#"DPoP realm="api", error="invalid_token""#),
         "{ch}"
@@ -179,7 +170,7 @@ fn binding_mismatch_and_bearer_downgrade_are_invalid_token() {
     let token = d.bound(&d.key.jkt());
     let r = d.s.get_bearer("/api", &token);
     assert_eq!(r.status, 401);
-    let ch = challenge(&r);
+    let ch = challenges(&r);
     assert!(
         ch.contains(r#"Bearer realm="api", error="invalid_token""#) && ch.contains("DPoP realm"),
         "{ch}"
@@ -205,14 +196,14 @@ fn required_mode_offers_only_dpop() {
     let d = Dpop::start("phantom_token_dpop required;");
     let r = d.s.get("/api", &[]);
     assert_eq!(r.status, 401);
-    assert_eq!(challenge(&r), r#"DPoP realm="api", algs="ES256""#);
+    assert_eq!(challenges(&r), r#"DPoP realm="api", algs="ES256""#);
     let plain = d.s.ids.issue("read", 300);
     let r = d.s.get_bearer("/api", &plain);
     assert_eq!(r.status, 401);
     assert!(
-        challenge(&r).starts_with(r#"DPoP realm="api", error="invalid_token""#),
+        challenges(&r).starts_with(r#"DPoP realm="api", error="invalid_token""#),
         "{}",
-        challenge(&r)
+        challenges(&r)
     );
     let token = d.bound(&d.key.jkt());
     assert_eq!(
@@ -227,7 +218,7 @@ fn on_mode_offers_both_schemes_when_there_is_no_token() {
     let d = Dpop::start("phantom_token_dpop on;");
     let r = d.s.get("/api", &[]);
     assert_eq!(
-        challenge(&r),
+        challenges(&r),
         r#"Bearer realm="api" | DPoP realm="api", algs="ES256""#
     );
 }
@@ -239,9 +230,9 @@ fn server_nonces_are_required_when_on() {
     let r = d.call(&token, &[&d.proof("GET", HTU, now(), &token)]);
     assert_eq!(r.status, 401);
     assert!(
-        challenge(&r).contains(r#"error="use_dpop_nonce""#),
+        challenges(&r).contains(r#"error="use_dpop_nonce""#),
         "{}",
-        challenge(&r)
+        challenges(&r)
     );
     let nonce = r.header("dpop-nonce").expect("DPoP-Nonce").to_string();
     let wrong = d

@@ -1,7 +1,10 @@
-//! What every DPoP test needs to make proofs with `dpop_sign`: the clock and fresh `jti`s.
+//! What the DPoP tests share: the clock and fresh `jti`s for `dpop_sign`'s proofs, and the
+//! challenges of a refusal.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::Response;
 
 /// Seconds since the epoch: the `iat` of a proof made now.
 pub fn now() -> i64 {
@@ -20,4 +23,14 @@ pub fn jti() -> String {
         now(),
         N.fetch_add(1, Ordering::SeqCst)
     )
+}
+
+/// All `WWW-Authenticate` values of a response, joined with ` | ` (a refusal may carry several).
+pub fn challenges(r: &Response) -> String {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
+        .map(|(_, v)| v.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
