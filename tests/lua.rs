@@ -477,14 +477,18 @@ fn reload_with_both_modules_keeps_working() {
     };
     let nginx = Nginx::start_after(&lua, 2, http, &server("v1"), "");
     let token = ids.issue("read", 300);
-    let get = || {
-        let r = http::request(
+    // The one request of this test (before and after each reload).
+    let send = || {
+        http::request(
             nginx.port,
             "GET",
             "/",
             &[("Authorization", &format!("Bearer {token}"))],
             None,
-        );
+        )
+    };
+    let get = || {
+        let r = send();
         assert_eq!(r.status, 200, "{}", r.text());
         let version = echo
             .last()
@@ -528,14 +532,7 @@ fn reload_with_both_modules_keeps_working() {
     }
     assert_eq!(ids.introspections(), 1);
     // The shared dict, like the module's zone, kept its count over the reloads.
-    let r = http::request(
-        nginx.port,
-        "GET",
-        "/",
-        &[("Authorization", &format!("Bearer {token}"))],
-        None,
-    );
-    assert_eq!(r.header("x-lua-seen"), Some("6"));
+    assert_eq!(send().header("x-lua-seen"), Some("6"));
     nginx.assert_clean_log();
 }
 
