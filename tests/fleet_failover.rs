@@ -227,6 +227,66 @@ fn a_dns_name_that_moves_is_followed_with_the_resolver() {
     }
 }
 
+/// Sentinels with `requirepass`: the module logs in with `redis_sentinel_password_file=`
+/// and follows the primary; without it, each Sentinel's refusal is logged and requests go on
+/// without the fleet tier.
+#[test]
+fn sentinels_with_a_password_are_asked_after_auth() {
+    let w = Watched::start_with(Some("sentinel-secret"));
+    let ids = IdServer::start(IdConfig::default()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let keys = KeyFile::new();
+    let dir = fresh_dir();
+    let pass = dir.join("sentinel.pass");
+    std::fs::write(&pass, "sentinel-secret\n").unwrap();
+    let zone = |extra: &str| {
+        format!(
+            "{}
+             phantom_token_cache_zone jwt:10m redis=sentinels redis_sentinel={MASTER} redis_key={} redis_timeout=200ms {extra};",
+            w.upstream(),
+            keys.path().display()
+        )
+    };
+    let server = fleet_server(&ids, &echo, "");
+    let with = Nginx::start_workers(
+        2,
+        &zone(&format!("redis_sentinel_password_file={}", pass.display())),
+        &server,
+        "",
+    );
+    assert!(
+        with.wait_log(&format!("is 127.0.0.1:{} (Sentinel", w.primary.port)),
+        "{}",
+        with.error_log()
+    );
+    let t = ids.issue("read", 300);
+    assert_eq!(get(with.port, &t), (200, "MISS".into()));
+    eventually("the entry is on the primary", || stored(&w.primary) == 1);
+    assert_eq!(get(with.port, &t), (200, "HIT".into()));
+    assert!(!with.error_log().contains("NOAUTH"), "{}", with.error_log());
+
+    let without = Nginx::start_workers(1, &zone(""), &server, "");
+    assert!(
+        without.wait_log("its password (requirepass) goes in redis_sentinel_password_file="),
+        "{}",
+        without.error_log()
+    );
+    let u = ids.issue("read", 300);
+    assert_eq!(
+        get(without.port, &u).0,
+        200,
+        "no Sentinel answers: introspected"
+    );
+    assert!(
+        !without.error_log().contains("(Sentinel"),
+        "no primary was learnt:\n{}",
+        without.error_log()
+    );
+    for n in [&with, &without] {
+        assert_no_crash(n);
+    }
+}
+
 #[test]
 fn sentinel_parameters_are_checked_by_nginx_t() {
     let keys = KeyFile::new();
@@ -249,4 +309,24 @@ fn sentinel_parameters_are_checked_by_nginx_t() {
         "",
     );
     assert!(ok, "{out}");
+    let pass = fresh_dir().join("pass");
+    std::fs::write(&pass, "p").unwrap();
+    for (zone, want) in [
+        (
+            format!("redis_sentinel_password_file={}", pass.display()),
+            "\"redis_sentinel_password_file=\" needs \"redis_sentinel=\"".to_string(),
+        ),
+        (
+            "redis_sentinel=m redis_sentinel_password_file=/nonexistent/pass".into(),
+            "cannot read redis_sentinel_password_file \"/nonexistent/pass\"".into(),
+        ),
+        (
+            "redis_sentinel=m redis_sentinel_password_file=".into(),
+            "empty \"redis_sentinel_password_file=\"".into(),
+        ),
+    ] {
+        let (ok, out) = nginx_test_config(&fleet_http(6390, keys.path(), &zone, ""), "");
+        assert!(!ok, "{zone}: nginx -t passed");
+        assert!(out.contains(&want), "{zone}: {out}");
+    }
 }

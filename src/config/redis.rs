@@ -61,6 +61,11 @@ pub(crate) fn parse_param(
                 .map_err(|e| format!("cannot read redis_password_file \"{v}\": {e}"))?;
             spec.password_file = Some(v.into());
         }
+        "redis_sentinel_password_file" if !v.is_empty() => {
+            std::fs::File::open(v)
+                .map_err(|e| format!("cannot read redis_sentinel_password_file \"{v}\": {e}"))?;
+            spec.sentinel_password_file = Some(v.into());
+        }
         "redis_max_connection_age" => {
             spec.max_connection_age_ms = Some(
                 super::parse_ms(v)
@@ -73,7 +78,9 @@ pub(crate) fn parse_param(
                 .map_err(|why| format!("invalid \"{arg}\" ({why})"))?;
             spec.prefix = v.into();
         }
-        "redis" | "redis_key" | "redis_password_file" => return Err(format!("empty \"{arg}\"")),
+        "redis" | "redis_key" | "redis_password_file" | "redis_sentinel_password_file" => {
+            return Err(format!("empty \"{arg}\""))
+        }
         _ if k.starts_with("redis_ssl") => return parse_tls(spec, k, v, arg).map(|_| true),
         _ => return Ok(false),
     }

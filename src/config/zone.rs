@@ -153,13 +153,16 @@ fn parse_zone_args(args: &[&str]) -> Result<ZoneSpec, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway=, stale_if_error=, negative_share=, l1=, redis=, redis_sentinel=, redis_cluster=, redis_key=, redis_timeout=, redis_lock=, redis_prefix=, redis_password_file=, redis_max_connection_age= or redis_ssl*=)"
+                    "unknown parameter \"{a}\" (expected max_ttl=, negative_ttl=, leeway=, stale_if_error=, negative_share=, l1=, redis=, redis_sentinel=, redis_cluster=, redis_key=, redis_timeout=, redis_lock=, redis_prefix=, redis_password_file=, redis_sentinel_password_file=, redis_max_connection_age= or redis_ssl*=)"
                 ))
             }
         }
     }
     if fleet.target.is_empty() && fleet.tls.is_some() {
         return Err("\"redis_ssl=\" is given without \"redis=\"".into());
+    }
+    if fleet.sentinel_password_file.is_some() && fleet.sentinel.is_none() {
+        return Err("\"redis_sentinel_password_file=\" needs \"redis_sentinel=\"".into());
     }
     if fleet.cluster && fleet.sentinel.is_some() {
         return Err("\"redis_cluster=on\" and \"redis_sentinel=\" exclude each other (a cluster's nodes fail over by themselves)".into());

@@ -54,6 +54,9 @@ pub(crate) struct FleetSpec {
     pub(crate) tls: Option<TlsSpec>,
     /// `redis_password_file=`: the password, read for every new connection.
     pub(crate) password_file: Option<String>,
+    /// `redis_sentinel_password_file=`: the Sentinels' password (`requirepass`), read for
+    /// every new connection to a Sentinel.
+    pub(crate) sentinel_password_file: Option<String>,
     /// `redis_max_connection_age=`: a connection is replaced once it is this old (ms).
     pub(crate) max_connection_age_ms: Option<u64>,
 }
@@ -134,8 +137,10 @@ pub(crate) struct Fleet {
     /// `redis_ssl*=` as written, and the TLS context made from it at postconfiguration.
     pub(crate) tls_spec: Option<TlsSpec>,
     pub(crate) tls: Option<tls::Tls>,
-    /// `redis_password_file=` and `redis_max_connection_age=`.
+    /// `redis_password_file=`, `redis_sentinel_password_file=` and
+    /// `redis_max_connection_age=`.
     pub(crate) password_file: Option<String>,
+    pub(crate) sentinel_password_file: Option<String>,
     pub(crate) max_connection_age_ms: Option<u64>,
     /// The zone's shared state (set once the zone is known to the worker).
     shared: core::cell::Cell<*const FleetShared>,
@@ -165,6 +170,7 @@ impl Fleet {
             tls_spec: spec.tls,
             tls: None,
             password_file: spec.password_file,
+            sentinel_password_file: spec.sentinel_password_file,
             max_connection_age_ms: spec.max_connection_age_ms,
             shared: core::cell::Cell::new(core::ptr::null()),
             worker: RefCell::new(None),
@@ -240,26 +246,38 @@ impl Fleet {
     pub(crate) fn auth(&self) -> Option<Vec<u8>> {
         let from_file;
         let pass = match &self.password_file {
-            Some(path) => match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    from_file = text.trim().to_string();
-                    from_file.as_str()
-                }
-                Err(e) => {
-                    let msg = format!(
-                        "cannot read redis_password_file \"{path}\" (the workers read it): {e}"
-                    );
-                    crate::metrics::count(crate::metrics::Counter::RedisAuth);
-                    self.log_once(ErrorClass::Auth, NGX_LOG_ERR as usize, &msg);
-                    return None;
-                }
-            },
+            Some(path) => {
+                from_file = self.read_password("redis_password_file", path)?;
+                from_file.as_str()
+            }
             None => self.keys.redis_password()?,
         };
         Some(match self.keys.redis_user() {
             Some(user) => resp::command(&[b"AUTH", user.as_bytes(), pass.as_bytes()]),
             None => resp::command(&[b"AUTH", pass.as_bytes()]),
         })
+    }
+
+    /// The `AUTH` command for a new connection to a Sentinel (`requirepass` on the
+    /// Sentinels; the data servers' credentials are not sent to them).
+    pub(crate) fn sentinel_auth(&self) -> Option<Vec<u8>> {
+        let path = self.sentinel_password_file.as_deref()?;
+        let pass = self.read_password("redis_sentinel_password_file", path)?;
+        Some(resp::command(&[b"AUTH", pass.as_bytes()]))
+    }
+
+    /// A password file's content, trimmed; an unreadable file is counted and logged (once a
+    /// minute), and the connection goes without `AUTH`, which the server refuses.
+    fn read_password(&self, param: &str, path: &str) -> Option<String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.trim().to_string()),
+            Err(e) => {
+                let msg = format!("cannot read {param} \"{path}\" (the workers read it): {e}");
+                crate::metrics::count(crate::metrics::Counter::RedisAuth);
+                self.log_once(ErrorClass::Auth, NGX_LOG_ERR as usize, &msg);
+                None
+            }
+        }
     }
 
     /// Sends `cmds` expecting `replies` replies for `waiter`; `false` when Redis is
@@ -424,8 +442,8 @@ impl Fleet {
     }
 
     /// Redis answered with an error: counted by its meaning, and logged (once a minute per
-    /// class and instance) with what happens next.
-    pub(crate) fn reply_error(&self, class: ErrorClass, line: &[u8], server: &str) {
+    /// class and instance) with what happens next (`sentinel`: the server is a Sentinel).
+    pub(crate) fn reply_error(&self, class: ErrorClass, line: &[u8], server: &str, sentinel: bool) {
         use crate::metrics::{count, Counter};
         count(match class {
             ErrorClass::Role => Counter::RedisRole,
@@ -437,6 +455,10 @@ impl Fleet {
             ErrorClass::Role => (
                 NGX_LOG_WARN,
                 "this server cannot take writes now (a replica, or a primary that was demoted or is loading): trying the next server",
+            ),
+            ErrorClass::Auth if sentinel => (
+                NGX_LOG_ERR,
+                "the Sentinel refused: its password (requirepass) goes in redis_sentinel_password_file=; asking another",
             ),
             ErrorClass::Auth => (
                 NGX_LOG_ERR,
@@ -484,7 +506,7 @@ impl Fleet {
     /// A new connection found a replica (or a Sentinel) where it wants the primary: it moves
     /// on to the next address (counted, and logged once a minute per instance).
     pub(crate) fn not_primary(&self, server: &str) {
-        self.reply_error(ErrorClass::Role, b"ROLE: not the primary", server);
+        self.reply_error(ErrorClass::Role, b"ROLE: not the primary", server, false);
     }
 
     /// The next request probes Redis at once, whatever the breaker says.

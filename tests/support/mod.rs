@@ -104,7 +104,8 @@ fn ephemeral_low() -> usize {
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
-fn fresh_dir() -> PathBuf {
+/// A new empty directory for one test's files.
+pub fn fresh_dir() -> PathBuf {
     let n = SEQ.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("phantom-test-{}-{n}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);

@@ -16,13 +16,23 @@ pub struct Sentinel {
     pub port: u16,
     child: Option<Child>,
     dir: PathBuf,
+    /// `requirepass` of this Sentinel (and `sentinel-pass` towards the others).
+    password: Option<String>,
 }
 
 impl Sentinel {
     /// Starts a Sentinel monitoring the primary on `primary_port` (quorum 2, a primary is
     /// down after 1 s without answers).
     pub fn start(primary_port: u16) -> Sentinel {
+        Sentinel::start_with(primary_port, None)
+    }
+
+    /// As [`Sentinel::start`], asking clients and the other Sentinels for `password`.
+    pub fn start_with(primary_port: u16, password: Option<&str>) -> Sentinel {
         let dir = super::fresh_dir();
+        let auth = password
+            .map(|p| format!("requirepass {p}\nsentinel sentinel-pass {p}\n"))
+            .unwrap_or_default();
         for _ in 0..10 {
             let port = super::free_port();
             let conf = dir.join("sentinel.conf");
@@ -34,7 +44,7 @@ impl Sentinel {
                      sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n\
                      sentinel down-after-milliseconds {MASTER} 1000\n\
                      sentinel failover-timeout {MASTER} 5000\n\
-                     sentinel parallel-syncs {MASTER} 1\n",
+                     sentinel parallel-syncs {MASTER} 1\n{auth}",
                     log = dir.join("sentinel.log").display(),
                     dir = dir.display()
                 ),
@@ -52,6 +62,7 @@ impl Sentinel {
                 port,
                 child: Some(child),
                 dir: dir.clone(),
+                password: password.map(String::from),
             };
             if s.wait_ready() {
                 return s;
@@ -67,7 +78,7 @@ impl Sentinel {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return false;
             }
-            if let Ok(mut c) = Conn::open(self.port, Duration::from_millis(300)) {
+            if let Some(mut c) = self.conn(Duration::from_millis(300)) {
                 if c.cmd(&[b"PING"]).ok() == Some(Value::Ok("PONG".into())) {
                     return true;
                 }
@@ -77,9 +88,18 @@ impl Sentinel {
         false
     }
 
+    /// A connection to this Sentinel, logged in when it has a password.
+    fn conn(&self, timeout: Duration) -> Option<Conn> {
+        let mut c = Conn::open(self.port, timeout).ok()?;
+        if let Some(p) = &self.password {
+            c.cmd(&[b"AUTH", p.as_bytes()]).ok()?;
+        }
+        Some(c)
+    }
+
     /// Where this Sentinel says the primary is (its port).
     pub fn primary_port(&self) -> Option<u16> {
-        let mut c = Conn::open(self.port, Duration::from_millis(500)).ok()?;
+        let mut c = self.conn(Duration::from_millis(500))?;
         let v = c
             .cmd(&[b"SENTINEL", b"get-master-addr-by-name", MASTER.as_bytes()])
             .ok()?;
@@ -88,7 +108,7 @@ impl Sentinel {
 
     /// How many replicas this Sentinel knows of the primary.
     pub fn known_replicas(&self) -> usize {
-        let Ok(mut c) = Conn::open(self.port, Duration::from_millis(500)) else {
+        let Some(mut c) = self.conn(Duration::from_millis(500)) else {
             return 0;
         };
         c.cmd(&[b"SENTINEL", b"replicas", MASTER.as_bytes()])
@@ -125,6 +145,11 @@ pub struct Watched {
 
 impl Watched {
     pub fn start() -> Watched {
+        Watched::start_with(None)
+    }
+
+    /// As [`Watched::start`], with Sentinels that ask for `password`.
+    pub fn start_with(password: Option<&str>) -> Watched {
         let primary = Redis::start();
         primary.cmd_str(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
         let replica = Redis::start_with_args(&[
@@ -132,7 +157,9 @@ impl Watched {
             "127.0.0.1".into(),
             primary.port.to_string(),
         ]);
-        let sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(primary.port)).collect();
+        let sentinels: Vec<Sentinel> = (0..3)
+            .map(|_| Sentinel::start_with(primary.port, password))
+            .collect();
         let w = Watched {
             sentinels,
             primary,

@@ -69,7 +69,8 @@ impl Conn {
         self.inbuf.clear();
         self.held.clear();
         // The handshake: AUTH (with credentials), HELLO, then ROLE; commands wait behind it.
-        // Sentinels are only asked where the primary is.
+        // Sentinels are only asked where the primary is, after their own AUTH if they have a
+        // password (a refused one fails the connection before their answer is read).
         self.handshaking = self.kind == Kind::Data;
         // SAFETY: reading nginx's cached clock.
         let now = unsafe { ngx_current_msec };
@@ -80,7 +81,12 @@ impl Conn {
                 (Some(resp::command(&[b"HELLO", b"2"])), Step::Hello),
                 (Some(role_command()), Step::Role),
             ],
-            Kind::Sentinel => [(None, Step::Auth), (None, Step::Hello), (None, Step::Role)],
+            Kind::Sentinel => [
+                // SAFETY: as above.
+                (unsafe { (*self.owner).sentinel_auth() }, Step::Auth),
+                (None, Step::Hello),
+                (None, Step::Role),
+            ],
         };
         for (cmd, step) in greet {
             let Some(cmd) = cmd else { continue };

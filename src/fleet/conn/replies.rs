@@ -73,7 +73,8 @@ impl Conn {
                 let class = ErrorClass::of(line);
                 // SAFETY: the owner outlives its connections.
                 let owner = unsafe { &*self.owner };
-                owner.reply_error(class, line, self.addr_name());
+                let sentinel = self.kind == Kind::Sentinel;
+                owner.reply_error(class, line, self.addr_name(), sentinel);
                 if class == ErrorClass::Cluster {
                     let ip = self.pin.as_ref().and_then(Peer::ip);
                     let ask = owner.redirected(line, ip);
