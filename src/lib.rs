@@ -81,6 +81,10 @@ impl HttpModule for Module {
                     fleet.sentinel.is_some() || fleet.cluster.is_some(),
                 )
             };
+            if fleet.sentinel.is_some() {
+                // SAFETY: as above.
+                fleet.resolver = unsafe { config::redis::http_resolver(cf) };
+            }
             // SAFETY: as above.
             let found = unsafe { config::redis::resolve(cf, &fleet.target) };
             // A name followed at run time need not resolve yet.

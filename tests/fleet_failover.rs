@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::dns::Dns;
 use support::fleet::*;
 use support::redis::Redis;
-use support::sentinel::{Watched, MASTER};
+use support::sentinel::{Setup, Watched, MASTER};
 use support::*;
 
 const LOAD_SECONDS: u64 = 8;
@@ -232,7 +232,10 @@ fn a_dns_name_that_moves_is_followed_with_the_resolver() {
 /// without the fleet tier.
 #[test]
 fn sentinels_with_a_password_are_asked_after_auth() {
-    let w = Watched::start_with(Some("sentinel-secret"));
+    let w = Watched::start_with(Setup {
+        password: Some("sentinel-secret"),
+        ..Setup::default()
+    });
     let ids = IdServer::start(IdConfig::default()).unwrap();
     let echo = EchoServer::start().unwrap();
     let keys = KeyFile::new();
@@ -282,6 +285,52 @@ fn sentinels_with_a_password_are_asked_after_auth() {
         "no primary was learnt:\n{}",
         without.error_log()
     );
+    for n in [&with, &without] {
+        assert_no_crash(n);
+    }
+}
+
+/// Sentinels that name the primary by host name (`announce-hostnames yes`, as Kubernetes
+/// charts set them up): the name is followed with the http block's resolver; without one, a
+/// warning says what to add.
+#[test]
+fn a_primary_named_by_host_name_is_resolved() {
+    let w = Watched::start_with(Setup {
+        hostnames: true,
+        ..Setup::default()
+    });
+    let dns = Dns::start([127, 0, 0, 1]);
+    let ids = IdServer::start(IdConfig::default()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let keys = KeyFile::new();
+    let http = |resolver: &str| {
+        format!(
+            "{resolver}
+             {}
+             phantom_token_cache_zone jwt:10m redis=sentinels redis_sentinel={MASTER} redis_key={} redis_timeout=200ms;",
+            w.upstream(),
+            keys.path().display()
+        )
+    };
+    let server = fleet_server(&ids, &echo, "");
+    let port = w.primary.port;
+    let resolver = format!("resolver 127.0.0.1:{} valid=1s ipv6=off;", dns.port);
+    let with = Nginx::start_workers(2, &http(&resolver), &server, "");
+    for line in [
+        format!("is localhost:{port} (Sentinel, asked): resolving it"),
+        format!("\"localhost\" resolves to 127.0.0.1:{port}"),
+    ] {
+        assert!(with.wait_log(&line), "{line}:\n{}", with.error_log());
+    }
+    let t = ids.issue("read", 300);
+    assert_eq!(get(with.port, &t), (200, "MISS".into()));
+    eventually("the entry is on the primary", || stored(&w.primary) == 1);
+    assert_eq!(get(with.port, &t), (200, "HIT".into()));
+
+    let without = Nginx::start_workers(1, &http(""), &server, "");
+    let warning = "a host name: add a resolver to the http block to follow it";
+    assert!(without.wait_log(warning), "{}", without.error_log());
+    assert_eq!(get(without.port, &ids.issue("read", 300)).0, 200);
     for n in [&with, &without] {
         assert_no_crash(n);
     }

@@ -228,7 +228,8 @@ unsafe fn conf_str(cf: *mut ngx_conf_t, s: &str) -> Option<ngx_str_t> {
 
 /// The name `redis=host:port` follows at run time: when the host is a name (not an upstream
 /// block, an IP address or a socket path) and the http block has a `resolver`. Sentinels
-/// are resolved once (their answers are what moves).
+/// are resolved once (their answers are what moves; host names in them are followed with
+/// [`http_resolver`]).
 ///
 /// # Safety
 /// `cf` must be the configuration context of postconfiguration.
@@ -252,6 +253,19 @@ pub(crate) unsafe fn run_time_name(
         Some((_, p)) if target.len() > host.len() => p.parse().ok()?,
         _ => 6379,
     };
+    Some(crate::fleet::dns::Name {
+        // SAFETY: per contract.
+        resolver: unsafe { http_resolver(cf) }?,
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// The http block's `resolver` (and its timeout), if it has one.
+///
+/// # Safety
+/// `cf` must be the configuration context of postconfiguration.
+pub(crate) unsafe fn http_resolver(cf: *mut ngx_conf_t) -> Option<crate::fleet::dns::Resolver> {
     // SAFETY: cf is the http block's context; its location configuration is the http level.
     let clcf = NgxHttpCoreModule::location_conf(unsafe { &*cf })?;
     let resolver = clcf.resolver;
@@ -259,15 +273,13 @@ pub(crate) unsafe fn run_time_name(
     if resolver.is_null() || unsafe { (*resolver).connections.nelts } == 0 {
         return None;
     }
-    Some(crate::fleet::dns::Name {
+    Some(crate::fleet::dns::Resolver {
         resolver,
         // Unset at the http level: nginx's default.
         timeout_ms: match clcf.resolver_timeout {
             usize::MAX => 30_000,
             t => t,
         },
-        host: host.to_string(),
-        port,
     })
 }
 

@@ -1,5 +1,5 @@
-//! Following a DNS name at run time (`redis=host:port` with the http block's `resolver`):
-//! each worker asks nginx's resolver every second, which answers from its cache until the
+//! Following a DNS name at run time (`redis=host:port`, or the host name a Sentinel names,
+//! with the http block's `resolver`): each worker asks nginx's resolver every second, which answers from its cache until the
 //! record's TTL (or the resolver's `valid=`) runs out, as `upstream ... resolve` does. A new
 //! answer replaces the worker's data servers; connections to the old address are replaced
 //! once nothing is in flight on them.
@@ -19,19 +19,27 @@ use super::Fleet;
 /// How often the resolver is asked (its cache answers until the TTL runs out).
 const EVERY_MS: usize = 1000;
 
-/// The name to follow, and the resolver of the http block.
-pub(crate) struct Name {
+/// The http block's `resolver` and `resolver_timeout`.
+#[derive(Clone, Copy)]
+pub(crate) struct Resolver {
     pub(crate) resolver: *mut ngx_resolver_t,
     pub(crate) timeout_ms: usize,
+}
+
+/// The name to follow, and the resolver of the http block.
+pub(crate) struct Name {
+    pub(crate) resolver: Resolver,
     pub(crate) host: String,
     pub(crate) port: u16,
 }
 
-/// One worker's resolution of one zone's name.
+/// One worker's resolution of one name.
 pub(crate) struct Watch {
     fleet: &'static Fleet,
+    resolver: Resolver,
     /// The host name, NUL-free, for the resolver (which keeps a pointer while it works).
     host: Box<[u8]>,
+    port: u16,
     ctx: *mut ngx_resolver_ctx_t,
     timer: ngx_event_t,
     stopped: bool,
@@ -40,12 +48,13 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// Starts resolving (worker start).
-    pub(crate) fn start(fleet: &'static Fleet) -> Option<Box<Watch>> {
-        let name = fleet.dns.as_ref()?;
+    /// Starts resolving `name` (worker start, or a Sentinel's answer).
+    pub(crate) fn start(fleet: &'static Fleet, name: &Name) -> Box<Watch> {
         let mut watch = Box::new(Watch {
             fleet,
+            resolver: name.resolver,
             host: name.host.as_bytes().into(),
+            port: name.port,
             ctx: ptr::null_mut(),
             // SAFETY: an all-zero event is its initial state; set up below.
             timer: unsafe { core::mem::zeroed() },
@@ -58,18 +67,20 @@ impl Watch {
         watch.timer.log = unsafe { (*ngx_cycle).log };
         watch.timer.set_cancelable(1);
         watch.ask();
-        Some(watch)
+        watch
+    }
+
+    /// Whether this watch follows `host:port`.
+    pub(crate) fn follows(&self, host: &str, port: u16) -> bool {
+        *self.host == *host.as_bytes() && self.port == port
     }
 
     fn ask(&mut self) {
         if self.stopped || !self.ctx.is_null() {
             return;
         }
-        let Some(name) = self.fleet.dns.as_ref() else {
-            return;
-        };
         // SAFETY: the resolver lives for the cycle; a NULL temp asks for a new context.
-        let ctx = unsafe { ngx_resolve_start(name.resolver, ptr::null_mut()) };
+        let ctx = unsafe { ngx_resolve_start(self.resolver.resolver, ptr::null_mut()) };
         // NGX_NO_RESOLVER is (void *) -1.
         if ctx.is_null() || ctx as isize == -1 {
             return self.again();
@@ -83,7 +94,7 @@ impl Watch {
             };
             (*ctx).handler = Some(on_resolved);
             (*ctx).data = self as *mut Watch as *mut c_void;
-            (*ctx).timeout = name.timeout_ms;
+            (*ctx).timeout = self.resolver.timeout_ms;
         }
         self.ctx = ctx;
         // SAFETY: ctx is filled; the handler may run before this returns (a cached name).
@@ -105,7 +116,7 @@ impl Watch {
             };
             ((*ctx).state, list)
         };
-        let port = self.fleet.dns.as_ref().map_or(6379, |n| n.port);
+        let port = self.port;
         let host = String::from_utf8_lossy(&self.host).into_owned();
         let peers: Vec<Peer> = if state == 0 {
             // SAFETY: each address is a socket address the resolver made.

@@ -132,6 +132,9 @@ pub(crate) struct Fleet {
     pub(crate) cluster: Option<cluster::Cluster>,
     /// `redis=host:port` with the http block's `resolver`: the name followed at run time.
     pub(crate) dns: Option<dns::Name>,
+    /// With `redis_sentinel=`: the http block's `resolver`, for Sentinels that answer with
+    /// host names.
+    pub(crate) resolver: Option<dns::Resolver>,
     dns_watch: RefCell<Option<Box<dns::Watch>>>,
     sentinel_watch: RefCell<Option<Box<sentinel::Watch>>>,
     /// `redis_ssl*=` as written, and the TLS context made from it at postconfiguration.
@@ -165,6 +168,7 @@ impl Fleet {
             sentinel: spec.sentinel,
             cluster: spec.cluster.then(cluster::Cluster::default),
             dns: None,
+            resolver: None,
             dns_watch: RefCell::new(None),
             sentinel_watch: RefCell::new(None),
             tls_spec: spec.tls,
@@ -192,7 +196,7 @@ impl Fleet {
         if self.sentinel.is_none() {
             self.servers.replace(self.seeds.clone());
             if let Ok(mut w) = self.dns_watch.try_borrow_mut() {
-                *w = dns::Watch::start(self);
+                *w = self.dns.as_ref().map(|n| dns::Watch::start(self, n));
             }
             return;
         }

@@ -2,14 +2,20 @@
 //! Sentinels where the primary of the master is (`SENTINEL get-master-addr-by-name`),
 //! listens for `+switch-master` on one of them, and asks again when a data connection fails
 //! and every few seconds. The answer replaces the worker's data servers; connections to the
-//! old primary are replaced once nothing is in flight on them.
+//! old primary are replaced once nothing is in flight on them. A host name in the answer
+//! (`announce-hostnames yes`) is followed with the http block's `resolver` ([`dns`]).
 
+use core::cell::RefCell;
 use core::ffi::c_void;
+use std::rc::Rc;
 
 use nginx_sys::{ngx_add_timer, ngx_cycle, ngx_event_t, NGX_LOG_NOTICE, NGX_LOG_WARN};
-use phantom_core::fleet::sentinel::{answer_of, ask_command, switched_to, watch_command, Answer};
+use phantom_core::fleet::sentinel::{
+    answer_of, ask_command, switched_to, watch_command, Answer, Primary,
+};
 
 use super::conn::{Conn, Kind};
+use super::dns;
 use super::peer::Peer;
 use super::waiters::{self, Outcome};
 use super::Fleet;
@@ -31,6 +37,16 @@ pub(crate) struct Watch {
     sub_timer: ngx_event_t,
     asking: bool,
     stopped: bool,
+    /// Shared with the subscription's callback, which runs while `sub` is in use.
+    named: Rc<RefCell<Named>>,
+}
+
+/// The host name the Sentinels named, followed with the resolver.
+#[derive(Default)]
+struct Named {
+    watch: Option<Box<dns::Watch>>,
+    /// A host name came with no resolver to follow it (logged once until that changes).
+    unresolvable: bool,
 }
 
 impl Watch {
@@ -38,13 +54,7 @@ impl Watch {
     pub(crate) fn start(fleet: &'static Fleet) -> Box<Watch> {
         let master = fleet.sentinel.clone().unwrap_or_default();
         let query = Conn::new(Kind::Sentinel, fleet.timeout_ms, fleet);
-        let mut sub = Conn::new(Kind::Sentinel, fleet.timeout_ms, fleet);
-        let name = master.clone();
-        sub.set_push(Box::new(move |reply| {
-            if let Some(addr) = switched_to(reply, &name) {
-                follow(fleet, Peer::from_socket(addr), "+switch-master");
-            }
-        }));
+        let sub = Conn::new(Kind::Sentinel, fleet.timeout_ms, fleet);
         let mut watch = Box::new(Watch {
             fleet,
             master,
@@ -56,7 +66,14 @@ impl Watch {
             sub_timer: unsafe { core::mem::zeroed() },
             asking: false,
             stopped: false,
+            named: Rc::default(),
         });
+        let (name, named) = (watch.master.clone(), watch.named.clone());
+        watch.sub.set_push(Box::new(move |reply| {
+            if let Some(primary) = switched_to(reply, &name) {
+                follow_primary(fleet, &name, &named, primary, "+switch-master");
+            }
+        }));
         let me = &mut *watch as *mut Watch as *mut c_void;
         for (ev, handler) in [
             (
@@ -124,8 +141,8 @@ impl Watch {
             Err(()) => None,
         };
         match answer {
-            Some(Answer::At(addr)) => {
-                follow(self.fleet, Peer::from_socket(addr), "asked");
+            Some(Answer::At(primary)) => {
+                follow_primary(self.fleet, &self.master, &self.named, primary, "asked");
                 return self.arm(REASK_MS);
             }
             Some(Answer::Unknown) => self.fleet.log(
@@ -184,6 +201,57 @@ impl Watch {
         }
         self.query.shutdown();
         self.sub.shutdown();
+        if let Ok(mut named) = self.named.try_borrow_mut() {
+            unfollow_name(&mut named);
+        }
+    }
+}
+
+/// The Sentinels named the primary: its address is taken at once, its host name is followed
+/// with the resolver (the data servers change when the name resolves).
+fn follow_primary(
+    fleet: &'static Fleet,
+    master: &str,
+    named: &RefCell<Named>,
+    primary: Primary,
+    how: &str,
+) {
+    let Ok(mut named) = named.try_borrow_mut() else {
+        return;
+    };
+    let (host, port) = match primary {
+        Primary::Addr(addr) => {
+            unfollow_name(&mut named);
+            return follow(fleet, Peer::from_socket(addr), how);
+        }
+        Primary::Host(host, port) => (host, port),
+    };
+    if named.watch.as_ref().is_some_and(|w| w.follows(&host, port)) {
+        return;
+    }
+    let Some(resolver) = fleet.resolver else {
+        if !core::mem::replace(&mut named.unresolvable, true) {
+            let msg = format!("primary of master \"{master}\" is {host}:{port} (Sentinel, {how}), a host name: add a resolver to the http block to follow it");
+            fleet.log(NGX_LOG_WARN as usize, &msg);
+        }
+        return;
+    };
+    unfollow_name(&mut named);
+    let msg =
+        format!("primary of master \"{master}\" is {host}:{port} (Sentinel, {how}): resolving it");
+    fleet.log(NGX_LOG_NOTICE as usize, &msg);
+    let name = dns::Name {
+        resolver,
+        host,
+        port,
+    };
+    named.watch = Some(dns::Watch::start(fleet, &name));
+}
+
+fn unfollow_name(named: &mut Named) {
+    named.unresolvable = false;
+    if let Some(mut w) = named.watch.take() {
+        w.shutdown();
     }
 }
 

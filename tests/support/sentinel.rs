@@ -11,6 +11,16 @@ use super::redis::{redis_server_binary, Conn, Redis, Value};
 /// The master name the Sentinels monitor.
 pub const MASTER: &str = "phantom";
 
+/// How the Sentinels are set up.
+#[derive(Clone, Copy, Default)]
+pub struct Setup {
+    /// `requirepass` (and `sentinel-pass` towards the others).
+    pub password: Option<&'static str>,
+    /// The primary is monitored as `localhost`, and named so in answers
+    /// (`resolve-hostnames` and `announce-hostnames`).
+    pub hostnames: bool,
+}
+
 /// One `redis-server --sentinel`.
 pub struct Sentinel {
     pub port: u16,
@@ -24,15 +34,23 @@ impl Sentinel {
     /// Starts a Sentinel monitoring the primary on `primary_port` (quorum 2, a primary is
     /// down after 1 s without answers).
     pub fn start(primary_port: u16) -> Sentinel {
-        Sentinel::start_with(primary_port, None)
+        Sentinel::start_with(primary_port, Setup::default())
     }
 
-    /// As [`Sentinel::start`], asking clients and the other Sentinels for `password`.
-    pub fn start_with(primary_port: u16, password: Option<&str>) -> Sentinel {
+    /// As [`Sentinel::start`], set up as `opts` says.
+    pub fn start_with(primary_port: u16, opts: Setup) -> Sentinel {
         let dir = super::fresh_dir();
-        let auth = password
+        let auth = opts
+            .password
             .map(|p| format!("requirepass {p}\nsentinel sentinel-pass {p}\n"))
             .unwrap_or_default();
+        let (names, host) = match opts.hostnames {
+            true => (
+                "sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n",
+                "localhost",
+            ),
+            false => ("", "127.0.0.1"),
+        };
         for _ in 0..10 {
             let port = super::free_port();
             let conf = dir.join("sentinel.conf");
@@ -40,8 +58,8 @@ impl Sentinel {
                 &conf,
                 format!(
                     "port {port}\nbind 127.0.0.1\ndaemonize no\nprotected-mode no\n\
-                     logfile {log}\ndir {dir}\n\
-                     sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n\
+                     logfile {log}\ndir {dir}\n{names}\
+                     sentinel monitor {MASTER} {host} {primary_port} 2\n\
                      sentinel down-after-milliseconds {MASTER} 1000\n\
                      sentinel failover-timeout {MASTER} 5000\n\
                      sentinel parallel-syncs {MASTER} 1\n{auth}",
@@ -62,7 +80,7 @@ impl Sentinel {
                 port,
                 child: Some(child),
                 dir: dir.clone(),
-                password: password.map(String::from),
+                password: opts.password.map(String::from),
             };
             if s.wait_ready() {
                 return s;
@@ -145,11 +163,11 @@ pub struct Watched {
 
 impl Watched {
     pub fn start() -> Watched {
-        Watched::start_with(None)
+        Watched::start_with(Setup::default())
     }
 
-    /// As [`Watched::start`], with Sentinels that ask for `password`.
-    pub fn start_with(password: Option<&str>) -> Watched {
+    /// As [`Watched::start`], with Sentinels set up as `opts` says.
+    pub fn start_with(opts: Setup) -> Watched {
         let primary = Redis::start();
         primary.cmd_str(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
         let replica = Redis::start_with_args(&[
@@ -158,7 +176,7 @@ impl Watched {
             primary.port.to_string(),
         ]);
         let sentinels: Vec<Sentinel> = (0..3)
-            .map(|_| Sentinel::start_with(primary.port, password))
+            .map(|_| Sentinel::start_with(primary.port, opts))
             .collect();
         let w = Watched {
             sentinels,

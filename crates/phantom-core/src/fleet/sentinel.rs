@@ -3,7 +3,8 @@
 //!
 //! A Sentinel answers `SENTINEL get-master-addr-by-name <name>` with `[ip, port]`, or a nil
 //! when it does not know that name. After a failover it publishes on `+switch-master`:
-//! `<name> <old-ip> <old-port> <new-ip> <new-port>`.
+//! `<name> <old-ip> <old-port> <new-ip> <new-port>`. With `announce-hostnames yes` (common on
+//! Kubernetes, where pods' IPs change) the IPs are host names.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -19,14 +20,23 @@ pub fn watch_command() -> Vec<u8> {
     resp::command(&[b"SUBSCRIBE", b"+switch-master"])
 }
 
+/// Where a Sentinel says the primary is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Primary {
+    /// An IP address and port.
+    Addr(SocketAddr),
+    /// A host name (`announce-hostnames yes`) and port, for a resolver to follow.
+    Host(String, u16),
+}
+
 /// What a Sentinel said about the primary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
-    /// The primary's address.
-    At(SocketAddr),
+    /// The primary's address or name.
+    At(Primary),
     /// The Sentinel does not monitor a master of that name (a nil reply).
     Unknown,
-    /// An error reply, a host name where an IP was expected, or another shape.
+    /// An error reply, an address that is neither an IP nor a host name, or another shape.
     Invalid,
 }
 
@@ -36,7 +46,7 @@ pub fn answer_of(reply: &Reply) -> Answer {
         Reply::Array(None) | Reply::Bulk(None) => Answer::Unknown,
         Reply::Array(Some(items)) => match items.as_slice() {
             [Reply::Bulk(Some(ip)), Reply::Bulk(Some(port))] => {
-                addr_of(ip, port).map_or(Answer::Invalid, Answer::At)
+                primary_of(ip, port).map_or(Answer::Invalid, Answer::At)
             }
             _ => Answer::Invalid,
         },
@@ -47,7 +57,7 @@ pub fn answer_of(reply: &Reply) -> Answer {
 /// Reads a pub/sub message: the new primary of `master` when it is a `+switch-master`
 /// message about it; `None` for anything else (the subscription's confirmation, other
 /// masters).
-pub fn switched_to(reply: &Reply, master: &str) -> Option<SocketAddr> {
+pub fn switched_to(reply: &Reply, master: &str) -> Option<Primary> {
     let Reply::Array(Some(items)) = reply else {
         return None;
     };
@@ -66,13 +76,32 @@ pub fn switched_to(reply: &Reply, master: &str) -> Option<SocketAddr> {
     if words.next().is_some() {
         return None;
     }
-    addr_of(ip.as_bytes(), port.as_bytes())
+    primary_of(ip.as_bytes(), port.as_bytes())
 }
 
-fn addr_of(ip: &[u8], port: &[u8]) -> Option<SocketAddr> {
-    let ip: IpAddr = core::str::from_utf8(ip).ok()?.parse().ok()?;
+fn primary_of(host: &[u8], port: &[u8]) -> Option<Primary> {
     let port: u16 = core::str::from_utf8(port).ok()?.parse().ok()?;
-    (port != 0).then_some(SocketAddr::new(ip, port))
+    let host = core::str::from_utf8(host).ok()?;
+    if port == 0 {
+        return None;
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Some(Primary::Addr(SocketAddr::new(ip, port)));
+    }
+    is_host_name(host).then(|| Primary::Host(host.to_string(), port))
+}
+
+/// A DNS name as resolvers take it: dot-separated labels of letters, digits, `-` and `_`
+/// (Kubernetes service names), 1 to 63 bytes each, at most 253 in all.
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.trim_end_matches('.').split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 #[cfg(test)]
@@ -85,17 +114,24 @@ mod tests {
 
     #[test]
     fn the_answers() {
+        let addr = |a: &str| Answer::At(Primary::Addr(a.parse().unwrap()));
         let at = Reply::Array(Some(vec![bulk(b"127.0.0.1"), bulk(b"6380")]));
-        assert_eq!(
-            answer_of(&at),
-            Answer::At("127.0.0.1:6380".parse().unwrap())
-        );
+        assert_eq!(answer_of(&at), addr("127.0.0.1:6380"));
         let v6 = Reply::Array(Some(vec![bulk(b"::1"), bulk(b"6380")]));
-        assert_eq!(answer_of(&v6), Answer::At("[::1]:6380".parse().unwrap()));
+        assert_eq!(answer_of(&v6), addr("[::1]:6380"));
         assert_eq!(answer_of(&Reply::Array(None)), Answer::Unknown);
         assert_eq!(answer_of(&Reply::Bulk(None)), Answer::Unknown);
-        let host = Reply::Array(Some(vec![bulk(b"redis-0.local"), bulk(b"6379")]));
-        assert_eq!(answer_of(&host), Answer::Invalid);
+        let host = Reply::Array(Some(vec![bulk(b"redis-0.redis_hl.ns.svc."), bulk(b"6379")]));
+        assert_eq!(
+            answer_of(&host),
+            Answer::At(Primary::Host("redis-0.redis_hl.ns.svc.".into(), 6379))
+        );
+        for bad in [&b"a b"[..], b"", b"a..b", b"a/b", b"\xff"] {
+            let r = Reply::Array(Some(vec![bulk(bad), bulk(b"6379")]));
+            assert_eq!(answer_of(&r), Answer::Invalid, "{bad:?}");
+        }
+        let long = Reply::Array(Some(vec![bulk(&[b'a'; 64]), bulk(b"6379")]));
+        assert_eq!(answer_of(&long), Answer::Invalid);
         let port0 = Reply::Array(Some(vec![bulk(b"10.0.0.1"), bulk(b"0")]));
         assert_eq!(answer_of(&port0), Answer::Invalid);
         assert_eq!(answer_of(&Reply::Error(b"ERR unknown")), Answer::Invalid);
@@ -115,7 +151,12 @@ mod tests {
         let m = msg(b"mymaster 127.0.0.1 6379 127.0.0.1 6380");
         assert_eq!(
             switched_to(&m, "mymaster"),
-            Some("127.0.0.1:6380".parse().unwrap())
+            Some(Primary::Addr("127.0.0.1:6380".parse().unwrap()))
+        );
+        let named = msg(b"mymaster redis-0.svc 6379 redis-1.svc 6379");
+        assert_eq!(
+            switched_to(&named, "mymaster"),
+            Some(Primary::Host("redis-1.svc".into(), 6379))
         );
         assert_eq!(switched_to(&m, "other"), None);
         assert_eq!(switched_to(&msg(b"mymaster 1.2.3.4 1"), "mymaster"), None);
