@@ -344,3 +344,60 @@ fn full_session(c: &Cluster, zone: &str) {
         assert_no_crash(n);
     }
 }
+
+/// Nodes that prefer host names (`cluster-preferred-endpoint-type hostname`, set after the
+/// cluster formed): the map takes their IPs from `CLUSTER SHARDS` and their names, so a
+/// `MOVED` that names a host is followed at once, to the primary of that name.
+#[test]
+fn a_moved_that_names_a_host_is_followed() {
+    let c = Cluster::start();
+    for &port in &c.ports {
+        let host = format!("node-{port}.cluster.test");
+        for (k, v) in [
+            ("cluster-announce-hostname", host.as_str()),
+            ("cluster-preferred-endpoint-type", "hostname"),
+        ] {
+            assert!(c.cmd_at(port, &["CONFIG", "SET", k, v]).is_ok_reply());
+        }
+    }
+    eventually("every node knows every host name", || {
+        c.ports.iter().all(|&p| {
+            let nodes = c
+                .cmd_at(p, &["CLUSTER", "NODES"])
+                .text()
+                .unwrap_or_default();
+            nodes.matches(".cluster.test").count() == 6
+        })
+    });
+    let (ids, _echo, _keys, a, b) = two_instances(&c, "");
+    let t = ids.issue("read", 300);
+    assert_eq!(get(a.port, &t), (200, "MISS".into()));
+    let entry = || c.keys().into_iter().find(|k| k.contains(":t:"));
+    eventually("the entry is in the cluster", || entry().is_some());
+    let slot = c.keyslot(entry().unwrap().as_bytes());
+    // The slot, emptied, moves to another primary; B's map still names the old owner.
+    let src = c.owner(slot).port;
+    let dst = c.primaries.iter().find(|p| p.port != src).unwrap().port;
+    let keys = c.cmd_at(src, &["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "100"]);
+    for k in keys.array().unwrap().iter().filter_map(|v| v.text()) {
+        c.cmd_at(src, &["DEL", &k]);
+    }
+    let dst_id = id_of(c.node(dst));
+    for port in [dst, src] {
+        let r = c.cmd_at(
+            port,
+            &["CLUSTER", "SETSLOT", &slot.to_string(), "NODE", &dst_id],
+        );
+        assert!(r.is_ok_reply(), "{r:?}");
+    }
+    let moved = "phantom_token_redis_cluster_redirects_total{kind=\"moved\"}";
+    let before = metric(b.port, moved);
+    assert_eq!(get(b.port, &t), (200, "MISS".into()));
+    assert!(metric(b.port, moved) > before, "the MOVED was not followed");
+    eventually("the new entry is on the slot's new primary", || {
+        c.node(dst).keys().iter().any(|k| k.contains(":t:"))
+    });
+    assert_eq!(get(a.port, &t).0, 200);
+    assert_no_crash(&a);
+    assert_no_crash(&b);
+}

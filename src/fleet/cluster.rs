@@ -10,7 +10,7 @@
 //! keys of the others served.
 
 use core::cell::{Cell, RefCell};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use nginx_sys::{NGX_LOG_NOTICE, NGX_LOG_WARN};
 use phantom_core::fleet::cluster::{self, SlotMap};
@@ -98,6 +98,12 @@ impl Cluster {
     pub(crate) fn owner_of(&self, slot: u16) -> Option<SocketAddr> {
         let map = self.map.try_borrow().ok()?;
         map.owner(slot).map(|i| map.nodes()[i])
+    }
+
+    /// Reads a redirect (a host name in it is one of the map's primaries).
+    pub(crate) fn redirect_of(&self, line: &[u8], answered: IpAddr) -> Option<cluster::Redirect> {
+        let map = self.map.try_borrow().ok()?;
+        cluster::redirect_of(line, answered, &map)
     }
 
     /// A node answered `MOVED`: its slot moves now, and the map is due for a refresh.

@@ -419,7 +419,7 @@ impl Fleet {
     ) -> Option<std::net::SocketAddr> {
         let c = self.cluster.as_ref()?;
         let ip = answered.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-        match phantom_core::fleet::cluster::redirect_of(line, ip) {
+        match c.redirect_of(line, ip) {
             Some(r) if !r.ask => {
                 crate::metrics::count(crate::metrics::Counter::ClusterMoved);
                 c.moved(r.slot, r.to);

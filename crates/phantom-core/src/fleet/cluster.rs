@@ -3,7 +3,9 @@
 //! A cluster splits the key space into 16,384 slots (CRC16 of the key, or of its `{hash tag}`).
 //! The client keeps a map from slot to primary, built from `CLUSTER SHARDS` (Redis 7+,
 //! Valkey) or `CLUSTER SLOTS` (every version), and corrects it from `MOVED` replies. `ASK`
-//! sends one command to another node during a migration, without changing the map.
+//! sends one command to another node during a migration, without changing the map. Nodes
+//! that prefer host names (`cluster-preferred-endpoint-type hostname`) name them in
+//! redirects; the map knows each primary's host name from `CLUSTER SHARDS` and its IP.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -39,8 +41,9 @@ pub struct Redirect {
 }
 
 /// Reads `MOVED <slot> <ip>:<port>` or `ASK ...` (an error line without its dash). An empty
-/// host (`:6380`, a node that does not know its own address) is the host that answered.
-pub fn redirect_of(line: &[u8], answered: IpAddr) -> Option<Redirect> {
+/// host (`:6380`, a node that does not know its own address) is the host that answered; a
+/// host name is one of `map`'s primaries (else `None`).
+pub fn redirect_of(line: &[u8], answered: IpAddr, map: &SlotMap) -> Option<Redirect> {
     let text = core::str::from_utf8(line).ok()?;
     let mut words = text.split(' ');
     let ask = match words.next()? {
@@ -54,12 +57,11 @@ pub fn redirect_of(line: &[u8], answered: IpAddr) -> Option<Redirect> {
     }
     let (host, port) = words.next()?.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
-    let ip = endpoint_ip(host.as_bytes(), answered)?;
-    Some(Redirect {
-        ask,
-        slot,
-        to: SocketAddr::new(ip, port),
-    })
+    let to = match endpoint_ip(host.as_bytes(), answered) {
+        Some(ip) => SocketAddr::new(ip, port),
+        None => map.named(host, port)?,
+    };
+    Some(Redirect { ask, slot, to })
 }
 
 /// An announced endpoint: an IP (IPv6 possibly in brackets); empty or `?` is the host that
@@ -77,6 +79,8 @@ fn endpoint_ip(host: &[u8], answered: IpAddr) -> Option<IpAddr> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotMap {
     nodes: Vec<SocketAddr>,
+    /// Each primary's host name, where its shard entry gave one (by index, as `nodes`).
+    hosts: Vec<Option<Box<str>>>,
     owner: Vec<u16>,
 }
 
@@ -84,6 +88,7 @@ impl Default for SlotMap {
     fn default() -> SlotMap {
         SlotMap {
             nodes: Vec::new(),
+            hosts: Vec::new(),
             owner: vec![NONE; SLOTS],
         }
     }
@@ -103,6 +108,17 @@ impl SlotMap {
         &self.nodes
     }
 
+    /// The primary whose host name is `host`, on `port`.
+    pub fn named(&self, host: &str, port: u16) -> Option<SocketAddr> {
+        self.nodes
+            .iter()
+            .zip(&self.hosts)
+            .find(|(a, h)| {
+                a.port() == port && h.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(host))
+            })
+            .map(|(a, _)| *a)
+    }
+
     /// How many slots have an owner.
     pub fn covered(&self) -> usize {
         self.owner.iter().filter(|&&n| n != NONE).count()
@@ -117,6 +133,7 @@ impl SlotMap {
             return None;
         }
         self.nodes.push(addr);
+        self.hosts.push(None);
         Some((self.nodes.len() - 1) as u16)
     }
 
@@ -179,9 +196,14 @@ impl SlotMap {
             let Reply::Array(Some(nodes)) = field(shard, b"nodes")? else {
                 return None;
             };
-            let Some(to) = nodes.iter().find_map(|n| online_primary(n, answered, tls)) else {
+            let Some((to, host)) = nodes.iter().find_map(|n| online_primary(n, answered, tls))
+            else {
                 continue;
             };
+            let n = map.node(to)? as usize;
+            if let Some(host) = host {
+                map.hosts[n] = Some(host.into());
+            }
             for pair in slots.chunks(2) {
                 let [Reply::Integer(start), Reply::Integer(end)] = pair else {
                     return None;
@@ -204,8 +226,12 @@ fn field<'r, 'a>(list: &'r Reply<'a>, name: &[u8]) -> Option<&'r Reply<'a>> {
     })
 }
 
-/// A shard node's address when it is an online primary.
-fn online_primary(node: &Reply, answered: IpAddr, tls: bool) -> Option<SocketAddr> {
+/// A shard node's address, and its host name if it has one, when it is an online primary.
+fn online_primary<'a>(
+    node: &Reply<'a>,
+    answered: IpAddr,
+    tls: bool,
+) -> Option<(SocketAddr, Option<&'a str>)> {
     let text = |name: &[u8]| match field(node, name) {
         Some(Reply::Bulk(Some(v))) => Some(*v),
         _ => None,
@@ -222,7 +248,11 @@ fn online_primary(node: &Reply, answered: IpAddr, tls: bool) -> Option<SocketAdd
     } else {
         port(b"port")?
     };
-    Some(SocketAddr::new(endpoint_ip(text(b"ip")?, answered)?, port))
+    let addr = SocketAddr::new(endpoint_ip(text(b"ip")?, answered)?, port);
+    let host = text(b"hostname")
+        .and_then(|h| core::str::from_utf8(h).ok())
+        .filter(|h| !h.is_empty());
+    Some((addr, host))
 }
 
 #[cfg(test)]

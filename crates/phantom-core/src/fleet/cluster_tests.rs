@@ -12,20 +12,21 @@ fn bulk(s: &str) -> Reply<'_> {
 #[test]
 fn redirects_are_read() {
     let from = ip("10.0.0.1");
+    let none = SlotMap::default();
     assert_eq!(
-        redirect_of(b"MOVED 3999 127.0.0.1:6381", from),
+        redirect_of(b"MOVED 3999 127.0.0.1:6381", from, &none),
         Some(Redirect {
             ask: false,
             slot: 3999,
             to: "127.0.0.1:6381".parse().unwrap()
         })
     );
-    let ask = redirect_of(b"ASK 12 [::1]:7000", from).unwrap();
+    let ask = redirect_of(b"ASK 12 [::1]:7000", from, &none).unwrap();
     assert!(ask.ask);
     assert_eq!(ask.to, "[::1]:7000".parse().unwrap());
     // An empty host is the one that answered.
     assert_eq!(
-        redirect_of(b"MOVED 1 :7001", from).unwrap().to,
+        redirect_of(b"MOVED 1 :7001", from, &none).unwrap().to,
         "10.0.0.1:7001".parse().unwrap()
     );
     for bad in [
@@ -39,7 +40,7 @@ fn redirects_are_read() {
         b"MOVED 1 1.2.3.4:99999",
     ] {
         assert_eq!(
-            redirect_of(bad, from),
+            redirect_of(bad, from, &none),
             None,
             "{}",
             String::from_utf8_lossy(bad)
@@ -174,6 +175,38 @@ fn cluster_shards_is_read_with_the_online_primary_of_each_shard() {
     let tls = SlotMap::from_shards(&reply, from, true).unwrap();
     assert_eq!(at(&tls, 0), Some(8000));
     assert_eq!(at(&tls, 9000), Some(7004), "no tls-port: the port");
+}
+
+/// Nodes that prefer host names: the map takes each primary's IP and remembers its name, and
+/// a redirect that names a host is to that primary.
+#[test]
+fn host_names_in_redirects_are_the_map_s_primaries() {
+    let named = |ip, port, host| {
+        let Reply::Array(Some(mut v)) = shard_node(ip, port, None, "master", "online") else {
+            unreachable!()
+        };
+        v.extend([bulk("hostname"), bulk(host)]);
+        Reply::Array(Some(v))
+    };
+    let reply = Reply::Array(Some(vec![
+        shard(&[0, 8000], vec![named("10.0.0.1", 7000, "node-a.redis")]),
+        shard(&[8001, 16383], vec![named("10.0.0.2", 7001, "")]),
+    ]));
+    let from = ip("10.0.0.9");
+    let map = SlotMap::from_shards(&reply, from, false).unwrap();
+    let a: SocketAddr = "10.0.0.1:7000".parse().unwrap();
+    assert_eq!(map.named("node-a.redis", 7000), Some(a));
+    assert_eq!(map.named("NODE-A.redis", 7000), Some(a));
+    assert_eq!(map.named("node-a.redis", 7001), None, "another port");
+    assert_eq!(map.named("", 7001), None, "an empty name is no name");
+    let moved = redirect_of(b"MOVED 9000 node-a.redis:7000", from, &map).unwrap();
+    assert_eq!((moved.ask, moved.slot, moved.to), (false, 9000, a));
+    assert!(
+        redirect_of(b"ASK 1 node-a.redis:7000", from, &map)
+            .unwrap()
+            .ask
+    );
+    assert_eq!(redirect_of(b"MOVED 1 node-z.redis:7000", from, &map), None);
 }
 
 #[test]
