@@ -1,8 +1,8 @@
 //! Following a DNS name at run time (`redis=host:port`, or the host name a Sentinel names,
-//! with the http block's `resolver`): each worker asks nginx's resolver every second, which answers from its cache until the
-//! record's TTL (or the resolver's `valid=`) runs out, as `upstream ... resolve` does. A new
-//! answer replaces the worker's data servers; connections to the old address are replaced
-//! once nothing is in flight on them.
+//! with the http block's `resolver`): each worker asks nginx's resolver every second, which
+//! answers from its cache until the record's TTL (or the resolver's `valid=`) runs out, as
+//! `upstream ... resolve` does. A new answer replaces the worker's data servers; connections
+//! to the old address are replaced once nothing is in flight on them.
 
 use core::ffi::c_void;
 use core::ptr;
