@@ -110,15 +110,16 @@ for round in 1 2 3; do
     measure "${path}_$round" "$secs" -H "Authorization: Bearer bench-token" "http://127.0.0.1:19100/$path"
   done
 done
+mean3() { awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN {printf "%.2f", (a + b + c) / 3}'; }
 for path in plain plain-jwt hit fleet; do
-  cpu[$path]=$(awk -v a="${cpu[${path}_1]}" -v b="${cpu[${path}_2]}" -v c="${cpu[${path}_3]}" 'BEGIN {printf "%.2f", (a + b + c) / 3}')
-  rps[$path]=$(awk -v a="${rps[${path}_1]}" -v b="${rps[${path}_2]}" -v c="${rps[${path}_3]}" 'BEGIN {printf "%.2f", (a + b + c) / 3}')
+  cpu[$path]=$(mean3 "${cpu[${path}_1]}" "${cpu[${path}_2]}" "${cpu[${path}_3]}")
+  rps[$path]=$(mean3 "${rps[${path}_1]}" "${rps[${path}_2]}" "${rps[${path}_3]}")
 done
 measure miss "$secs" -H "Authorization: Bearer bench-token" "http://127.0.0.1:19100/miss"
-diff() { awk -v a="${cpu[$1]}" -v b="${cpu[$2]}" 'BEGIN {printf "%+.2f", a - b}'; }
+delta() { awk -v a="${cpu[$1]}" -v b="${cpu[$2]}" 'BEGIN {printf "%+.2f", a - b}'; }
 hit_line() {
-  echo "hit - plain: $(diff hit plain) us/request ($(ratio hit plain)x; goal +0.6 us): the JWT's bytes upstream" \
-    "(plain-jwt - plain) $(diff plain-jwt plain) us, the module's work (hit - plain-jwt) $(diff hit plain-jwt) us"
+  echo "hit - plain: $(delta hit plain) us/request ($(ratio hit plain)x; goal +0.6 us): the JWT's bytes upstream" \
+    "(plain-jwt - plain) $(delta plain-jwt plain) us, the module's work (hit - plain-jwt) $(delta hit plain-jwt) us"
 }
 # HITS_ONLY=1: stop here (the hit path's figures, for profiling runs).
 if [ "${HITS_ONLY:-}" = 1 ]; then

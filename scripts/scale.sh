@@ -80,8 +80,9 @@ stop "$dir/gw"
 echo "== fleet: Redis memory per token, purge by subject over the zone"
 start_redis "$dir"
 fleet_key "$dir/fleet.key"
+redis_upstream="upstream phantom_redis { server 127.0.0.1:$redis_port; }"
 redis_mem() { redis-cli -p "$redis_port" INFO memory | awk -F: '/^used_memory:/ {print $2 + 0}'; }
-gateway "$dir/gw" "upstream phantom_redis { server 127.0.0.1:$redis_port; }
+gateway "$dir/gw" "$redis_upstream
   phantom_token_cache_zone z:64m l1=0 redis=phantom_redis redis_key=$dir/fleet.key;" \
   "$hit $status location = /purge { phantom_token_purge z; }"
 mem0=$(redis_mem)
@@ -141,7 +142,7 @@ ten='location = /_iten { internal; proxy_pass_request_headers off;
                       phantom_token_cache z; add_header X-Cache $phantom_token_cache_status always;
                       proxy_pass http://api; }
     location = /purge { phantom_token_purge z; }'
-gateway "$dir/gw" "upstream phantom_redis { server 127.0.0.1:$redis_port; }
+gateway "$dir/gw" "$redis_upstream
   phantom_token_cache_zone z:${mib}m $fleet_z;" "$plain $hit $status $ten"
 fill k 1000 z
 PREFIX=k N=1000 measure hit_1k "$secs" -s "$dir/random.lua" "$url"
@@ -154,7 +155,7 @@ cache_status() {
   curl -s -o /dev/null -D - -H "Authorization: Bearer $2" "http://127.0.0.1:$1/ten" |
     awk 'tolower($1) == "x-cache:" {print $2}' | tr -d '\r'
 }
-gateway "$dir/gwb" "upstream phantom_redis { server 127.0.0.1:$redis_port; }
+gateway "$dir/gwb" "$redis_upstream
   phantom_token_cache_zone z:16m $fleet_z;" "$status $ten" 19104 10
 for i in $(seq 10); do cache_status 19100 "ten-$i" >/dev/null; done
 for i in $(seq 10); do cache_status 19104 "ten-$i" >/dev/null; done

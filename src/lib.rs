@@ -74,17 +74,16 @@ impl HttpModule for Module {
                 continue;
             };
             // SAFETY: cf is the configuration context of postconfiguration.
+            fleet.resolver = unsafe { config::redis::http_resolver(cf) };
+            // SAFETY: as above.
             fleet.dns = unsafe {
                 config::redis::run_time_name(
                     cf,
                     &fleet.target,
                     fleet.sentinel.is_some() || fleet.cluster.is_some(),
+                    fleet.resolver,
                 )
             };
-            if fleet.sentinel.is_some() {
-                // SAFETY: as above.
-                fleet.resolver = unsafe { config::redis::http_resolver(cf) };
-            }
             // SAFETY: as above.
             let found = unsafe { config::redis::resolve(cf, &fleet.target) };
             // A name followed at run time need not resolve yet.

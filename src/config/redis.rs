@@ -226,10 +226,10 @@ unsafe fn conf_str(cf: *mut ngx_conf_t, s: &str) -> Option<ngx_str_t> {
     }
 }
 
-/// The name `redis=host:port` follows at run time: when the host is a name (not an upstream
-/// block, an IP address or a socket path) and the http block has a `resolver`. Sentinels
-/// are resolved once (their answers are what moves; host names in them are followed with
-/// [`http_resolver`]).
+/// The name `redis=host:port` follows at run time with `resolver` (the http block's): when
+/// the host is a name (not an upstream block, an IP address or a socket path). Sentinels are
+/// resolved once (their answers are what moves; host names in them are followed with the
+/// same resolver).
 ///
 /// # Safety
 /// `cf` must be the configuration context of postconfiguration.
@@ -237,6 +237,7 @@ pub(crate) unsafe fn run_time_name(
     cf: *mut ngx_conf_t,
     target: &str,
     fixed: bool,
+    resolver: Option<crate::fleet::dns::Resolver>,
 ) -> Option<crate::fleet::dns::Name> {
     if fixed || target.starts_with("unix:") {
         return None;
@@ -254,8 +255,7 @@ pub(crate) unsafe fn run_time_name(
         _ => 6379,
     };
     Some(crate::fleet::dns::Name {
-        // SAFETY: per contract.
-        resolver: unsafe { http_resolver(cf) }?,
+        resolver: resolver?,
         host: host.to_string(),
         port,
     })

@@ -132,8 +132,8 @@ pub(crate) struct Fleet {
     pub(crate) cluster: Option<cluster::Cluster>,
     /// `redis=host:port` with the http block's `resolver`: the name followed at run time.
     pub(crate) dns: Option<dns::Name>,
-    /// With `redis_sentinel=`: the http block's `resolver`, for Sentinels that answer with
-    /// host names.
+    /// The http block's `resolver`, for names followed at run time (`redis=host:port`, a
+    /// Sentinel's answer).
     pub(crate) resolver: Option<dns::Resolver>,
     dns_watch: RefCell<Option<Box<dns::Watch>>>,
     sentinel_watch: RefCell<Option<Box<sentinel::Watch>>>,
