@@ -15,6 +15,8 @@ use support::sentinel::{Setup, Watched, MASTER};
 use support::*;
 
 const LOAD_SECONDS: u64 = 8;
+/// Load during a Sentinel failover: longer than the slowest failover seen (12 s).
+const SENTINEL_LOAD_SECONDS: u64 = 18;
 
 fn stored(r: &Redis) -> usize {
     r.keys().iter().filter(|k| k.contains(":t:")).count()
@@ -156,7 +158,9 @@ fn sentinel_failover_under_load_fails_no_request_and_moves_writes_and_purges() {
     );
     let new_port = w.replica.port;
     let (mut failover, mut writes) = (Duration::ZERO, Duration::ZERO);
-    let p99 = under_load(&ids, &[&a, &b], &hot, || {
+    // The load lasts past a slow failover too (CI once saw Sentinel take 12 s, after the
+    // 8 s of load had ended, so no write of the load could land on the new primary).
+    let p99 = support::wrk::under_load(&ids, &[&a, &b], &hot, SENTINEL_LOAD_SECONDS, || {
         w.primary.stop();
         let killed = Instant::now();
         failover = w.wait_primary(new_port, Duration::from_secs(15));
