@@ -360,7 +360,9 @@ fn a_moved_that_names_a_host_is_followed() {
             assert!(c.cmd_at(port, &["CONFIG", "SET", k, v]).is_ok_reply());
         }
     }
-    eventually("every node knows every host name", || {
+    // Host names spread with the gossip's pings: every node pings every other at least once
+    // per half node timeout (2.5 s), later on a loaded machine.
+    eventually_within(20, "every node knows every host name", || {
         c.ports.iter().all(|&p| {
             let nodes = c
                 .cmd_at(p, &["CLUSTER", "NODES"])

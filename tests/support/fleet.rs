@@ -193,10 +193,15 @@ impl Fleet {
 }
 
 /// Polls `cond` for up to 3 s (Redis writes may complete after the response).
-pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(3);
+pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    eventually_within(3, what, cond)
+}
+
+/// Polls `cond` for up to `secs` s: for what Redis spreads on its own clock (cluster gossip).
+pub fn eventually_within(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
-        assert!(Instant::now() < deadline, "not within 3 s: {what}");
+        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
