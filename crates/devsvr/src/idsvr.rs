@@ -18,10 +18,10 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use phantom_core::dpop::{self, Alg, ProofInput};
-
+use crate::answer::answer;
+use crate::binding::confirmation;
+use crate::form::form;
 use crate::http::{Recorded, Reply};
-use crate::jwt;
 use crate::purge;
 use crate::serve::{Action, Server};
 
@@ -63,21 +63,21 @@ pub enum Fault {
     Raw(Vec<u8>),
 }
 
-struct Token {
-    scope: String,
-    exp: i64,
-    iat: i64,
-    sub: String,
-    claims: Map<String, Value>,
+pub(crate) struct Token {
+    pub(crate) scope: String,
+    pub(crate) exp: i64,
+    pub(crate) iat: i64,
+    pub(crate) sub: String,
+    pub(crate) claims: Map<String, Value>,
     /// The token's `cnf` claim (RFC 7800): `jkt` for DPoP, `x5t#S256` for a certificate;
     /// empty for a Bearer token.
-    cnf: Map<String, Value>,
+    pub(crate) cnf: Map<String, Value>,
     revoked: bool,
 }
 
 impl Token {
     /// Whether the token is DPoP-bound (`token_type` `DPoP`, RFC 9449 §5 and §6.2).
-    fn token_type(&self) -> &'static str {
+    pub(crate) fn token_type(&self) -> &'static str {
         if self.cnf.contains_key("jkt") {
             "DPoP"
         } else {
@@ -102,7 +102,7 @@ pub struct IdServer {
     state: Arc<Mutex<State>>,
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -111,7 +111,7 @@ fn now() -> i64 {
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -261,38 +261,6 @@ fn route(state: &Mutex<State>, port: u64, req: &Recorded) -> Action {
     }
 }
 
-/// `application/x-www-form-urlencoded` fields.
-fn form(body: &[u8]) -> HashMap<String, String> {
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'+', _, _) => out.push(b' '),
-            (b'%', Some(h), Some(l)) => {
-                out.push(h * 16 + l);
-                i += 2;
-            }
-            (c, _, _) => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Client credentials from HTTP Basic, else from the form.
 fn client_ok(cfg: &IdConfig, req: &Recorded, fields: &HashMap<String, String>) -> bool {
     let basic = req
@@ -391,86 +359,6 @@ fn revoke_and_purge(state: &Mutex<State>, token: &str) {
     }
 }
 
-/// Algorithms the token endpoint accepts in DPoP proofs.
-pub const DPOP_ALGS: [Alg; 4] = [Alg::Es256, Alg::Rs256, Alg::Ps256, Alg::EdDsa];
-/// Maximum age in seconds of a DPoP proof at the token endpoint.
-pub const DPOP_WINDOW: u64 = 60;
-
-/// The `cnf` claim of a token requested with `req`: `jkt` of the key of a valid `DPoP` proof
-/// (RFC 9449 §5), `x5t#S256` from the form parameter `cnf_x5t_s256`. The latter is for
-/// development only: it lets a demo bind a token to a certificate without TLS; a real
-/// authorization server takes the thumbprint from the mutual-TLS connection (RFC 8705 §3).
-fn confirmation(
-    req: &Recorded,
-    fields: &HashMap<String, String>,
-) -> Result<Map<String, Value>, Reply> {
-    let mut cnf = Map::new();
-    let proofs: Vec<&str> = req
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("dpop"))
-        .map(|(_, v)| v.as_str())
-        .collect();
-    match proofs.as_slice() {
-        [] => {}
-        [proof] => {
-            let jkt = verify_token_request_proof(req, proof).map_err(|why| {
-                Reply::json(
-                    400,
-                    &json!({ "error": "invalid_dpop_proof", "error_description": why }),
-                )
-            })?;
-            cnf.insert("jkt".into(), jkt.into());
-        }
-        _ => {
-            return Err(Reply::json(
-                400,
-                &json!({ "error": "invalid_dpop_proof", "error_description": "more than one DPoP header" }),
-            ))
-        }
-    }
-    if let Some(x5t) = fields.get("cnf_x5t_s256") {
-        if x5t.is_empty() {
-            return Err(Reply::json(
-                400,
-                &json!({ "error": "invalid_request", "error_description": "cnf_x5t_s256 is empty" }),
-            ));
-        }
-        cnf.insert("x5t#S256".into(), x5t.clone().into());
-    }
-    Ok(cnf)
-}
-
-/// Verifies a token request's proof (`htm` POST, `htu` this endpoint as the client addressed
-/// it, no `ath`) and returns the RFC 7638 thumbprint of its key.
-fn verify_token_request_proof(req: &Recorded, proof: &str) -> Result<String, String> {
-    let host = req.header("host").unwrap_or("");
-    let path = req.target.split('?').next().unwrap_or("");
-    let url = format!("http://{host}{path}");
-    let input = ProofInput {
-        proof: proof.as_bytes(),
-        method: req.method.as_bytes(),
-        url: &url,
-        token: b"",
-        now: now(),
-        window: DPOP_WINDOW,
-        algs: &DPOP_ALGS,
-        nonce_key: None,
-    };
-    dpop::verify_proof(&input).map_err(|e| e.to_string())?;
-    // The signature verified with the header's `jwk`: the token is bound to that key.
-    let header = proof
-        .split('.')
-        .next()
-        .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
-        .and_then(|h| serde_json::from_slice::<Map<String, Value>>(&h).ok())
-        .ok_or("DPoP proof header is not a JSON object")?;
-    match header.get("jwk") {
-        Some(Value::Object(jwk)) => dpop::thumbprint(jwk).map_err(str::to_string),
-        _ => Err("DPoP proof has no jwk header".into()),
-    }
-}
-
 fn set_fault(state: &Mutex<State>, req: &Recorded) -> Reply {
     let text = String::from_utf8_lossy(&req.body).trim().to_string();
     let fault = match text.as_str() {
@@ -542,84 +430,4 @@ fn introspect(state: &Mutex<State>, port: u64, req: &Recorded) -> Action {
         .filter(|t| !t.revoked && t.exp > now);
     let accept = req.header("accept").unwrap_or("").to_ascii_lowercase();
     Action::Reply(answer(&s.config, port, active, &accept, now))
-}
-
-/// The access token's claims (what the API receives as a JWT).
-fn access_claims(cfg: &IdConfig, port: u64, t: &Token) -> Map<String, Value> {
-    let mut c = Map::new();
-    c.insert("iss".into(), format!("http://127.0.0.1:{port}").into());
-    c.insert("sub".into(), t.sub.clone().into());
-    c.insert("client_id".into(), cfg.client_id.clone().into());
-    c.insert("scope".into(), t.scope.clone().into());
-    c.insert("aud".into(), "api".into());
-    c.insert("iat".into(), t.iat.into());
-    c.insert("exp".into(), t.exp.into());
-    c.insert("jti".into(), new_token().into());
-    if !t.cnf.is_empty() {
-        c.insert("cnf".into(), Value::Object(t.cnf.clone()));
-    }
-    c.extend(t.claims.clone());
-    c
-}
-
-fn answer(cfg: &IdConfig, port: u64, active: Option<&Token>, accept: &str, now: i64) -> Reply {
-    let cache = |r: Reply, t: &Token| match &cfg.cache_control {
-        None => r.with("Cache-Control", &format!("max-age={}", t.exp - now)),
-        Some(v) if v.is_empty() => r,
-        Some(v) => r.with("Cache-Control", v),
-    };
-    let inactive_json =
-        || Reply::json(200, &json!({ "active": false })).with("Cache-Control", "no-store");
-    if accept.contains("application/token-introspection+jwt") {
-        let ti = match active {
-            Some(t) => {
-                let mut o = access_claims(cfg, port, t);
-                o.insert("active".into(), true.into());
-                o.insert("token_type".into(), t.token_type().into());
-                Value::Object(o)
-            }
-            None => json!({ "active": false }),
-        };
-        let mut c = Map::new();
-        c.insert("iss".into(), format!("http://127.0.0.1:{port}").into());
-        c.insert("aud".into(), cfg.client_id.clone().into());
-        c.insert("iat".into(), now.into());
-        c.insert("token_introspection".into(), ti);
-        let body = jwt::sign_padded(&c, "token-introspection+jwt", cfg.jwt_size);
-        let r = Reply::new(200, "application/token-introspection+jwt", body);
-        return match active {
-            Some(t) => cache(r, t),
-            None => r.with("Cache-Control", "no-store"),
-        };
-    }
-    let Some(t) = active else {
-        return if accept.contains("application/jwt") {
-            Reply::empty(204)
-        } else {
-            inactive_json()
-        };
-    };
-    let access = jwt::sign_padded(&access_claims(cfg, port, t), "at+jwt", cfg.jwt_size);
-    if accept.contains("application/jwt") {
-        return cache(Reply::new(200, "application/jwt", access), t);
-    }
-    let mut o = access_claims(cfg, port, t);
-    o.insert("active".into(), true.into());
-    o.insert("token_type".into(), t.token_type().into());
-    o.insert("jwt".into(), access.into());
-    cache(Reply::json(200, &Value::Object(o)), t)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_decoding() {
-        let f = form(b"token=a%2Bb%2Fc%3D%3D&x=1+2&bad=%zz&end=%4");
-        assert_eq!(f["token"], "a+b/c==");
-        assert_eq!(f["x"], "1 2");
-        assert_eq!(f["bad"], "%zz");
-        assert_eq!(f["end"], "%4");
-    }
 }

@@ -6,17 +6,21 @@
 //! The identity server issues DPoP-bound tokens for requests with a valid `DPoP` proof, and
 //! [`client`] makes proofs (the `phantom-devsvr dpop-proof` command of the demo).
 
+mod answer;
+mod binding;
 pub mod client;
 mod echo;
+mod form;
 mod http;
 mod idsvr;
 mod jwt;
 mod purge;
 mod serve;
 
+pub use binding::{DPOP_ALGS, DPOP_WINDOW};
 pub use echo::EchoServer;
 pub use http::Recorded;
-pub use idsvr::{Fault, IdConfig, IdServer, DPOP_ALGS, DPOP_WINDOW};
+pub use idsvr::{Fault, IdConfig, IdServer};
 pub use jwt::DEV_KEY;
 
 /// Decodes a JWT payload without verifying it (a test helper).
