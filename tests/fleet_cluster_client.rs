@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use support::cluster::Cluster;
 use support::fleet::*;
-use support::{EchoServer, IdConfig, IdServer, Nginx};
+use support::{EchoServer, Fault, IdConfig, IdServer, Nginx};
 
 /// An instance whose zone `jwt` uses the cluster, with its seed nodes in an `upstream`
 /// (their TLS ports when `zone` has `redis_ssl=on`).
@@ -401,5 +401,31 @@ fn a_moved_that_names_a_host_is_followed() {
     });
     assert_eq!(get(a.port, &t).0, 200);
     assert_no_crash(&a);
+    assert_no_crash(&b);
+}
+
+/// A worker that exits while its request holds the fleet lock releases the lock on its way
+/// out, on the node that owns the lock's slot: the other instance then asks the identity
+/// server at once instead of waiting out `redis_lock`.
+#[test]
+fn a_worker_that_exits_releases_its_locks_on_their_nodes() {
+    let c = Cluster::start();
+    let (ids, _echo, _keys, a, b) = two_instances(&c, "redis_lock=5s");
+    let token = ids.issue("read", 300);
+    ids.set_fault(Fault::Delay(Duration::from_secs(10)));
+    let _holder = open_request(a.port, &token);
+    let lock = || c.keys().into_iter().find(|k| k.contains(":lk:"));
+    eventually("A holds the fleet lock", || lock().is_some());
+    ids.set_fault(Fault::None);
+    // A fast shutdown: the worker exits with the request (and its lock) still in flight.
+    a.signal(libc::SIGTERM);
+    eventually("the lock is released", || lock().is_none());
+    let started = Instant::now();
+    assert_eq!(get(b.port, &token), (200, "MISS".into()));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "B waited {:?} for the lock of an instance that exited (redis_lock=5s)",
+        started.elapsed()
+    );
     assert_no_crash(&b);
 }

@@ -5,22 +5,12 @@
 
 mod support;
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use support::fleet::*;
 use support::redis::Redis;
 use support::*;
-
-/// A client that sent a request for `token` and is still connected.
-fn open_request(port: u16, token: &str) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let req = format!("GET / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s
-}
 
 /// How many times `needle` is in the error log of `n`, polled until `want` or 1 s.
 fn log_count_within_1s(n: &Nginx, needle: &str, want: usize) -> usize {

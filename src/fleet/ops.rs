@@ -403,10 +403,17 @@ thread_local! {
 
 /// The release commands of the locks this worker holds in `fleet` (worker exit).
 pub(crate) fn held_releases(fleet: &Fleet) -> (Vec<u8>, usize) {
-    let held = HELD.with_borrow_mut(core::mem::take);
+    // Only this zone's: another zone's locks wait for its own shutdown.
+    let held: Vec<_> = HELD.with_borrow_mut(|h| {
+        let (mine, others) = core::mem::take(h)
+            .into_iter()
+            .partition(|(f, _, _)| core::ptr::eq(*f, fleet));
+        *h = others;
+        mine
+    });
     let mut cmds = Vec::new();
     let mut n = 0;
-    for (_, key, lock) in held.iter().filter(|(f, _, _)| core::ptr::eq(*f, fleet)) {
+    for (_, key, lock) in &held {
         push_command(&mut cmds, &[b"EVAL", RELEASE, b"1", key.as_bytes(), lock]);
         n += 1;
     }

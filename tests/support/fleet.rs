@@ -206,6 +206,15 @@ pub fn eventually_within(secs: u64, what: &str, mut cond: impl FnMut() -> bool) 
     }
 }
 
+/// A client that sent a request for `token` and is still connected.
+pub fn open_request(port: u16, token: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let req = format!("GET / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s
+}
+
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
