@@ -170,7 +170,7 @@ fn start_fleet(zones: &'static [cache::ZoneConf]) {
         );
     for zone in zones {
         let Some(fleet) = &zone.fleet else { continue };
-        fleet.attach(zone.zone.fleet());
+        fleet.attach(&zone.zone);
         if reads {
             let apply = move |n: phantom_core::fleet::notice::Notice| {
                 purge::local::apply(zone, n.kind, &n.value, n.t_ms, |_| {})

@@ -15,6 +15,16 @@ use support::{EchoServer, Fault, IdConfig, IdServer, Nginx};
 /// An instance whose zone `jwt` uses the cluster, with its seed nodes in an `upstream`
 /// (their TLS ports when `zone` has `redis_ssl=on`).
 fn instance(c: &Cluster, ids: &IdServer, echo: &EchoServer, keys: &KeyFile, zone: &str) -> Nginx {
+    instance_of(c, (ids, echo, keys), zone, 2)
+}
+
+/// As [`instance`], with `workers` workers.
+fn instance_of(
+    c: &Cluster,
+    (ids, echo, keys): (&IdServer, &EchoServer, &KeyFile),
+    zone: &str,
+    workers: usize,
+) -> Nginx {
     let upstream = if zone.contains("redis_ssl=on") {
         c.tls_upstream("phantom_redis")
     } else {
@@ -27,7 +37,7 @@ fn instance(c: &Cluster, ids: &IdServer, echo: &EchoServer, keys: &KeyFile, zone
         keys.path().display()
     );
     let server = format!("{}\n{METRICS}", fleet_server(ids, echo, ""));
-    let n = Nginx::start_workers(2, &http, &server, "");
+    let n = Nginx::start_workers(workers, &http, &server, "");
     assert!(
         n.wait_log("cluster map 1: 3 primaries, 16384 of 16384 slots served"),
         "{}",
@@ -428,4 +438,40 @@ fn a_worker_that_exits_releases_its_locks_on_their_nodes() {
         started.elapsed()
     );
     assert_no_crash(&b);
+}
+
+/// A primary down, its replica not yet promoted: every worker finds its map wrong again and
+/// again. One worker of each instance asks for the map, at most once a second, and the
+/// others take it from the zone (before, each of the eight workers asked once a second).
+#[test]
+fn the_map_is_refreshed_once_per_instance_not_once_per_worker() {
+    // cluster-node-timeout 5 s: no failover while the test watches.
+    let mut c = Cluster::start();
+    let (ids, echo, keys) = (
+        IdServer::start(IdConfig::default()).unwrap(),
+        EchoServer::start().unwrap(),
+        KeyFile::new(),
+    );
+    let a = instance_of(&c, (&ids, &echo, &keys), "", 4);
+    let b = instance_of(&c, (&ids, &echo, &keys), "", 4);
+    let hot = issue_with(&ids, 20, serde_json::json!({ "sub": "alice" }));
+    let victim = c.primaries[0].port;
+    let mut down = Instant::now();
+    support::wrk::under_load(&ids, &[&a, &b], &hot, 5, || {
+        for n in c.live_primaries() {
+            assert!(n.cmd_str(&["CONFIG", "RESETSTAT"]).is_ok_reply());
+        }
+        down = Instant::now();
+        c.kill(victim);
+    });
+    let secs = down.elapsed().as_secs_f64();
+    let asked = c.calls("cluster|shards");
+    eprintln!("maps asked for in the {secs:.1} s the primary was down: {asked} (2 instances of 4 workers)");
+    assert!(
+        (asked as f64) <= 2.0 * (secs + 2.0),
+        "{asked} maps asked for in {secs:.1} s by two instances"
+    );
+    for n in [&a, &b] {
+        assert_no_crash(n);
+    }
 }

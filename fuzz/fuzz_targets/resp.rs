@@ -1,10 +1,11 @@
 //! RESP2 reply parsing (fleet tier): total over any bytes, bounded, and prefix-consistent; and
 //! what a purge sweep reads of a reply (members, the round it builds from them, their slots)
-//! never panics.
+//! never panics; a slot map read from any reply, or from any bytes, survives its bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use phantom_core::fleet::layout::Layout;
+use phantom_core::fleet::cluster::SlotMap;
 use phantom_core::fleet::resp::{command, parse, Limits, Reply};
 use phantom_core::fleet::{slot, sweep};
 
@@ -21,11 +22,25 @@ fn sweep_reads(reply: &Reply) {
     let _ = sweep::read(&round, !members.is_empty(), std::slice::from_ref(reply));
 }
 
+/// A map read from a `CLUSTER SHARDS` or `CLUSTER SLOTS` reply reads back the same from its
+/// bytes (what one worker hands the others through the zone).
+fn slot_map_reads(reply: &Reply) {
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    let maps = [
+        SlotMap::from_shards(reply, ip, false),
+        SlotMap::from_slots(reply, ip),
+    ];
+    for map in maps.into_iter().flatten() {
+        assert_eq!(SlotMap::from_bytes(&map.to_bytes()).as_ref(), Some(&map));
+    }
+}
+
 /// Checks the parser's contract for `data` under `limits`.
 fn check(data: &[u8], limits: &Limits) {
     let full = parse(data, limits);
     if let Ok(Some((reply, n))) = &full {
         sweep_reads(reply);
+        slot_map_reads(reply);
         // Consumes at least one byte and never more than its input.
         assert!(*n > 0 && *n <= data.len());
         // The frame alone parses the same: bytes after it are never looked at.
@@ -57,6 +72,10 @@ fn check(data: &[u8], limits: &Limits) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // Any bytes are a map or refused; a map's own bytes read back the same.
+    if let Some(map) = SlotMap::from_bytes(data) {
+        assert_eq!(SlotMap::from_bytes(&map.to_bytes()).as_ref(), Some(&map));
+    }
     check(data, &Limits::default());
     // Tight limits reach every limit check with short inputs.
     let tight = Limits {

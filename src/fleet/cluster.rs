@@ -3,8 +3,9 @@
 //!
 //! The slot map comes from `CLUSTER SHARDS` (`CLUSTER SLOTS` where that is unknown), asked of
 //! the seed nodes of `redis=` and then of the known primaries in turn. A `MOVED` reply moves
-//! its slot at once and makes the map due for a refresh; refreshes run one at a time per
-//! worker and at most once a second, so a failover cannot cause a storm of them. An operation
+//! its slot at once and makes the map due for a refresh. After a worker's first map, one
+//! worker of the instance at a time refreshes it, at most once a second, and hands it to the
+//! others through the zone, so a failover cannot cause a storm of refreshes. An operation
 //! whose slot has no known owner, or whose node's breaker is open, is a miss: Redis never
 //! fails a request. Each node connection has its own breaker, so one node down leaves the
 //! keys of the others served.
@@ -35,8 +36,11 @@ pub(crate) struct Cluster {
     nodes: RefCell<Vec<(SocketAddr, Box<Conn>)>>,
     /// Asks for the map.
     query: RefCell<Option<Box<Conn>>>,
-    /// The map is known to be wrong (a `MOVED`, a node that failed).
+    /// The map is known to be wrong (a `MOVED`, a node that failed), since when.
     due: Cell<bool>,
+    due_ms: Cell<i64>,
+    /// The generation of the instance's map (in the zone) this worker has.
+    generation: Cell<u64>,
     /// A refresh is in flight.
     asking: Cell<bool>,
     asked_ms: Cell<i64>,
@@ -62,7 +66,7 @@ impl Cluster {
         self.refresh_if_due(fleet, now_ms);
         let slot = cluster::key_slot(route);
         let Some(addr) = self.owner_of(slot) else {
-            self.due.set(true);
+            self.mark_due();
             return false;
         };
         let Ok(mut nodes) = self.nodes.try_borrow_mut() else {
@@ -111,19 +115,36 @@ impl Cluster {
         if let Ok(mut map) = self.map.try_borrow_mut() {
             map.moved(slot, to);
         }
-        self.due.set(true);
+        self.mark_due();
     }
 
     /// Something went wrong with a node: the map is due for a refresh.
     pub(crate) fn suspect(&self) {
-        self.due.set(true);
+        self.mark_due();
     }
 
-    /// Asks for the map when it is due (or old), one refresh at a time, once a second at most.
+    fn mark_due(&self) {
+        if !self.due.replace(true) {
+            self.due_ms.set(crate::glue::time::now_ms());
+        }
+    }
+
+    /// Takes a map another worker published, else asks for the map when it is due (or
+    /// old): a worker's first map at once, later ones one worker of the instance at a time
+    /// and once a second at most.
     pub(crate) fn refresh_if_due(&self, fleet: &Fleet, now_ms: i64) {
+        self.adopt(fleet);
         let since = now_ms - self.asked_ms.get();
-        let wanted = self.due.get() || self.refreshes.get() == 0 || since >= PERIOD_MS;
+        let first = self.refreshes.get() == 0;
+        let wanted = self.due.get() || first || since >= PERIOD_MS;
         if !wanted || self.asking.get() || since < REFRESH_MS {
+            return;
+        }
+        if !first
+            && !fleet
+                .zone()
+                .is_none_or(|z| z.claim_map_refresh(now_ms, REFRESH_MS))
+        {
             return;
         }
         let Some(peer) = self.node_to_ask(fleet) else {
@@ -191,7 +212,7 @@ impl Cluster {
     ) {
         self.asking.set(false);
         let Ok(replies) = outcome else {
-            self.due.set(true);
+            self.mark_due();
             return;
         };
         let Some(reply) = replies.first() else {
@@ -208,19 +229,53 @@ impl Cluster {
             if shards && matches!(reply, phantom_core::fleet::resp::Reply::Error(_)) {
                 self.slots_only.set(true);
             }
-            self.due.set(true);
+            self.mark_due();
             return;
         };
+        crate::metrics::count(crate::metrics::Counter::ClusterMaps);
+        // Stamped with when it was asked for: a `MOVED` seen after that may be newer.
+        let asked = self.asked_ms.get();
+        if let Some(g) = fleet
+            .zone()
+            .and_then(|z| z.publish_map(&map.to_bytes(), asked))
+        {
+            self.generation.set(g);
+        }
+        self.install(fleet, map);
+    }
+
+    /// Takes the map another worker of the instance published, unless it was asked for
+    /// before this worker found its own map wrong (its `MOVED` may be newer).
+    fn adopt(&self, fleet: &Fleet) {
+        let Some(p) = fleet
+            .zone()
+            .and_then(|z| z.map_since(self.generation.get()))
+        else {
+            return;
+        };
+        self.generation.set(p.generation);
+        if self.due.get() && p.taken_ms < self.due_ms.get() {
+            return;
+        }
+        let Some(map) = SlotMap::from_bytes(&p.bytes) else {
+            return;
+        };
+        self.due.set(false);
+        self.asked_ms.set(self.asked_ms.get().max(p.taken_ms));
+        self.install(fleet, map);
+    }
+
+    /// Makes `map` this worker's (one log line when its shape changed).
+    fn install(&self, fleet: &Fleet, map: SlotMap) {
         if map.covered() < cluster::SLOTS {
             // Part of the cluster has no primary (a failover under way): ask again soon.
-            self.due.set(true);
+            self.mark_due();
         }
         let Ok(mut old) = self.map.try_borrow_mut() else {
             return;
         };
         let n = self.refreshes.get() + 1;
         self.refreshes.set(n);
-        crate::metrics::count(crate::metrics::Counter::ClusterMaps);
         if old.nodes() != map.nodes() || old.covered() != map.covered() {
             let msg = format!(
                 "cluster map {n}: {} primaries, {} of {} slots served",

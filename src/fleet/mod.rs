@@ -31,6 +31,7 @@ use phantom_core::fleet::keys::KeyFile;
 use phantom_core::fleet::layout::Layout;
 
 pub(crate) use crate::cache::zone::FleetShared;
+use crate::cache::zone::Zone;
 use conn::{Conn, Kind};
 use peer::{Peer, Servers};
 pub(crate) use spec::{FleetSpec, TlsSpec};
@@ -69,7 +70,8 @@ pub(crate) struct Fleet {
     pub(crate) password_file: Option<String>,
     pub(crate) sentinel_password_file: Option<String>,
     pub(crate) max_connection_age_ms: Option<u64>,
-    /// The zone's shared state (set once the zone is known to the worker).
+    /// The zone, and its shared state (set once the zone is known to the worker).
+    zone: core::cell::Cell<Option<&'static Zone>>,
     shared: core::cell::Cell<*const FleetShared>,
     worker: RefCell<Option<Box<Conn>>>,
     /// The worker is exiting: nothing more is sent.
@@ -100,6 +102,7 @@ impl Fleet {
             password_file: spec.password_file,
             sentinel_password_file: spec.sentinel_password_file,
             max_connection_age_ms: spec.max_connection_age_ms,
+            zone: core::cell::Cell::new(None),
             shared: core::cell::Cell::new(core::ptr::null()),
             worker: RefCell::new(None),
             stopped: core::cell::Cell::new(false),
@@ -109,9 +112,10 @@ impl Fleet {
 
     /// Points the breaker at the zone's shared state, and starts following the primary
     /// (worker start).
-    pub(crate) fn attach(&'static self, shared: Option<&FleetShared>) {
+    pub(crate) fn attach(&'static self, zone: &'static Zone) {
+        self.zone.set(Some(zone));
         self.shared
-            .set(shared.map_or(core::ptr::null(), |s| s as *const _));
+            .set(zone.fleet().map_or(core::ptr::null(), |s| s as *const _));
         if let Some(c) = &self.cluster {
             self.servers.replace(self.seeds.clone());
             c.refresh_if_due(self, crate::glue::time::now_ms());
@@ -160,6 +164,11 @@ impl Fleet {
             Kind::Data => self.servers.len(),
             Kind::Sentinel => self.seeds.len(),
         }
+    }
+
+    /// The zone this tier serves (once the worker started).
+    pub(crate) fn zone(&self) -> Option<&'static Zone> {
+        self.zone.get()
     }
 
     fn shared(&self) -> Option<&FleetShared> {

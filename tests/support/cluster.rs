@@ -299,6 +299,26 @@ impl Cluster {
         out
     }
 
+    /// How many times the running nodes ran `command` (`INFO commandstats`:
+    /// `cmdstat_cluster|shards:calls=3,...`), since they started or `CONFIG RESETSTAT`.
+    pub fn calls(&self, command: &str) -> u64 {
+        let prefix = format!("cmdstat_{command}:calls=");
+        self.nodes
+            .iter()
+            .filter(|n| n.pid().is_some())
+            .map(|n| {
+                let info = n
+                    .cmd_str(&["INFO", "commandstats"])
+                    .text()
+                    .unwrap_or_default();
+                info.lines()
+                    .find_map(|l| l.strip_prefix(prefix.as_str()))
+                    .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
     /// Waits (up to 20 s) until every node still running says the cluster is ok, all slots
     /// served (after a failover).
     pub fn wait_ok(&self) {

@@ -329,6 +329,12 @@ impl Locked {
         }
     }
 
+    /// Allocates `size` bytes for the zone's own use (as an active entry would be, evicting
+    /// the least recently used entries until it fits).
+    pub(crate) fn alloc_bytes(&self, size: usize, now_ms: i64) -> Option<*mut u8> {
+        self.alloc(size, ACTIVE, now_ms).map(|p| p as *mut u8)
+    }
+
     /// Allocates, evicting least recently used entries until it fits: negative entries
     /// first, and active ones only to make room for an active entry or a marker.
     fn alloc(&self, size: usize, kind: u8, now_ms: i64) -> Option<*mut Node> {

@@ -7,6 +7,7 @@
 //! wastes less of the slab's power-of-two size classes, a separate body with the head of the
 //! data: a 1 KiB JWT takes 128 + 1024 bytes instead of 2048.
 
+mod cluster_map;
 mod index;
 mod locked;
 mod purge;
@@ -32,7 +33,7 @@ use locked::{read_entry, Locked};
 pub(crate) use shared::FleetShared;
 
 /// Marks a zone laid out by this version of the module (checked when a reload reuses it).
-const MAGIC: u64 = 0x5054_4b43_4143_4836; // "PTKCACH6": the hash index
+const MAGIC: u64 = 0x5054_4b43_4143_4837; // "PTKCACH7": the shared cluster map
 
 /// Entries bigger than this share of the zone are not cached at all.
 const MAX_SHARE: usize = 4;
@@ -86,8 +87,8 @@ struct Node {
 const _: () = assert!(size_of::<Node>() == 112);
 // Every layout the zone holds is covered by `MAGIC`: a change of any size here must come
 // with a new magic (a reload keeps the old zone, read with the new layout otherwise).
-const _: () = assert!(size_of::<FleetShared>() == 2192);
-const _: () = assert!(size_of::<Shared>() == 2344);
+const _: () = assert!(size_of::<FleetShared>() == 2232);
+const _: () = assert!(size_of::<Shared>() == 2384);
 
 impl Node {
     fn keep_ms(&self) -> i64 {

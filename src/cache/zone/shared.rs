@@ -1,8 +1,9 @@
 //! What the fleet tier keeps in the zone for all workers of an instance: the breaker, the
-//! purge stream's cursor, the tombstones of recent purges and the instance's origin. The
-//! zone owns this layout (its magic covers it); the fleet tier reads and writes it.
+//! purge stream's cursor, the tombstones of recent purges, the instance's origin and a Redis
+//! Cluster's slot map. The zone owns this layout (its magic covers it); the fleet tier reads
+//! and writes it.
 
-use core::sync::atomic::{AtomicI64, AtomicU32};
+use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 
 use phantom_core::fleet::errors::ErrorClass;
 use phantom_core::fleet::notice::Origin;
@@ -26,4 +27,13 @@ pub(crate) struct FleetShared {
     /// out (in the master, before the workers start), so shared by every worker and kept
     /// across reloads. Written only then; read under the zone lock.
     pub(crate) origin: Origin,
+    /// The Redis Cluster slot map that a worker took, for the others (`cluster_map.rs`):
+    /// its bytes in the slab and their length, when it was taken (under the zone lock), and
+    /// its generation (0: none yet).
+    pub(crate) map: *mut u8,
+    pub(crate) map_len: u64,
+    pub(crate) map_ms: i64,
+    pub(crate) map_gen: AtomicU64,
+    /// When a worker last set out to ask for the map: one at a time per instance.
+    pub(crate) map_claim_ms: AtomicI64,
 }

@@ -17,7 +17,7 @@ pub use super::slot::key_slot;
 pub const SLOTS: usize = super::slot::SLOTS as usize;
 
 /// No node owns the slot (not in the map yet).
-const NONE: u16 = u16::MAX;
+pub(super) const NONE: u16 = u16::MAX;
 
 /// The commands that ask a node for the map.
 pub fn shards_command() -> Vec<u8> {
@@ -78,10 +78,10 @@ fn endpoint_ip(host: &[u8], answered: IpAddr) -> Option<IpAddr> {
 /// Which primary owns each slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotMap {
-    nodes: Vec<SocketAddr>,
+    pub(super) nodes: Vec<SocketAddr>,
     /// Each primary's host name, where its shard entry gave one (by index, as `nodes`).
-    hosts: Vec<Option<Box<str>>>,
-    owner: Vec<u16>,
+    pub(super) hosts: Vec<Option<Box<str>>>,
+    pub(super) owner: Vec<u16>,
 }
 
 impl Default for SlotMap {
@@ -251,7 +251,8 @@ fn online_primary<'a>(
     let addr = SocketAddr::new(endpoint_ip(text(b"ip")?, answered)?, port);
     let host = text(b"hostname")
         .and_then(|h| core::str::from_utf8(h).ok())
-        .filter(|h| !h.is_empty());
+        // A DNS name has at most 253 characters.
+        .filter(|h| !h.is_empty() && h.len() <= 253);
     Some((addr, host))
 }
 

@@ -23,6 +23,7 @@
 
 pub mod addr;
 pub mod cluster;
+mod cluster_bytes;
 pub mod errors;
 pub mod hello;
 pub mod keys;
