@@ -237,7 +237,7 @@ impl Cluster {
         let asked = self.asked_ms.get();
         if let Some(g) = fleet
             .zone()
-            .and_then(|z| z.publish_map(&map.to_bytes(), asked))
+            .and_then(|z| z.publish_map(&[&tag(fleet)[..], &map.to_bytes()].concat(), asked))
         {
             self.generation.set(g);
         }
@@ -257,7 +257,11 @@ impl Cluster {
         if self.due.get() && p.taken_ms < self.due_ms.get() {
             return;
         }
-        let Some(map) = SlotMap::from_bytes(&p.bytes) else {
+        let Some(map) = p
+            .bytes
+            .strip_prefix(&tag(fleet))
+            .and_then(SlotMap::from_bytes)
+        else {
             return;
         };
         self.due.set(false);
@@ -311,6 +315,19 @@ impl Cluster {
             }
         }
     }
+}
+
+/// What a map in the zone is a map of: the cluster this configuration names. The zone is kept
+/// across a reload, and a map taken before one that names other seeds is not taken.
+fn tag(fleet: &Fleet) -> [u8; 8] {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    fleet.target.hash(&mut h);
+    for seed in &fleet.seeds {
+        seed.name().hash(&mut h);
+    }
+    fleet.tls.is_some().hash(&mut h);
+    h.finish().to_le_bytes()
 }
 
 /// The connection to the node at `addr`, made if new.
