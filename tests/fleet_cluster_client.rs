@@ -426,6 +426,11 @@ fn a_worker_that_exits_releases_its_locks_on_their_nodes() {
     let _holder = open_request(a.port, &token);
     let lock = || c.keys().into_iter().find(|k| k.contains(":lk:"));
     eventually("A holds the fleet lock", || lock().is_some());
+    // The fault is read when the introspection arrives: lifted before that, A's introspection
+    // answers at once, A stores the entry and B's request is a HIT.
+    eventually("A's introspection is at the identity server", || {
+        ids.introspections() >= 1
+    });
     ids.set_fault(Fault::None);
     // A fast shutdown: the worker exits with the request (and its lock) still in flight.
     a.signal(libc::SIGTERM);

@@ -91,7 +91,9 @@ fn a_lock_holder_whose_client_goes_away_releases_the_fleet_lock() {
     let (f, token) = slow_fleet();
     // A introspects for the fleet (holding the lock); B waits for it.
     let holder = open_request(f.port(0), &token);
-    std::thread::sleep(Duration::from_millis(200));
+    eventually("A's introspection is at the identity server", || {
+        f.ids.introspections() >= 1
+    });
     let port_b = f.port(1);
     let t = token.clone();
     let waiter = std::thread::spawn(move || {
@@ -118,7 +120,10 @@ fn a_lock_holder_whose_client_goes_away_releases_the_fleet_lock() {
 fn a_lock_holder_whose_worker_exits_releases_the_fleet_lock() {
     let (mut f, token) = slow_fleet();
     let _holder = open_request(f.port(0), &token);
-    std::thread::sleep(Duration::from_millis(300));
+    // Lifted before A's introspection arrives, the fault would not hold A's lock at all.
+    eventually("A's introspection is at the identity server", || {
+        f.ids.introspections() >= 1
+    });
     f.ids.set_fault(Fault::None);
     // A fast shutdown: the worker exits with the request (and its lock) still in flight.
     f.nodes[0].signal(libc::SIGTERM);
