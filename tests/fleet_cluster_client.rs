@@ -25,6 +25,22 @@ fn instance_of(
     zone: &str,
     workers: usize,
 ) -> Nginx {
+    let (http, server) = instance_conf(c, (ids, echo, keys), zone);
+    let n = Nginx::start_workers(workers, &http, &server, "");
+    assert!(
+        n.wait_log("cluster map 1: 3 primaries, 16384 of 16384 slots served"),
+        "{}",
+        n.error_log()
+    );
+    n
+}
+
+/// The `http` and `server` blocks of an instance on `c`.
+fn instance_conf(
+    c: &Cluster,
+    (ids, echo, keys): (&IdServer, &EchoServer, &KeyFile),
+    zone: &str,
+) -> (String, String) {
     let upstream = if zone.contains("redis_ssl=on") {
         c.tls_upstream("phantom_redis")
     } else {
@@ -37,13 +53,7 @@ fn instance_of(
         keys.path().display()
     );
     let server = format!("{}\n{METRICS}", fleet_server(ids, echo, ""));
-    let n = Nginx::start_workers(workers, &http, &server, "");
-    assert!(
-        n.wait_log("cluster map 1: 3 primaries, 16384 of 16384 slots served"),
-        "{}",
-        n.error_log()
-    );
-    n
+    (http, server)
 }
 
 /// Two instances on `c` with one identity server, API and key file, once workers have maps.
@@ -479,4 +489,31 @@ fn the_map_is_refreshed_once_per_instance_not_once_per_worker() {
     for n in [&a, &b] {
         assert_no_crash(n);
     }
+}
+
+/// The zone, kept across a reload, holds the map the old workers published. After a reload
+/// that names another cluster, the new workers take their map from the new seeds, not the
+/// old cluster's map from the zone.
+#[test]
+fn a_reload_that_names_another_cluster_does_not_take_the_old_map() {
+    let (old, new) = (Cluster::start(), Cluster::start());
+    let ids = IdServer::start(IdConfig::default()).unwrap();
+    let echo = EchoServer::start().unwrap();
+    let keys = KeyFile::new();
+    let a = instance(&old, &ids, &echo, &keys, "");
+    let (http, server) = instance_conf(&new, (&ids, &echo, &keys), "");
+    a.reconfigure(&http, &server);
+    eventually("both new workers have a map", || {
+        a.error_log().matches("cluster map 1: 3 primaries").count() == 4
+    });
+    let t = ids.issue("read", 300);
+    assert_eq!(get(a.port, &t), (200, "MISS".into()));
+    let entries = |c: &Cluster| c.keys().into_iter().filter(|k| k.contains(":t:")).count();
+    eventually("the entry is in the new cluster", || entries(&new) == 1);
+    assert_eq!(
+        entries(&old),
+        0,
+        "the new workers used the old cluster's map"
+    );
+    assert_no_crash(&a);
 }

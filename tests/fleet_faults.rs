@@ -142,7 +142,9 @@ fn a_lock_holder_whose_worker_exits_releases_the_fleet_lock() {
 fn a_waiting_request_whose_client_goes_away_ends_at_once_over_both_protocols() {
     let (f, token) = slow_fleet();
     let _holder = open_request(f.port(0), &token);
-    std::thread::sleep(Duration::from_millis(200));
+    eventually("A's introspection is at the identity server", || {
+        f.ids.introspections() >= 1
+    });
     let b = &f.nodes[1];
     const GONE: &str = "client prematurely closed connection";
     // HTTP/1.1: the client closes while its request polls the lock A holds.

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::fleet::{get, purge, FORM};
+use support::fleet::{eventually, get, purge, FORM};
 use support::*;
 
 /// One instance with a purge location; `zone` and `api` extend the zone and the API location.
@@ -53,8 +53,12 @@ fn a_purge_during_an_introspection_is_not_undone_by_stale_if_error() {
     for (t, body) in [&by_token, &by_sub].into_iter().zip(bodies) {
         let port = n.port;
         let token = t.clone();
+        let before = ids.introspections();
         let in_flight = std::thread::spawn(move || get(port, &token));
-        std::thread::sleep(Duration::from_millis(300));
+        // The purge comes while the introspection is at the identity server.
+        eventually("the introspection is in flight", || {
+            ids.introspections() > before
+        });
         let r = purge(n.port, &body);
         assert_eq!(r.status, 200, "{}", r.text());
         let (status, cache) = in_flight.join().unwrap();

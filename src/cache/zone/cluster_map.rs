@@ -30,7 +30,7 @@ impl Zone {
     }
 
     /// The published map's generation (0: none); no lock, one atomic load.
-    pub(crate) fn map_generation(&self) -> u64 {
+    fn map_generation(&self) -> u64 {
         self.fleet()
             .map_or(0, |f| f.map_gen.load(Ordering::Acquire))
     }
