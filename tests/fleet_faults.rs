@@ -91,9 +91,7 @@ fn a_lock_holder_whose_client_goes_away_releases_the_fleet_lock() {
     let (f, token) = slow_fleet();
     // A introspects for the fleet (holding the lock); B waits for it.
     let holder = open_request(f.port(0), &token);
-    eventually("A's introspection is at the identity server", || {
-        f.ids.introspections() >= 1
-    });
+    introspections_arrived(&f.ids, 1);
     let port_b = f.port(1);
     let t = token.clone();
     let waiter = std::thread::spawn(move || {
@@ -120,10 +118,7 @@ fn a_lock_holder_whose_client_goes_away_releases_the_fleet_lock() {
 fn a_lock_holder_whose_worker_exits_releases_the_fleet_lock() {
     let (mut f, token) = slow_fleet();
     let _holder = open_request(f.port(0), &token);
-    // Lifted before A's introspection arrives, the fault would not hold A's lock at all.
-    eventually("A's introspection is at the identity server", || {
-        f.ids.introspections() >= 1
-    });
+    introspections_arrived(&f.ids, 1);
     f.ids.set_fault(Fault::None);
     // A fast shutdown: the worker exits with the request (and its lock) still in flight.
     f.nodes[0].signal(libc::SIGTERM);
@@ -142,9 +137,7 @@ fn a_lock_holder_whose_worker_exits_releases_the_fleet_lock() {
 fn a_waiting_request_whose_client_goes_away_ends_at_once_over_both_protocols() {
     let (f, token) = slow_fleet();
     let _holder = open_request(f.port(0), &token);
-    eventually("A's introspection is at the identity server", || {
-        f.ids.introspections() >= 1
-    });
+    introspections_arrived(&f.ids, 1);
     let b = &f.nodes[1];
     const GONE: &str = "client prematurely closed connection";
     // HTTP/1.1: the client closes while its request polls the lock A holds.

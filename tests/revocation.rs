@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::fleet::{eventually, get, purge, FORM};
+use support::fleet::{get, introspections_arrived, purge, FORM};
 use support::*;
 
 /// One instance with a purge location; `zone` and `api` extend the zone and the API location.
@@ -56,9 +56,7 @@ fn a_purge_during_an_introspection_is_not_undone_by_stale_if_error() {
         let before = ids.introspections();
         let in_flight = std::thread::spawn(move || get(port, &token));
         // The purge comes while the introspection is at the identity server.
-        eventually("the introspection is in flight", || {
-            ids.introspections() > before
-        });
+        introspections_arrived(&ids, before + 1);
         let r = purge(n.port, &body);
         assert_eq!(r.status, 200, "{}", r.text());
         let (status, cache) = in_flight.join().unwrap();

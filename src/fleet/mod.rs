@@ -70,9 +70,8 @@ pub(crate) struct Fleet {
     pub(crate) password_file: Option<String>,
     pub(crate) sentinel_password_file: Option<String>,
     pub(crate) max_connection_age_ms: Option<u64>,
-    /// The zone, and its shared state (set once the zone is known to the worker).
+    /// The zone, and with it the shared state (set once the zone is known to the worker).
     zone: core::cell::Cell<Option<&'static Zone>>,
-    shared: core::cell::Cell<*const FleetShared>,
     worker: RefCell<Option<Box<Conn>>>,
     /// The worker is exiting: nothing more is sent.
     stopped: core::cell::Cell<bool>,
@@ -103,7 +102,6 @@ impl Fleet {
             sentinel_password_file: spec.sentinel_password_file,
             max_connection_age_ms: spec.max_connection_age_ms,
             zone: core::cell::Cell::new(None),
-            shared: core::cell::Cell::new(core::ptr::null()),
             worker: RefCell::new(None),
             stopped: core::cell::Cell::new(false),
             reader: RefCell::new(None),
@@ -114,8 +112,6 @@ impl Fleet {
     /// (worker start).
     pub(crate) fn attach(&'static self, zone: &'static Zone) {
         self.zone.set(Some(zone));
-        self.shared
-            .set(zone.fleet().map_or(core::ptr::null(), |s| s as *const _));
         if let Some(c) = &self.cluster {
             self.servers.replace(self.seeds.clone());
             c.refresh_if_due(self, crate::glue::time::now_ms());
@@ -172,8 +168,7 @@ impl Fleet {
     }
 
     fn shared(&self) -> Option<&FleetShared> {
-        // SAFETY: NULL or the zone's state, mapped for the life of the cycle.
-        unsafe { self.shared.get().as_ref() }
+        self.zone()?.fleet()
     }
 
     /// Sends `cmds` expecting `replies` replies for `waiter`; `false` when Redis is

@@ -206,6 +206,14 @@ pub fn eventually_within(secs: u64, what: &str, mut cond: impl FnMut() -> bool) 
     }
 }
 
+/// Waits until the identity server has received `n` introspections in all. It reads its
+/// fault when a request arrives, so a fault lifted after this still holds that request.
+pub fn introspections_arrived(ids: &IdServer, n: usize) {
+    eventually("the introspection is at the identity server", || {
+        ids.introspections() >= n
+    });
+}
+
 /// A client that sent a request for `token` and is still connected.
 pub fn open_request(port: u16, token: &str) -> std::net::TcpStream {
     use std::io::Write;
